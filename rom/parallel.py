@@ -1,0 +1,231 @@
+"""Distributed arrays of owned rows: communicators, reductions, collective validation.
+
+Every routine of :mod:`rom` that works on snapshot matrices takes a numpy array holding the
+rows this rank owns plus an optional ``comm`` (an ``mpi4py`` communicator). ``comm=None``
+means serial and is equivalent to ``MPI.COMM_SELF``. Row-distributed products such as the
+Gram matrix :math:`X^T M X = \\sum_p X_p^T (M X)_p` are formed locally and summed over ranks.
+
+Inputs are validated *collectively* before the first collective operation: each rank checks
+its own rows, the verdicts are gathered, and every rank raises the same error. A bad input
+therefore never leaves some ranks waiting in a reduction (see ``DESIGN.md`` section 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+__all__ = [
+    "get_comm",
+    "allreduce_sum",
+    "allreduce_max",
+    "check_collective",
+    "validate_finite",
+    "validate_local_rows",
+    "row_range",
+    "distribute_rows",
+    "gather_rows",
+    "blas_threads",
+    "apply_product",
+    "inner",
+    "norms",
+]
+
+
+def get_comm(comm: MPI.Comm | None) -> MPI.Comm:
+    """Return ``comm``, or ``MPI.COMM_SELF`` when it is ``None`` (serial)."""
+    return MPI.COMM_SELF if comm is None else comm
+
+
+def allreduce_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
+    """Sum ``a`` over all ranks; a new float64 array (scalars give 0-d arrays).
+
+    Serial calls return a copy without touching MPI.
+    """
+    a = np.array(a, dtype=np.float64, order="C")
+    comm = get_comm(comm)
+    if comm.size == 1:
+        return a
+    out = np.empty_like(a)
+    comm.Allreduce(a, out, op=MPI.SUM)
+    return out
+
+
+def allreduce_max(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
+    """Element-wise maximum of ``a`` over all ranks."""
+    a = np.array(a, dtype=np.float64, order="C")
+    comm = get_comm(comm)
+    if comm.size == 1:
+        return a
+    out = np.empty_like(a)
+    comm.Allreduce(a, out, op=MPI.MAX)
+    return out
+
+
+def check_collective(
+    error: str | None, comm: MPI.Comm | None = None, exc: type[Exception] = ValueError
+) -> None:
+    """Raise ``exc`` on every rank if any rank reports an error.
+
+    Parameters
+    ----------
+    error : str or None
+        This rank's verdict: ``None`` when its input is fine, else a message.
+    comm : mpi4py communicator, optional
+        All ranks of ``comm`` must call this function.
+    exc : exception class
+        Raised with the message of the lowest failing rank (prefixed with the rank when the
+        communicator has more than one).
+    """
+    comm = get_comm(comm)
+    if comm.size == 1:
+        if error is not None:
+            raise exc(error)
+        return
+    errors = comm.allgather(error)
+    for rank, msg in enumerate(errors):
+        if msg is not None:
+            raise exc(f"{msg} (reported by rank {rank} of {comm.size})")
+
+
+def _finite_error(X: np.ndarray, name: str) -> str | None:
+    if not np.all(np.isfinite(X)):
+        bad = np.argwhere(~np.isfinite(np.atleast_2d(X)))
+        where = ""
+        if X.ndim == 2 and bad.size:
+            where = f" (first at local row {bad[0, 0]}, column {bad[0, 1]})"
+        return f"{name} contains NaN or Inf{where}"
+    return None
+
+
+def validate_finite(X: np.ndarray, name: str = "input", comm: MPI.Comm | None = None) -> None:
+    """Collectively check that ``X`` holds no NaN or Inf on any rank."""
+    check_collective(_finite_error(np.asarray(X), name), comm)
+
+
+def validate_local_rows(
+    X: Any, name: str = "X", comm: MPI.Comm | None = None, *, ncols: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Validate a row-distributed matrix collectively and return it as float64.
+
+    Checks on every rank: 2-D, real, finite, and the same number of columns on every rank
+    (equal to ``ncols`` when given). Returns ``(X, n_rows_global)``.
+    """
+    comm = get_comm(comm)
+    err = None
+    try:
+        X = np.asarray(X)
+        if X.ndim != 2:
+            err = f"{name} must be 2-D (rows x columns), got shape {X.shape}"
+        elif np.iscomplexobj(X):
+            err = f"{name} must be real, got dtype {X.dtype}"
+        else:
+            X = np.asarray(X, dtype=np.float64)
+            err = _finite_error(X, name)
+    except (TypeError, ValueError) as e:  # not convertible to an array
+        err = f"{name} is not a numeric array: {e}"
+    cols = X.shape[1] if err is None else -1
+    if comm.size > 1:
+        all_cols = comm.allgather(cols)
+    else:
+        all_cols = [cols]
+    if err is None:
+        ref = ncols if ncols is not None else max(all_cols)
+        if cols != ref:
+            err = f"{name} has {cols} columns on this rank, expected {ref}"
+    check_collective(err, comm)
+    n_rows = int(allreduce_sum(float(X.shape[0]), comm))
+    return X, n_rows
+
+
+def row_range(n: int, comm: MPI.Comm | None = None, rank: int | None = None) -> tuple[int, int]:
+    """Contiguous block ``[start, stop)`` of ``n`` rows for a rank (balanced, rank order)."""
+    comm = get_comm(comm)
+    size = comm.size
+    r = comm.rank if rank is None else rank
+    q, rem = divmod(n, size)
+    start = r * q + min(r, rem)
+    return start, start + q + (1 if r < rem else 0)
+
+
+def distribute_rows(X: np.ndarray, comm: MPI.Comm | None = None) -> np.ndarray:
+    """This rank's contiguous block of rows of a matrix every rank holds in full."""
+    start, stop = row_range(np.shape(X)[0], comm)
+    return np.array(X[start:stop], copy=True)
+
+
+def gather_rows(X: np.ndarray, comm: MPI.Comm | None = None) -> np.ndarray:
+    """Concatenate the row blocks of all ranks in rank order; every rank gets the result."""
+    comm = get_comm(comm)
+    if comm.size == 1:
+        return np.array(X, copy=True)
+    return np.concatenate(comm.allgather(np.asarray(X)), axis=0)
+
+
+def _local_size(comm: MPI.Comm) -> int:
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.size
+    finally:
+        node.Free()
+
+
+@contextlib.contextmanager
+def blas_threads(comm: MPI.Comm | None = None, *, threads: int | None = None) -> Iterator[None]:
+    """Limit BLAS/OpenMP threads to the cores of this rank while the block runs.
+
+    With ``comm.size > 1`` the ranks sharing a node split its cores:
+    ``threads = max(1, cpu_count // ranks_on_node)``. Serial runs are left alone.
+    Oversubscription (every rank running a full BLAS thread pool) makes a 2-rank run several
+    times slower than a serial one. Collective over ``comm`` when it has several ranks.
+    """
+    comm = get_comm(comm)
+    if threads is None:
+        if comm.size == 1:
+            yield
+            return
+        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, (ncpu or 1) // _local_size(comm))
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        yield
+
+
+Product = np.ndarray | Callable[[np.ndarray], np.ndarray] | Any
+
+
+def apply_product(product: Product | None, X: np.ndarray) -> np.ndarray:
+    """Apply an inner-product matrix to owned rows: ``M X``.
+
+    ``product`` is ``None`` (Euclidean, returns ``X``), a callable mapping the owned rows of
+    ``X`` to the owned rows of ``M X`` (a distributed operator, e.g. from :mod:`solvers`), or
+    anything supporting ``product @ X`` (numpy array, scipy sparse matrix) holding this rank's
+    rows and columns (serial or block-diagonal distributed products).
+    """
+    if product is None:
+        return X
+    if callable(product) and not hasattr(product, "__matmul__"):
+        out = product(X)
+    else:
+        out = product @ X
+    return np.asarray(out, dtype=np.float64).reshape(X.shape)
+
+
+def inner(
+    X: np.ndarray, Y: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None
+) -> np.ndarray:
+    """Distributed inner products :math:`X^T M Y` (summed over ranks), shape (k, l)."""
+    return allreduce_sum(X.T @ apply_product(product, Y), comm)
+
+
+def norms(X: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None) -> np.ndarray:
+    """M-norms of the columns of a row-distributed matrix, shape (n_columns,)."""
+    MX = apply_product(product, X)
+    sq = allreduce_sum(np.einsum("ij,ij->j", X, MX), comm)
+    return np.sqrt(np.maximum(sq, 0.0))

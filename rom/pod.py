@@ -1,0 +1,412 @@
+"""Batch proper orthogonal decomposition (POD) of row-distributed snapshot matrices.
+
+Given snapshots :math:`S = [s_1, \\dots, s_m]` (rows distributed over ranks) and an SPD inner
+product :math:`M` (``product=``; Euclidean by default), the POD modes are the left
+:math:`M`-singular vectors of :math:`S`: :math:`S = U \\Sigma V^T` with :math:`U^T M U = I`,
+:math:`V^T V = I`. The rank-:math:`N` POD space minimizes
+:math:`\\sum_i \\|s_i - P_N s_i\\|_M^2 = \\sum_{n>N} \\sigma_n^2` (Schmidt-Eckart-Young).
+
+Two methods (``METHODS.md`` sections 1 and 4 of ``DESIGN.md``):
+
+``method="snapshots"`` (fast)
+    Method of snapshots: :math:`G = S^T M S = \\sum_p S_p^T (MS)_p` (one reduction of an
+    :math:`m\\times m` matrix), :math:`G = V \\Lambda V^T`, :math:`\\sigma_n = \\sqrt{\\lambda_n}`,
+    :math:`U = S V_N \\Sigma_N^{-1}`. The eigenvalues carry an absolute error of about
+    :math:`u\\,\\sigma_1^2`, so singular values below :math:`\\sqrt{u}\\,\\sigma_1 \\approx 10^{-8}
+    \\sigma_1` are noise: modes below ``1e-7 * sigma_1`` are never returned by this method.
+``method="qr"`` (accurate)
+    Householder TSQR :math:`S = QR` (local QR, then QR of the stacked :math:`R_p`), and with a
+    product :math:`B = Q^T M Q = L L^T` (well conditioned when :math:`M` is), so that
+    :math:`S = (Q L^{-T}) (L^T R)` with :math:`Q L^{-T}` :math:`M`-orthonormal; then the SVD of the
+    small :math:`C = L^T R = U_C \\Sigma V^T` gives :math:`U = Q L^{-T} U_C`. Accurate singular
+    values down to about :math:`m\\,u\\,\\sigma_1\\,\\kappa(M)^{1/2}`.
+
+In both methods the modes are checked: if :math:`\\max|U^T M U - I| >` ``orth_tol`` they are
+re-orthonormalized by Cholesky-QR2 and the small SVD is redone, so returned modes are
+:math:`M`-orthonormal to ``orth_tol``. Signs are fixed so that the largest-magnitude entry of each
+right singular vector is positive, making results identical (to round-off) at any rank count.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import scipy.linalg as sla
+from mpi4py import MPI
+
+from .parallel import (
+    Product,
+    allreduce_sum,
+    apply_product,
+    blas_threads,
+    check_collective,
+    get_comm,
+    validate_local_rows,
+)
+from .truncation import truncation_rank, validate_truncation
+
+__all__ = ["pod", "POD", "tsqr", "orthonormalize", "gram_matrix", "orthonormality_error"]
+
+logger = logging.getLogger(__name__)
+
+_SNAPSHOTS_FLOOR = 1e-7  # sqrt(u) floor of the method of snapshots, with a safety factor
+
+
+def gram_matrix(
+    X: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
+) -> np.ndarray:
+    """Gram matrix :math:`X^T M X` of row-distributed columns, replicated on every rank.
+
+    Without a product the symmetric rank-k update (BLAS ``syrk``) is used, half the flops of a
+    general product.
+    """
+    if product is None:
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            G = np.zeros((X.shape[1], X.shape[1]))
+        else:
+            # X is C-ordered (n, m): X.T is the Fortran-ordered (m, n) matrix A, syrk gives A A^T.
+            Xc = np.ascontiguousarray(X)
+            G = sla.blas.dsyrk(1.0, Xc.T, trans=0, lower=0)
+            G = np.triu(G) + np.triu(G, 1).T
+    else:
+        G = X.T @ apply_product(product, X)
+    G = allreduce_sum(G, comm)
+    return 0.5 * (G + G.T)
+
+
+def orthonormality_error(
+    U: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
+) -> float:
+    """:math:`\\max_{ij} |(U^T M U - I)_{ij}|` (collective)."""
+    k = U.shape[1]
+    if k == 0:
+        return 0.0
+    G = gram_matrix(U, product=product, comm=comm)
+    return float(np.max(np.abs(G - np.eye(k))))
+
+
+def tsqr(X: np.ndarray, *, comm: MPI.Comm | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Tall-skinny Householder QR of a row-distributed matrix.
+
+    Each rank factors its rows :math:`X_p = Q_p R_p`; the stacked :math:`R_p` (gathered on every
+    rank, at most :math:`m \\times m` each) are factored again, :math:`[R_0; R_1; \\dots] =
+    \\hat Q R`, and :math:`Q_p \\leftarrow Q_p \\hat Q_p`. Stable for rank-deficient input.
+
+    Returns
+    -------
+    Q : ndarray of shape (n_local, k)
+        This rank's rows of the orthonormal factor (:math:`Q^T Q = I`), ``k = min(n, m)``.
+    R : ndarray of shape (k, m)
+        Upper triangular factor, replicated.
+    """
+    comm = get_comm(comm)
+    m = X.shape[1]
+    Qp, Rp = np.linalg.qr(X, mode="reduced")
+    if comm.size == 1:
+        return Qp, Rp
+    Rs = comm.allgather(Rp)
+    Qhat, R = np.linalg.qr(np.vstack(Rs) if Rs else np.zeros((0, m)), mode="reduced")
+    offset = sum(r.shape[0] for r in Rs[: comm.rank])
+    Q = Qp @ Qhat[offset : offset + Rp.shape[0]]
+    return Q, R
+
+
+def orthonormalize(
+    U: np.ndarray,
+    *,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    passes: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky-QR2 in the :math:`M` inner product: :math:`U = QR`, :math:`Q^T M Q = I`.
+
+    Each pass factors :math:`Q^T M Q = R_i^T R_i` and sets :math:`Q \\leftarrow Q R_i^{-1}`;
+    two passes give orthonormality to machine precision when :math:`\\kappa(U) \\lesssim
+    u^{-1/2}` (Yamamoto et al., 2015).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        If :math:`U` is numerically rank deficient (use :func:`tsqr` or :func:`pod` instead).
+    """
+    k = U.shape[1]
+    R = np.eye(k)
+    Q = U
+    for _ in range(passes):
+        G = gram_matrix(Q, product=product, comm=comm)
+        try:
+            Ri = np.linalg.cholesky(G).T
+        except np.linalg.LinAlgError as e:
+            raise np.linalg.LinAlgError(
+                "orthonormalize: the columns are numerically linearly dependent "
+                "(Cholesky of the Gram matrix failed); use tsqr or pod instead"
+            ) from e
+        Q = sla.solve_triangular(Ri, Q.T, trans="T", lower=False).T
+        R = Ri @ R
+    return Q, R
+
+
+def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make the largest-magnitude entry of each column of V positive (ties: first index)."""
+    if V.shape[1] == 0:
+        return U, V
+    idx = np.argmax(np.abs(V), axis=0)
+    s = np.sign(V[idx, np.arange(V.shape[1])])
+    s[s == 0] = 1.0
+    return U * s, V * s
+
+
+def _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol):
+    X, n_rows = validate_local_rows(X, "snapshot matrix", comm)
+    err = validate_truncation(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
+    if err is None and method not in ("snapshots", "qr"):
+        err = f"method must be 'snapshots' or 'qr', got {method!r}"
+    if err is None and not (orth_tol > 0):
+        err = f"orth_tol must be > 0, got {orth_tol!r}"
+    if err is None and product is not None and hasattr(product, "shape") and not callable(product):
+        if tuple(product.shape) != (X.shape[0], X.shape[0]):
+            err = f"product has shape {tuple(product.shape)}, expected ({X.shape[0]}, {X.shape[0]})"
+    check_collective(err, comm)
+    return X, n_rows
+
+
+def pod(
+    X: np.ndarray,
+    *,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    method: str = "snapshots",
+    rank: int | None = None,
+    rtol: float | None = None,
+    l2_err: float | None = None,
+    rel_l2_err: float | None = None,
+    orth_tol: float = 1e-12,
+    return_details: bool = False,
+):
+    """POD of a row-distributed snapshot matrix.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_local, m)
+        This rank's rows of the snapshot matrix (one column per snapshot).
+    product : operator, optional
+        Inner product :math:`M` (mass or energy matrix) applied to owned rows, see
+        :func:`rom.parallel.apply_product`. Euclidean when ``None``.
+    comm : mpi4py communicator, optional
+        Serial when ``None``.
+    method : {"snapshots", "qr"}
+        Fast method of snapshots, or accurate TSQR + SVD (module docstring).
+    rank, rtol, l2_err, rel_l2_err : optional
+        Truncation rules of :mod:`rom.truncation` (e.g. ``rel_l2_err=eps`` keeps the smallest
+        :math:`N` with :math:`\\sum_{n>N}\\sigma_n^2 \\le \\varepsilon^2 \\|X\\|_M^2`). Without
+        any rule all numerically nonzero modes are kept.
+    orth_tol : float
+        Modes satisfy :math:`\\max|U^T M U - I| \\le` ``orth_tol`` (checked, re-orthonormalized).
+    return_details : bool
+        Also return a dict with the right singular vectors (``"V"``, shape (m, N)), the total
+        energy :math:`\\|X\\|_M^2` and the discarded tail :math:`\\sum_{n>N}\\sigma_n^2`.
+
+    Returns
+    -------
+    modes : ndarray of shape (n_local, N)
+    singular_values : ndarray of shape (N,)
+    details : dict, only with ``return_details=True``
+    """
+    comm = get_comm(comm)
+    X, n_rows = _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol)
+    m = X.shape[1]
+    if m == 0:
+        U, sv, d = np.zeros((X.shape[0], 0)), np.zeros(0), {"V": np.zeros((0, 0))}
+        d.update(total_energy=0.0, tail_energy=0.0, n_rows=n_rows)
+        return (U, sv, d) if return_details else (U, sv)
+    with blas_threads(comm):
+        if method == "snapshots":
+            G = gram_matrix(X, product=product, comm=comm)
+            total = float(np.trace(G))
+            lam, V = np.linalg.eigh(G)
+            lam, V = lam[::-1], V[:, ::-1]
+            sv_all = np.sqrt(np.maximum(lam, 0.0))
+            floor = _SNAPSHOTS_FLOOR * (sv_all[0] if m else 0.0)
+            n_reliable = int(np.count_nonzero(sv_all > floor)) if m else 0
+            # The tail below the floor is noise in the eigenvalues: use the exact remainder.
+            sv = sv_all[:n_reliable]
+            extra = max(total - float(np.sum(sv**2)), 0.0)
+            N = truncation_rank(
+                sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
+                total_energy=total, extra_tail=extra,
+            )
+            unmet = (l2_err is not None and extra > float(l2_err) ** 2) or (
+                rel_l2_err is not None and extra > float(rel_l2_err) ** 2 * total
+            )
+            if (rtol is not None and rtol < _SNAPSHOTS_FLOOR) or unmet:
+                warnings.warn(
+                    "method='snapshots' cannot resolve singular values below 1e-7*sigma_1; "
+                    "use method='qr' for tighter tolerances",
+                    stacklevel=2,
+                )
+            Vn = V[:, :N]
+            U = X @ (Vn / sv[:N])
+            sv = sv[:N]
+        else:
+            Q, R = tsqr(X, comm=comm)
+            if product is not None:
+                B = gram_matrix(Q, product=product, comm=comm)
+                L = np.linalg.cholesky(B)
+                C = L.T @ R
+            else:
+                L = None
+                C = R
+            Uc, sv_all, Vt = np.linalg.svd(C, full_matrices=False)
+            total = float(np.sum(C * C))
+            floor = max(C.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
+            n_reliable = int(np.count_nonzero(sv_all > floor))
+            sv = sv_all[:n_reliable]
+            N = truncation_rank(
+                sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
+                total_energy=total, extra_tail=max(total - float(np.sum(sv**2)), 0.0),
+            )
+            W = Uc[:, :N]
+            if L is not None:
+                W = sla.solve_triangular(L, W, trans="T", lower=True)
+            U = Q @ W
+            Vn = Vt[:N].T
+            sv = sv[:N]
+        U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol)
+        U, Vn = _fix_signs(U, Vn)
+    tail = max(total - float(np.sum(sv**2)), 0.0)
+    logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", method, len(sv), m, tail, total)
+    if return_details:
+        return U, sv, {"V": Vn, "total_energy": total, "tail_energy": tail, "n_rows": n_rows}
+    return U, sv
+
+
+def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol):
+    """Re-orthonormalize modes that drifted and redo the small SVD so that U Σ Vᵀ is kept."""
+    for _ in range(2):
+        err = orthonormality_error(U, product=product, comm=comm)
+        if err <= orth_tol:
+            break
+        logger.debug("pod: orthonormality error %.2e > %.1e, re-orthonormalizing", err, orth_tol)
+        Q, R = orthonormalize(U, product=product, comm=comm)
+        # U Σ Vᵀ = Q (R Σ) Vᵀ;  R Σ = Ur Σr Vrᵀ  =>  modes Q Ur, values Σr, right vectors V Vr.
+        Ur, sr, Vrt = np.linalg.svd(R * sv, full_matrices=False)
+        U, sv, V = Q @ Ur, sr, V @ Vrt.T
+    return U, sv, V
+
+
+class POD:
+    """POD estimator (scikit-learn style) on row-distributed snapshots.
+
+    Parameters
+    ----------
+    method : {"snapshots", "qr"}
+        See :func:`pod`.
+    rank, rtol, l2_err, rel_l2_err : optional
+        Truncation rules (:mod:`rom.truncation`).
+    product : operator, optional
+        Inner product :math:`M` on owned rows (Euclidean when ``None``).
+    comm : mpi4py communicator, optional
+        Serial when ``None``.
+    orth_tol : float
+        Required :math:`M`-orthonormality of the modes.
+
+    Attributes
+    ----------
+    modes_ : ndarray of shape (n_local, n_components_)
+        This rank's rows of the :math:`M`-orthonormal POD modes.
+    singular_values_ : ndarray of shape (n_components_,)
+    n_components_ : int
+    total_energy_ : float
+        :math:`\\|X\\|_M^2 = \\sum_n \\sigma_n^2` over all singular values.
+    truncation_error_ : float
+        :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}`, the Frobenius projection error of the fitted data.
+    right_singular_vectors_ : ndarray of shape (n_samples, n_components_)
+    n_samples_seen_ : int
+    n_features_ : int
+        Global number of rows (dofs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from rom import POD
+    >>> X = np.outer(np.linspace(0, 1, 50), [1.0, 2.0, 3.0])
+    >>> est = POD(rtol=1e-10).fit(X)
+    >>> est.n_components_
+    1
+    >>> bool(np.allclose(est.inverse_transform(est.transform(X)), X))
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str = "snapshots",
+        rank: int | None = None,
+        rtol: float | None = None,
+        l2_err: float | None = None,
+        rel_l2_err: float | None = None,
+        product: Product | None = None,
+        comm: MPI.Comm | None = None,
+        orth_tol: float = 1e-12,
+    ) -> None:
+        self.method = method
+        self.rank = rank
+        self.rtol = rtol
+        self.l2_err = l2_err
+        self.rel_l2_err = rel_l2_err
+        self.product = product
+        self.comm = comm
+        self.orth_tol = orth_tol
+
+    def fit(self, X: np.ndarray) -> POD:
+        """Compute the POD of the snapshots ``X`` (n_local, n_samples); returns ``self``."""
+        U, sv, d = pod(
+            X, product=self.product, comm=self.comm, method=self.method, rank=self.rank,
+            rtol=self.rtol, l2_err=self.l2_err, rel_l2_err=self.rel_l2_err,
+            orth_tol=self.orth_tol, return_details=True,
+        )
+        self.modes_ = U
+        self.singular_values_ = sv
+        self.n_components_ = len(sv)
+        self.total_energy_ = d["total_energy"]
+        self.truncation_error_ = float(np.sqrt(d["tail_energy"]))
+        self.right_singular_vectors_ = d["V"]
+        self.n_samples_seen_ = X.shape[1]
+        self.n_features_ = d["n_rows"]
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "modes_"):
+            raise RuntimeError("this POD instance is not fitted yet; call fit(X) first")
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Reduced coordinates :math:`U^T M X`, shape (n_components, n_columns) (collective)."""
+        self._check_fitted()
+        X, _ = validate_local_rows(X, "X", self.comm)
+        check_collective(
+            None if X.shape[0] == self.modes_.shape[0] else
+            f"X has {X.shape[0]} local rows, the modes have {self.modes_.shape[0]}",
+            self.comm,
+        )
+        return allreduce_sum(self.modes_.T @ apply_product(self.product, X), self.comm)
+
+    def inverse_transform(self, C: np.ndarray) -> np.ndarray:
+        """Owned rows of the reconstruction :math:`U C`, shape (n_local, n_columns)."""
+        self._check_fitted()
+        C = np.asarray(C, dtype=np.float64)
+        if C.ndim == 1:
+            C = C[:, None]
+        if C.shape[0] != self.n_components_:
+            raise ValueError(f"C has {C.shape[0]} rows, expected n_components={self.n_components_}")
+        return self.modes_ @ C
+
+    def projection_error(self, X: np.ndarray, *, relative: bool = True) -> float:
+        """:math:`\\|X - U U^T M X\\|_M` (Frobenius), divided by :math:`\\|X\\|_M` if relative."""
+        R = X - self.inverse_transform(self.transform(X))
+        num = float(allreduce_sum(np.sum(R * apply_product(self.product, R)), self.comm))
+        if not relative:
+            return float(np.sqrt(max(num, 0.0)))
+        den = float(allreduce_sum(np.sum(X * apply_product(self.product, X)), self.comm))
+        return float(np.sqrt(max(num, 0.0) / den)) if den > 0 else 0.0

@@ -1,0 +1,120 @@
+"""Truncation rules for singular value decompositions (``METHODS.md`` section 1).
+
+With singular values :math:`\\sigma_1 \\ge \\sigma_2 \\ge \\dots` of a snapshot matrix
+:math:`S` and total energy :math:`\\|S\\|_F^2`, the best rank-:math:`N` error is the tail
+:math:`E_N^2 = \\sum_{n>N} \\sigma_n^2` (Schmidt-Eckart-Young). Rules (each gives the smallest
+:math:`N` that meets it):
+
+``rank``
+    :math:`N \\le` ``rank`` (a cap, applied last).
+``rtol``
+    :math:`N = \\#\\{n : \\sigma_n \\ge \\mathrm{rtol}\\,\\sigma_1\\}`.
+``l2_err``
+    :math:`\\sum_{n>N} \\sigma_n^2 \\le \\mathrm{l2\\_err}^2` (absolute).
+``rel_l2_err``
+    :math:`\\sum_{n>N} \\sigma_n^2 \\le \\mathrm{rel\\_l2\\_err}^2 \\, \\|S\\|_F^2`, i.e. the
+    relative error :math:`e_N = E_N/\\|S\\|_F \\le` ``rel_l2_err``; equivalently the kept
+    energy fraction is at least :math:`1 - \\mathrm{rel\\_l2\\_err}^2`.
+
+When several accuracy rules are given, all are met (the largest :math:`N`), then ``rank``
+caps. Tails are summed from the smallest term (never as total minus kept: that difference is
+noise below :math:`e_N \\approx \\sqrt{u}`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["validate_truncation", "truncation_rank", "tail_energies"]
+
+
+def validate_truncation(
+    *,
+    rank: int | None = None,
+    rtol: float | None = None,
+    l2_err: float | None = None,
+    rel_l2_err: float | None = None,
+) -> str | None:
+    """Return an error message for invalid truncation options, else ``None``.
+
+    Meant to be passed to :func:`rom.parallel.check_collective`.
+    """
+    if rank is not None and (not isinstance(rank, (int, np.integer)) or rank < 0):
+        return f"rank must be a non-negative integer, got {rank!r}"
+    for name, val in (("rtol", rtol), ("l2_err", l2_err), ("rel_l2_err", rel_l2_err)):
+        if val is None:
+            continue
+        try:
+            v = float(val)
+        except (TypeError, ValueError):
+            return f"{name} must be a number, got {val!r}"
+        if not math.isfinite(v) or v < 0:
+            return f"{name} must be finite and >= 0, got {val!r}"
+    if rtol is not None and float(rtol) > 1:
+        return f"rtol must be in [0, 1], got {rtol!r}"
+    return None
+
+
+def tail_energies(sv: np.ndarray) -> np.ndarray:
+    """``t[N] = sum_{n >= N} sv[n]**2`` for ``N = 0..len(sv)`` (``t[len] = 0``).
+
+    Summed from the smallest term for accuracy.
+    """
+    sq = np.asarray(sv, dtype=np.float64) ** 2
+    t = np.zeros(len(sq) + 1)
+    t[:-1] = np.cumsum(sq[::-1])[::-1]
+    return t
+
+
+def truncation_rank(
+    sv: np.ndarray,
+    *,
+    rank: int | None = None,
+    rtol: float | None = None,
+    l2_err: float | None = None,
+    rel_l2_err: float | None = None,
+    total_energy: float | None = None,
+    extra_tail: float = 0.0,
+) -> int:
+    """Number of singular values to keep under the rules of this module.
+
+    Parameters
+    ----------
+    sv : ndarray of shape (k,)
+        Singular values in non-increasing order (non-negative).
+    rank, rtol, l2_err, rel_l2_err : optional
+        The truncation rules (module docstring). With none given, every value is kept.
+    total_energy : float, optional
+        :math:`\\|S\\|_F^2` for ``rel_l2_err``; defaults to ``sum(sv**2) + extra_tail``.
+    extra_tail : float
+        Energy already discarded elsewhere (e.g. values not in ``sv``); it counts against
+        ``l2_err`` and ``rel_l2_err``: the rule checked is
+        :math:`\\sum_{n>N}\\sigma_n^2 + \\text{extra\\_tail} \\le \\text{tol}^2`. If even
+        keeping everything cannot meet it, everything is kept.
+    """
+    sv = np.asarray(sv, dtype=np.float64)
+    k = len(sv)
+    if k == 0:
+        return 0
+    tails = tail_energies(sv) + extra_tail
+    n = 0
+    any_rule = False
+    if rtol is not None:
+        any_rule = True
+        n = max(n, int(np.count_nonzero(sv >= float(rtol) * sv[0])))
+    if l2_err is not None:
+        any_rule = True
+        ok = np.nonzero(tails <= float(l2_err) ** 2)[0]
+        n = max(n, int(ok[0]) if ok.size else k)
+    if rel_l2_err is not None:
+        any_rule = True
+        tot = float(np.sum(sv**2) + extra_tail) if total_energy is None else float(total_energy)
+        ok = np.nonzero(tails <= float(rel_l2_err) ** 2 * tot)[0]
+        n = max(n, int(ok[0]) if ok.size else k)
+    if not any_rule:
+        n = k
+    if rank is not None:
+        n = min(n, int(rank))
+    return n
