@@ -4,6 +4,7 @@ Snapshot matrices are numpy arrays of the rows (dofs) a rank owns, plus an optio
 communicator ``comm`` (serial when ``None``). This package never imports dolfinx.
 """
 
+from .io import SnapshotStore, StoreError
 from .parallel import blas_threads, distribute_rows, gather_rows, row_range
 from .pod import POD, orthonormalize, pod, tsqr
 from .truncation import truncation_rank
@@ -12,6 +13,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "POD",
+    "SnapshotStore",
+    "StoreError",
     "pod",
     "tsqr",
     "orthonormalize",
