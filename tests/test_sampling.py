@@ -27,3 +27,14 @@ def test_bad_ranges_are_refused():
         latin_hypercube(np.array([[1.0, 0.0]]), 3)
     with pytest.raises(ValueError, match="n must be"):
         latin_hypercube(np.array([[0.0, 1.0]]), 0)
+
+
+def test_log_scale_is_stratified_in_log_space():
+    ranges = np.array([[1.0, 100.0], [0.0, 1.0]])
+    n = 10
+    P = latin_hypercube(ranges, n, seed=5, log_scale=[True, False])
+    bins = np.floor(np.log10(P[:, 0]) / 2.0 * n).astype(int)
+    np.testing.assert_array_equal(np.sort(bins), np.arange(n))
+    assert np.all((P[:, 0] >= 1.0) & (P[:, 0] <= 100.0))
+    with pytest.raises(ValueError, match="low > 0"):
+        latin_hypercube(np.array([[0.0, 1.0]]), 3, log_scale=[True])

@@ -1,0 +1,14 @@
+"""dolfinx full-order models feeding :mod:`rom` (the only package that imports dolfinx).
+
+* :mod:`solvers.mesh` - structured O-grid of a cooled blade section (numpy only).
+* :mod:`solvers.operators` - :class:`~solvers.operators.PETScOperator`, owned-row action of a
+  PETSc matrix (the ``product=`` callable of :mod:`rom`).
+* :mod:`solvers.heat` - :class:`~solvers.heat.HeatModel`, transient heat conduction
+  :math:`\\partial_t u - \\nabla\\cdot(k\\nabla u) = 0` with convective cooling
+  :math:`-k\\nabla u\\cdot n = h u` on the channel and a hot-gas flux
+  :math:`k\\nabla u\\cdot n = q g` on the outer profile, affine in
+  :math:`\\mu = (k_{sub}, k_{coat}, h, q)`, implicit Euler (see its module docstring).
+
+Submodules that need dolfinx import it themselves (after ``dolfinx_solver``); importing this
+package does not.
+"""

@@ -1,0 +1,374 @@
+"""Parametrized transient heat conduction in a cooled turbine-blade section (dolfinx FOM).
+
+Domain :math:`\\Omega` (see :mod:`solvers.mesh`): the wall between an elliptic cooling channel
+:math:`\\Gamma_c` and the outer hot-gas profile :math:`\\Gamma_h`, split into the substrate
+:math:`\\Omega_s` and an outer coating layer :math:`\\Omega_t`. Nondimensional temperature
+:math:`u` relative to the coolant, :math:`\\rho c = 1`, :math:`u(\\cdot, 0) = 0`:
+
+.. math::
+
+    \\partial_t u - \\nabla\\cdot(k \\nabla u) = 0 \\ \\text{in } \\Omega, \\qquad
+    k = k_{sub} \\text{ on } \\Omega_s, \\ k = k_{coat} \\text{ on } \\Omega_t,
+
+    -k \\nabla u \\cdot n = h\\, u \\ \\text{on } \\Gamma_c \\ \\text{(convective cooling)}, \\qquad
+    k \\nabla u \\cdot n = q\\, g(x) \\ \\text{on } \\Gamma_h \\ \\text{(hot-gas flux)},
+
+with the fixed flux profile peaking at the leading edge :math:`x_{LE}`,
+:math:`g(x) = 1 + 2 \\exp(-|x - x_{LE}|^2 / (2 \\sigma^2))`, :math:`\\sigma = 0.08`, and the
+parameters :math:`\\mu = (k_{sub}, k_{coat}, h, q)`.
+
+Weak form (P1 Lagrange :math:`V_h`): find :math:`u(t) \\in V_h` with
+
+.. math::
+
+    (\\partial_t u, v)_\\Omega + \\sum_{q=1}^{3} \\theta^a_q(\\mu)\\, a_q(u, v)
+        = \\theta^f_1(\\mu)\\, f_1(v) \\quad \\forall v \\in V_h,
+
+    a_1(u, v) = \\int_{\\Omega_s} \\nabla u \\cdot \\nabla v, \\quad
+    a_2(u, v) = \\int_{\\Omega_t} \\nabla u \\cdot \\nabla v, \\quad
+    a_3(u, v) = \\int_{\\Gamma_c} u v, \\quad f_1(v) = \\int_{\\Gamma_h} g v,
+
+    \\theta^a(\\mu) = (k_{sub}, k_{coat}, h), \\qquad \\theta^f(\\mu) = (q),
+
+an affine decomposition :math:`A(\\mu) = \\sum_q \\theta^a_q(\\mu) A_q`,
+:math:`f(\\mu) = \\sum_q \\theta^f_q(\\mu) f_q` (no Dirichlet conditions). Implicit Euler with
+step :math:`\\Delta t`:
+
+.. math::
+
+    (M / \\Delta t + A(\\mu))\\, u^{n+1} = M u^n / \\Delta t + f(\\mu), \\qquad u^0 = 0,
+
+with one LU factorization (MUMPS, through PETSc ``KSP`` preonly) per trajectory. Testing with
+:math:`v = 1` gives the discrete energy balance
+:math:`\\int_\\Omega u^{n+1} - \\int_\\Omega u^n = \\Delta t (q \\int_{\\Gamma_h} g
+- h \\int_{\\Gamma_c} u^{n+1})`.
+
+The default final time (0.05) spans the transient of the whole parameter box: the slowest
+parameter (weak cooling, :math:`h = 10`) is still heating up at the end, the fastest
+(:math:`h = 200`, :math:`k_{sub} = 50`) reaches its steady state after a few steps.
+
+Owned rows follow dolfinx: the first ``V.dofmap.index_map.size_local`` dofs of each rank;
+``keys`` are the mesh input node indices of those dofs, independent of the partition.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
+
+import basix.ufl
+import dolfinx
+import dolfinx.fem.petsc
+import numpy as np
+import ufl
+from dolfinx import fem
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from rom.parallel import allreduce_sum, check_collective
+
+from .mesh import BladeGeometry, blade_mesh, grid_layout
+from .operators import PETScOperator
+
+__all__ = ["HeatModel"]
+
+logger = logging.getLogger(__name__)
+
+_REGIONS = {
+    "domain": ("dx", None),
+    "substrate": ("dx", 1),
+    "coating": ("dx", 2),
+    "cooling": ("ds", 1),
+    "hot_gas": ("ds", 2),
+}
+
+
+class HeatModel:
+    """Full-order model of the cooled blade (module docstring for the PDE and weak form).
+
+    Parameters
+    ----------
+    comm : mpi4py communicator
+        The mesh is generated on rank 0 of ``comm`` and distributed by dolfinx.
+    size : int
+        Cells across the wall (``r``); ``8 * size`` cells around, about ``8 size^2`` dofs.
+    final_time : float
+        End of the time interval :math:`T`.
+    n_steps : int
+        Implicit Euler steps; :math:`\\Delta t = T / n_{steps}`.
+    degree : int
+        Lagrange degree; only 1 (vertex dofs carry the partition-independent keys).
+    s_factor, r_coat, geometry
+        Mesh options of :func:`solvers.mesh.blade_mesh`.
+
+    Attributes
+    ----------
+    mesh, V, cell_tags, facet_tags, dx, ds
+        dolfinx mesh, P1 space, subdomain tags (``SUBSTRATE``, ``COATING``; ``COOLING``,
+        ``HOT_GAS``) and the tagged measures.
+    flux_profile : UFL expression
+        :math:`g(x)`.
+    mass : PETScOperator
+        :math:`M_{ij} = \\int_\\Omega \\phi_j \\phi_i`.
+    stiffness_terms : list of PETScOperator
+        :math:`[A_1, A_2, A_3]`.
+    rhs_terms : list of ndarray of shape (n_owned,)
+        :math:`[f_1]`, owned rows.
+    keys : ndarray of int64, shape (n_owned,)
+        Mesh input node index of each owned dof.
+    coordinates : ndarray of shape (n_owned, 2)
+    """
+
+    parameter_names: tuple[str, ...] = ("k_sub", "k_coat", "h_cool", "q_flux")
+    SUBSTRATE, COATING = 1, 2
+    COOLING, HOT_GAS = 1, 2
+    flux_width: float = 0.08
+
+    def __init__(
+        self,
+        comm: MPI.Comm = MPI.COMM_WORLD,
+        *,
+        size: int = 8,
+        final_time: float = 0.05,
+        n_steps: int = 30,
+        degree: int = 1,
+        s_factor: int = 8,
+        r_coat: float = 0.85,
+        geometry: BladeGeometry | None = None,
+    ) -> None:
+        if degree != 1:
+            raise ValueError(f"only degree=1 is supported (keys are mesh vertices), got {degree}")
+        if not (np.isfinite(final_time) and final_time > 0) or int(n_steps) < 1:
+            raise ValueError(
+                f"need final_time > 0 and n_steps >= 1, got {final_time}, {n_steps}"
+            )
+        self.comm = comm
+        self.final_time = float(final_time)
+        self.n_steps = int(n_steps)
+        self.dt = self.final_time / self.n_steps
+        self.parameter_ranges = np.array([[5.0, 50.0], [0.5, 5.0], [10.0, 200.0], [0.5, 2.0]])
+        self.geometry = BladeGeometry() if geometry is None else geometry
+        n_s, n_r, n_coat = grid_layout(size, s_factor=s_factor, r_coat=r_coat)
+
+        # mesh on rank 0, distributed by dolfinx
+        if comm.rank == 0:
+            bm = blade_mesh(size, s_factor=s_factor, r_coat=r_coat, geometry=self.geometry)
+            points, cells = bm.points, bm.cells
+            self._plot_mesh: tuple[np.ndarray, np.ndarray] | None = (points, cells)
+        else:
+            points, cells = np.empty((0, 2)), np.empty((0, 3), dtype=np.int64)
+            self._plot_mesh = None
+        domain = ufl.Mesh(basix.ufl.element("Lagrange", "triangle", 1, shape=(2,)))
+        self.mesh = dolfinx.mesh.create_mesh(comm, cells, domain, points)
+        self._tag_subdomains(n_s, n_r, n_coat)
+
+        self.V = fem.functionspace(self.mesh, ("Lagrange", 1))
+        imap = self.V.dofmap.index_map
+        self.n_owned = int(imap.size_local)
+        self.n_dofs = int(imap.size_global)
+        geo = self.mesh.geometry
+        keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
+        # P1 dofs and P1 geometry nodes share the reference-vertex order in each cell
+        keys[self.V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
+        self.keys = keys[: self.n_owned].copy()
+        self.coordinates = self.V.tabulate_dof_coordinates()[: self.n_owned, :2].copy()
+
+        x = ufl.SpatialCoordinate(self.mesh)
+        le = self.geometry.leading_edge
+        r2 = (x[0] - le[0]) ** 2 + (x[1] - le[1]) ** 2
+        self.flux_profile = 1.0 + 2.0 * ufl.exp(-r2 / (2.0 * self.flux_width**2))
+
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        dx, ds = self.dx, self.ds
+        self.mass = self._matrix(u * v * dx)
+        self.stiffness_terms = [
+            self._matrix(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.SUBSTRATE)),
+            self._matrix(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.COATING)),
+            self._matrix(u * v * ds(self.COOLING)),
+        ]
+        self.rhs_terms = [self.assemble_vector(self.flux_profile * v * ds(self.HOT_GAS))]
+        logger.info(
+            "HeatModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
+            self.n_dofs, self.n_owned, comm.rank, self.dt, self.n_steps,
+        )
+
+    # ------------------------------------------------------------------ setup helpers
+    def _tag_subdomains(self, n_s: int, n_r: int, n_coat: int) -> None:
+        mesh, tdim = self.mesh, self.mesh.topology.dim
+        n_cells = mesh.topology.index_map(tdim).size_local
+        orig = np.asarray(mesh.topology.original_cell_index[:n_cells], dtype=np.int64)
+        coat = orig // (2 * n_s) >= n_r - n_coat
+        self.cell_tags = dolfinx.mesh.meshtags(
+            mesh, tdim, np.arange(n_cells, dtype=np.int32),
+            np.where(coat, self.COATING, self.SUBSTRATE).astype(np.int32),
+        )
+        mesh.topology.create_connectivity(tdim - 1, tdim)
+        facets = np.sort(dolfinx.mesh.exterior_facet_indices(mesh.topology)).astype(np.int32)
+        nodes = dolfinx.mesh.entities_to_geometry(mesh, tdim - 1, facets)
+        layer = np.asarray(mesh.geometry.input_global_indices)[nodes] // n_s
+        tags = np.zeros(len(facets), dtype=np.int32)
+        tags[np.all(layer == 0, axis=1)] = self.COOLING
+        tags[np.all(layer == n_r, axis=1)] = self.HOT_GAS
+        check_collective(
+            None if np.all(tags > 0) else "exterior facet on neither boundary curve", self.comm,
+            RuntimeError,
+        )
+        self.facet_tags = dolfinx.mesh.meshtags(mesh, tdim - 1, facets, tags)
+        self.dx = ufl.Measure("dx", domain=mesh, subdomain_data=self.cell_tags)
+        self.ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.facet_tags)
+
+    def _matrix(self, a: Any) -> PETScOperator:
+        A = dolfinx.fem.petsc.assemble_matrix(fem.form(a))
+        A.assemble()
+        return PETScOperator(A)
+
+    # ------------------------------------------------------------------ public helpers
+    @property
+    def times(self) -> np.ndarray:
+        """Snapshot times :math:`t_1, \\dots, t_N` (:math:`t_n = n \\Delta t`)."""
+        return self.dt * np.arange(1, self.n_steps + 1)
+
+    def theta_a(self, mu: np.ndarray) -> np.ndarray:
+        """:math:`\\theta^a(\\mu) = (k_{sub}, k_{coat}, h)`, shape (3,)."""
+        mu = self._check_mu(mu)
+        return mu[:3].copy()
+
+    def theta_f(self, mu: np.ndarray) -> np.ndarray:
+        """:math:`\\theta^f(\\mu) = (q)`, shape (1,)."""
+        mu = self._check_mu(mu)
+        return mu[3:4].copy()
+
+    def _check_mu(self, mu: np.ndarray) -> np.ndarray:
+        mu = np.asarray(mu, dtype=np.float64).ravel()
+        err = None
+        if mu.shape != (4,):
+            err = f"mu must have 4 entries {self.parameter_names}, got shape {mu.shape}"
+        elif not np.all(np.isfinite(mu)):
+            err = f"mu contains NaN or Inf: {mu}"
+        elif mu[0] <= 0 or mu[1] <= 0 or mu[2] < 0:
+            err = f"need k_sub > 0, k_coat > 0, h_cool >= 0, got {mu[:3]}"
+        if err is not None:  # mu is replicated, so every rank raises together
+            raise ValueError(err)
+        return mu
+
+    def assemble_vector(self, L: Any) -> np.ndarray:
+        """Owned rows of the vector of a linear UFL form on ``V`` (ghost contributions summed)."""
+        b = fem.assemble_vector(fem.form(L))
+        b.scatter_reverse(dolfinx.la.InsertMode.add)
+        return np.array(b.array[: self.n_owned], copy=True)
+
+    def to_function(self, u: np.ndarray | None = None) -> fem.Function:
+        """A dolfinx ``Function`` with the owned values ``u`` (ghosts updated); zero if None."""
+        fn = fem.Function(self.V)
+        if u is not None:
+            fn.x.array[: self.n_owned] = np.asarray(u, dtype=np.float64).reshape(self.n_owned)
+            fn.x.scatter_forward()
+        return fn
+
+    def functional(
+        self, u: np.ndarray | None = None, *, region: str = "domain", weight: Any = None
+    ) -> float:
+        """:math:`\\int_R w\\, u` by ``assemble_scalar`` of a UFL form, summed over ranks.
+
+        ``u`` is an owned-row vector (None: 1); ``weight`` a UFL expression or number (None: 1);
+        ``region`` one of ``domain``, ``substrate``, ``coating`` (cells), ``cooling``,
+        ``hot_gas`` (boundary facets). Collective.
+        """
+        if region not in _REGIONS:
+            raise ValueError(f"region must be one of {sorted(_REGIONS)}, got {region!r}")
+        kind, tag = _REGIONS[region]
+        measure = getattr(self, kind) if tag is None else getattr(self, kind)(tag)
+        integrand = fem.Constant(self.mesh, PETSc.ScalarType(1.0))
+        if u is not None:
+            integrand = integrand * self.to_function(u)
+        if weight is not None:
+            integrand = integrand * weight
+        local = fem.assemble_scalar(fem.form(integrand * measure))
+        return float(allreduce_sum(local, self.comm))
+
+    def mesh_for_plot(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(points (n_nodes, 2), triangles (n_cells, 3))`` in input (key) order on rank 0.
+
+        ``points[keys]`` equals ``coordinates``; other ranks get None.
+        """
+        return self._plot_mesh
+
+    # ------------------------------------------------------------------ solvers
+    def _system(self, theta_a: np.ndarray, *, mass_scale: float) -> PETSc.Mat:
+        S = self.mass.petsc.copy()
+        S.scale(mass_scale)
+        for t, A in zip(theta_a, self.stiffness_terms, strict=True):
+            S.axpy(float(t), A.petsc, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+        return S
+
+    def _lu(self, S: PETSc.Mat) -> PETSc.KSP:
+        ksp = PETSc.KSP().create(self.comm)
+        ksp.setOperators(S)
+        ksp.setType(PETSc.KSP.Type.PREONLY)
+        pc = ksp.getPC()
+        pc.setType(PETSc.PC.Type.LU)
+        pc.setFactorSolverType("mumps")
+        ksp.setUp()
+        return ksp
+
+    def _check_solve(self, ksp: PETSc.KSP, what: str) -> None:
+        reason = ksp.getConvergedReason()
+        if reason < 0:
+            raise RuntimeError(f"{what}: PETSc KSP failed with converged reason {reason}")
+
+    def solve(self, mu: np.ndarray) -> np.ndarray:
+        """Implicit Euler trajectory :math:`u^1, \\dots, u^N` (owned rows), shape (n_owned, N).
+
+        :math:`(M/\\Delta t + A(\\mu)) u^{n+1} = M u^n/\\Delta t + f(\\mu)`, :math:`u^0 = 0`;
+        the system matrix is factored once (MUMPS LU). Collective.
+        """
+        mu = self._check_mu(mu)
+        theta_a, theta_f = self.theta_a(mu), self.theta_f(mu)
+        f = sum(t * g for t, g in zip(theta_f, self.rhs_terms, strict=True))
+        S = self._system(theta_a, mass_scale=1.0 / self.dt)
+        ksp = self._lu(S)
+        u, rhs = S.createVecs()
+        Mu = u.duplicate()
+        u.set(0.0)
+        U = np.empty((self.n_owned, self.n_steps))
+        try:
+            for n in range(self.n_steps):
+                self.mass.petsc.mult(u, Mu)
+                rhs.array[:] = Mu.array_r / self.dt + f
+                ksp.solve(rhs, u)
+                self._check_solve(ksp, f"time step {n + 1}")
+                U[:, n] = u.array_r
+        finally:
+            for obj in (ksp, S, u, rhs, Mu):
+                obj.destroy()
+        return U
+
+    def steady_solve(self, mu: np.ndarray, *, extra_rhs: np.ndarray | None = None) -> np.ndarray:
+        """Steady state :math:`A(\\mu) u = f(\\mu) + b` (owned rows); ``b = extra_rhs``.
+
+        Needs :math:`h > 0` (the Robin term makes :math:`A(\\mu)` definite). Collective.
+        """
+        mu = self._check_mu(mu)
+        if mu[2] <= 0:
+            raise ValueError(f"steady_solve needs h_cool > 0, got {mu[2]}")
+        b = sum(t * g for t, g in zip(self.theta_f(mu), self.rhs_terms, strict=True))
+        if extra_rhs is not None:
+            extra = np.asarray(extra_rhs, dtype=np.float64)
+            err = None if extra.shape == (self.n_owned,) else (
+                f"extra_rhs must have shape ({self.n_owned},), got {extra.shape}"
+            )
+            check_collective(err, self.comm)
+            b = b + extra
+        S = self._system(self.theta_a(mu), mass_scale=0.0)
+        ksp = self._lu(S)
+        u, rhs = S.createVecs()
+        try:
+            rhs.array[:] = b
+            ksp.solve(rhs, u)
+            self._check_solve(ksp, "steady solve")
+            return np.array(u.array_r, copy=True)
+        finally:
+            for obj in (ksp, S, u, rhs):
+                obj.destroy()

@@ -1,0 +1,73 @@
+"""PETSc-backed linear operators acting on owned-row numpy blocks.
+
+A :class:`PETScOperator` wraps a square PETSc ``Mat`` assembled by dolfinx whose row layout is
+the dofs this rank owns (the first ``V.dofmap.index_map.size_local`` dofs, block size 1). Applied
+to a block ``X`` of shape ``(n_owned, k)`` it returns the owned rows of :math:`A X`; PETSc's
+``MatMult`` gathers the off-rank entries of each column itself, so no ghost handling is needed
+on the numpy side. This is the callable ``product(X)`` that :func:`rom.parallel.apply_product`
+expects (an inner-product matrix such as the FE mass matrix), and it also serves for the
+affine stiffness terms :math:`A_q`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rom.parallel import check_collective
+
+__all__ = ["PETScOperator"]
+
+
+class PETScOperator:
+    """Owned-row action of a distributed PETSc matrix.
+
+    Parameters
+    ----------
+    mat : petsc4py.PETSc.Mat
+        Assembled square matrix (``mat.assemble()`` already called), row layout = owned dofs.
+
+    Attributes
+    ----------
+    petsc : petsc4py.PETSc.Mat
+        The wrapped matrix (shared, not copied).
+    shape : tuple of int
+        Global shape ``(n, n)``.
+    local_shape : tuple of int
+        Owned rows and columns on this rank.
+    """
+
+    def __init__(self, mat) -> None:
+        self.petsc = mat
+        self.shape = tuple(int(n) for n in mat.getSize())
+        self.local_shape = tuple(int(n) for n in mat.getLocalSize())
+        self._x, self._y = mat.createVecs()
+        self._comm = mat.getComm().tompi4py()
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        """Return the owned rows of :math:`A X` for ``X`` of shape (n_owned,) or (n_owned, k).
+
+        Collective over the matrix communicator (every rank must call with the same ``k``).
+        """
+        X = np.asarray(X, dtype=np.float64)
+        n = self.local_shape[1]
+        err = None
+        if X.shape[:1] != (n,) or X.ndim not in (1, 2):
+            err = f"expected owned rows of shape ({n},) or ({n}, k), got {X.shape}"
+        if self._comm.size > 1:
+            ks = self._comm.allgather(X.shape[1:] if err is None else None)
+            if err is None and any(k != ks[0] for k in ks):
+                err = f"column counts differ over ranks: {ks}"
+        check_collective(err, self._comm)
+        cols = X.reshape(n, -1)
+        out = np.empty((self.local_shape[0], cols.shape[1]))
+        for j in range(cols.shape[1]):
+            self._x.array[:] = cols[:, j]
+            self.petsc.mult(self._x, self._y)
+            out[:, j] = self._y.array_r
+        return out.reshape((self.local_shape[0],) + X.shape[1:])
+
+    def __matmul__(self, X: np.ndarray) -> np.ndarray:
+        return self(X)
+
+    def __repr__(self) -> str:
+        return f"PETScOperator(shape={self.shape}, local_shape={self.local_shape})"
