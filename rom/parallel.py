@@ -109,11 +109,18 @@ def validate_finite(X: np.ndarray, name: str = "input", comm: MPI.Comm | None = 
 
 
 def validate_local_rows(
-    X: Any, name: str = "X", comm: MPI.Comm | None = None, *, ncols: int | None = None
+    X: Any,
+    name: str = "X",
+    comm: MPI.Comm | None = None,
+    *,
+    ncols: int | None = None,
+    check_finite: bool = True,
 ) -> tuple[np.ndarray, int]:
     """Validate a row-distributed matrix collectively and return it as float64.
 
-    Checks on every rank: 2-D, real, finite, and the same number of columns on every rank
+    Checks on every rank: 2-D, real, finite (unless ``check_finite=False``: callers that
+    detect NaN/Inf more cheaply on a reduced quantity, e.g. a Gram matrix, and then call
+    :func:`validate_finite` for the message), and the same number of columns on every rank
     (equal to ``ncols`` when given). Returns ``(X, n_rows_global)``.
     """
     comm = get_comm(comm)
@@ -126,7 +133,7 @@ def validate_local_rows(
             err = f"{name} must be real, got dtype {X.dtype}"
         else:
             X = np.asarray(X, dtype=np.float64)
-            err = _finite_error(X, name)
+            err = _finite_error(X, name) if check_finite else None
     except (TypeError, ValueError) as e:  # not convertible to an array
         err = f"{name} is not a numeric array: {e}"
     cols = X.shape[1] if err is None else -1

@@ -15,11 +15,11 @@ Two methods (``METHODS.md`` sections 1 and 4 of ``DESIGN.md``):
     :math:`u\\,\\sigma_1^2`, so singular values below :math:`\\sqrt{u}\\,\\sigma_1 \\approx 10^{-8}
     \\sigma_1` are noise: modes below ``1e-7 * sigma_1`` are never returned by this method.
 ``method="qr"`` (accurate)
-    Householder TSQR :math:`S = QR` (local QR, then QR of the stacked :math:`R_p`), and with a
-    product :math:`B = Q^T M Q = L L^T` (well conditioned when :math:`M` is), so that
-    :math:`S = (Q L^{-T}) (L^T R)` with :math:`Q L^{-T}` :math:`M`-orthonormal; then the SVD of the
-    small :math:`C = L^T R = U_C \\Sigma V^T` gives :math:`U = Q L^{-T} U_C`. Accurate singular
-    values down to about :math:`m\\,u\\,\\sigma_1\\,\\kappa(M)^{1/2}`.
+    :math:`M`-orthonormal QR :math:`S = QR` by rank-revealing shifted Cholesky-QR3
+    (:func:`cholesky_qr`: three Gram products and triangular solves, one reduction each), then
+    the SVD of the small :math:`R = U_R \\Sigma V^T` gives :math:`U = Q U_R`. Singular values are
+    resolved down to about :math:`m\\,u\\,\\sigma_1` (far below the :math:`\\sqrt{u}` floor of the
+    method of snapshots). Householder :func:`tsqr` is available for the Euclidean case.
 
 In both methods the modes are checked: if :math:`\\max|U^T M U - I| >` ``orth_tol`` they are
 re-orthonormalized by Cholesky-QR2 and the small SVD is redone, so returned modes are
@@ -43,11 +43,12 @@ from .parallel import (
     blas_threads,
     check_collective,
     get_comm,
+    validate_finite,
     validate_local_rows,
 )
 from .truncation import truncation_rank, validate_truncation
 
-__all__ = ["pod", "POD", "tsqr", "orthonormalize", "gram_matrix", "orthonormality_error"]
+__all__ = ["pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "gram_matrix", "orthonormality_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,82 @@ def orthonormalize(
     return Q, R
 
 
+def cholesky_qr(
+    X: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Rank-revealing shifted Cholesky-QR3 in the :math:`M` inner product: :math:`X = QR`.
+
+    Pass 1 factors :math:`X^T M X + sI = R_1^T R_1` with the shift
+    :math:`s = 11\,(n m + m(m+1))\,u\,\|X\|_2^2` of Fukaya, Kannan, Nakatsukasa, Yamamoto
+    and Yanagisawa (SIAM J. Sci. Comput. 42(1), 2020), which keeps the factorization defined
+    for condition numbers up to about :math:`u^{-1}`, and sets :math:`Q_1 = X R_1^{-1}`.
+    Passes 2 and 3 are plain Cholesky-QR on :math:`Q_1`, :math:`Q_2`. A well-conditioned
+    :math:`X` (:math:`\kappa < 10^{5}`, seen from pass 1 without shift) takes two passes
+    (Cholesky-QR2). Where a pass meets a numerically singular Gram matrix (exactly
+    rank-deficient input: zero or duplicate columns), it uses the eigen-decomposition
+    :math:`G = W D W^T` instead and keeps the :math:`k` directions with
+    :math:`d_i > m\,u\,d_1`: :math:`Q \leftarrow Q W_k D_k^{-1/2}`, :math:`R \leftarrow
+    D_k^{1/2} W_k^T R` (then :math:`R` is :math:`k \times m`, not triangular).
+
+    Every pass is a Gram product (BLAS-3, one reduction) and a triangular solve on owned rows,
+    so the cost is about three Gram products: a fraction of Householder QR on tall matrices.
+
+    Returns
+    -------
+    Q : ndarray of shape (n_local, k)
+        :math:`Q^T M Q = I` to machine precision.
+    R : ndarray of shape (k, m)
+        Replicated, :math:`X = QR`.
+    """
+    m = X.shape[1]
+    G = gram_matrix(X, product=product, comm=comm)
+    n = int(allreduce_sum(float(X.shape[0]), comm))
+    R = np.eye(m)
+    Q = X
+    passes = 3
+    try:  # well conditioned: plain Cholesky-QR2
+        R1 = np.linalg.cholesky(G).T
+        d = np.abs(np.diag(R1))
+        if d.min() <= 1e-5 * d.max():
+            raise np.linalg.LinAlgError("ill conditioned")
+        passes = 2
+    except np.linalg.LinAlgError:
+        norm2 = float(np.linalg.eigvalsh(G)[-1]) if m else 0.0
+        shift = 11.0 * (n * m + m * (m + 1)) * np.finfo(float).eps * norm2
+        R1 = _chol_or_eig(G + shift * np.eye(m))
+    Q, R = _apply_factor(Q, R1, R)
+    for _ in range(passes - 1):
+        G = gram_matrix(Q, product=product, comm=comm)
+        Ri = _chol_or_eig(G)
+        Q, R = _apply_factor(Q, Ri, R)
+    return Q, R
+
+
+def _chol_or_eig(G: np.ndarray) -> np.ndarray:
+    """Upper Cholesky factor of G, or the rank-revealing D^{1/2} W^T (k x m) if G is singular."""
+    try:
+        Rf = np.linalg.cholesky(G).T
+        d = np.abs(np.diag(Rf))
+        if d.size == 0 or d.min() > 1e-7 * d.max():
+            return Rf
+    except np.linalg.LinAlgError:
+        pass
+    dvals, W = np.linalg.eigh(G)
+    dvals, W = dvals[::-1], W[:, ::-1]
+    keep = dvals > G.shape[0] * np.finfo(float).eps * max(dvals[0], 0.0) if dvals.size else dvals > 0
+    return np.sqrt(dvals[keep])[:, None] * W[:, keep].T
+
+
+def _apply_factor(Q: np.ndarray, F: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q <- Q F^{-1} (triangular F) or Q F^+ (rank-revealing F = D^{1/2} W^T); R <- F R."""
+    if F.shape[0] == F.shape[1] and np.allclose(F, np.triu(F)):
+        Qn = sla.solve_triangular(F, Q.T, trans="T", lower=False, check_finite=False).T
+    else:  # F = D^{1/2} W^T with orthonormal rows of W^T: F^+ = W D^{-1/2}
+        d = np.linalg.norm(F, axis=1)
+        Qn = Q @ (F.T / d**2)
+    return Qn, F @ R
+
+
 def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Make the largest-magnitude entry of each column of V positive (ties: first index)."""
     if V.shape[1] == 0:
@@ -159,7 +236,8 @@ def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol):
-    X, n_rows = validate_local_rows(X, "snapshot matrix", comm)
+    # NaN/Inf are detected on the replicated Gram/R factor (free), see _check_finite_result
+    X, n_rows = validate_local_rows(X, "snapshot matrix", comm, check_finite=False)
     err = validate_truncation(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
     if err is None and method not in ("snapshots", "qr"):
         err = f"method must be 'snapshots' or 'qr', got {method!r}"
@@ -224,6 +302,7 @@ def pod(
     with blas_threads(comm):
         if method == "snapshots":
             G = gram_matrix(X, product=product, comm=comm)
+            _check_finite_result(G, X, comm)
             total = float(np.trace(G))
             lam, V = np.linalg.eigh(G)
             lam, V = lam[::-1], V[:, ::-1]
@@ -250,27 +329,18 @@ def pod(
             U = X @ (Vn / sv[:N])
             sv = sv[:N]
         else:
-            Q, R = tsqr(X, comm=comm)
-            if product is not None:
-                B = gram_matrix(Q, product=product, comm=comm)
-                L = np.linalg.cholesky(B)
-                C = L.T @ R
-            else:
-                L = None
-                C = R
-            Uc, sv_all, Vt = np.linalg.svd(C, full_matrices=False)
-            total = float(np.sum(C * C))
-            floor = max(C.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
+            Q, R = cholesky_qr(X, product=product, comm=comm)
+            _check_finite_result(R, X, comm)
+            Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
+            total = float(np.sum(R * R))
+            floor = max(R.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
             n_reliable = int(np.count_nonzero(sv_all > floor))
             sv = sv_all[:n_reliable]
             N = truncation_rank(
                 sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
                 total_energy=total, extra_tail=max(total - float(np.sum(sv**2)), 0.0),
             )
-            W = Uc[:, :N]
-            if L is not None:
-                W = sla.solve_triangular(L, W, trans="T", lower=True)
-            U = Q @ W
+            U = Q @ Uc[:, :N]
             Vn = Vt[:N].T
             sv = sv[:N]
         U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol)
@@ -280,6 +350,14 @@ def pod(
     if return_details:
         return U, sv, {"V": Vn, "total_energy": total, "tail_energy": tail, "n_rows": n_rows}
     return U, sv
+
+
+def _check_finite_result(G: np.ndarray, X: np.ndarray, comm) -> None:
+    """NaN/Inf in any rank's rows propagate into the replicated ``G``: every rank sees it and
+    runs the (collective) scan that names the first bad entry."""
+    if not np.all(np.isfinite(G)):
+        validate_finite(X, "snapshot matrix", comm)
+        check_collective("snapshot matrix gives a non-finite Gram matrix (overflow?)", comm)
 
 
 def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol):
