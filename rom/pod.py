@@ -46,7 +46,7 @@ from .parallel import (
     validate_finite,
     validate_local_rows,
 )
-from .truncation import truncation_rank, validate_truncation
+from .truncation import tail_energies, truncation_rank, validate_truncation
 
 __all__ = ["pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "gram_matrix", "orthonormality_error"]
 
@@ -309,9 +309,10 @@ def pod(
             sv_all = np.sqrt(np.maximum(lam, 0.0))
             floor = _SNAPSHOTS_FLOOR * (sv_all[0] if m else 0.0)
             n_reliable = int(np.count_nonzero(sv_all > floor)) if m else 0
-            # The tail below the floor is noise in the eigenvalues: use the exact remainder.
+            # Values below the floor are noise: they are not returned, but their energy counts
+            # (summed from the smallest term, never as total minus kept).
             sv = sv_all[:n_reliable]
-            extra = max(total - float(np.sum(sv**2)), 0.0)
+            extra = float(tail_energies(sv_all)[n_reliable])
             N = truncation_rank(
                 sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
                 total_energy=total, extra_tail=extra,
@@ -327,6 +328,7 @@ def pod(
                 )
             Vn = V[:, :N]
             U = X @ (Vn / sv[:N])
+            tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
         else:
             Q, R = cholesky_qr(X, product=product, comm=comm)
@@ -338,14 +340,14 @@ def pod(
             sv = sv_all[:n_reliable]
             N = truncation_rank(
                 sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
-                total_energy=total, extra_tail=max(total - float(np.sum(sv**2)), 0.0),
+                total_energy=total, extra_tail=float(tail_energies(sv_all)[n_reliable]),
             )
             U = Q @ Uc[:, :N]
             Vn = Vt[:N].T
+            tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
         U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol)
         U, Vn = _fix_signs(U, Vn)
-    tail = max(total - float(np.sum(sv**2)), 0.0)
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", method, len(sv), m, tail, total)
     if return_details:
         return U, sv, {"V": Vn, "total_energy": total, "tail_energy": tail, "n_rows": n_rows}

@@ -1,0 +1,403 @@
+"""Hierarchical approximate POD (HAPOD) over trees of column chunks.
+
+Himpe, Leibner, Rave, SIAM J. Sci. Comput. 40(5), 2018 (``METHODS.md`` section 2.3). A tree
+:math:`T` with root :math:`\\rho`; each leaf holds a slice of the snapshots (a column chunk);
+every node :math:`\\alpha` computes a POD of its input (its snapshots, or its children's modes
+scaled by their singular values) truncated with ``l2_err`` :math:`=\\varepsilon(\\alpha)`:
+it keeps the smallest :math:`N` with :math:`\\sum_{n>N}\\sigma_n^2 \\le \\varepsilon(\\alpha)^2`.
+With the local tails :math:`t_\\alpha \\le \\varepsilon(\\alpha)^2`,
+
+.. math:: \\sum_{s\\in S} \\|s - P_\\rho s\\|_M^2 \\le \\sum_{\\alpha\\in T} t_\\alpha
+          \\le \\sum_{\\alpha\\in T} \\varepsilon(\\alpha)^2 .
+
+Tolerances for a mean-square target :math:`\\varepsilon^*`, :math:`\\omega\\in(0,1)`,
+:math:`L` the number of levels that perform a POD and :math:`S_\\alpha` the snapshots below
+:math:`\\alpha`:
+
+.. math:: \\varepsilon(\\rho) = \\omega\\,\\varepsilon^*\\sqrt{|S|}, \\qquad
+          \\varepsilon(\\alpha) = \\sqrt{1-\\omega^2}\\,\\varepsilon^*
+          \\sqrt{|S_\\alpha|}/\\sqrt{L-1} \\quad (\\alpha\\ne\\rho),
+
+which guarantee :math:`\\frac{1}{|S|}\\sum_s \\|s - P_\\rho s\\|_M^2 \\le \\varepsilon^{*2}`
+(the :math:`S_\\alpha` of one level are disjoint). A single-level tree (the root is a leaf)
+uses :math:`\\varepsilon(\\rho) = \\varepsilon^*\\sqrt{|S|}`.
+
+Shapes: :func:`dist_hapod` is the star (two-level) tree over column chunks, :func:`inc_hapod`
+the incremental chain, run as Brand updates (:class:`rom.incremental_svd.IncrementalSVD`) with
+the streaming allowance of ``METHODS.md`` section 2.3: each block of :math:`c_t` columns may
+discard :math:`(1-\\omega^2)\\varepsilon^{*2}c_t` (unused allowance carried forward) and the
+final truncation brings the total to at most :math:`\\varepsilon^{*2}|S|`; no depth is needed
+and the stream length may be unknown. Trees are built over column chunks, never over ranks,
+so results do not depend on the rank count. Whether the root keeps no more modes than a POD
+of :math:`S` at :math:`\\varepsilon(\\rho)` is not confirmed in the paper: it is logged, not
+enforced.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from .incremental_svd import IncrementalSVD
+from .parallel import Product, check_collective, get_comm
+from .pod import pod
+from .truncation import truncation_rank
+
+__all__ = ["Chunk", "HapodResult", "hapod", "dist_hapod", "inc_hapod", "column_chunks"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A lazily loaded leaf: ``load()`` returns this rank's rows, shape (n_local, n_columns)."""
+
+    n_columns: int
+    load: Callable[[], np.ndarray]
+
+
+@dataclass
+class HapodResult:
+    """Outcome of a HAPOD.
+
+    Attributes
+    ----------
+    modes : ndarray of shape (n_local, N)
+        :math:`M`-orthonormal modes of the root.
+    singular_values : ndarray of shape (N,)
+    n_snapshots : int
+        :math:`|S|`.
+    eps : float
+        The mean-square target :math:`\\varepsilon^*`.
+    omega : float
+    n_levels : int
+        :math:`L`, levels that perform a POD (0 for the incremental chain: no depth needed).
+    nodes : list of dict
+        Per node: ``path`` (child indices from the root; for the chain, the block number),
+        ``depth``, ``n_snapshots`` (:math:`|S_\\alpha|`), ``tolerance``
+        (:math:`\\varepsilon(\\alpha)`, or the allowance for the chain), ``local_error``
+        (:math:`\\sqrt{t_\\alpha}`), ``n_modes``.
+    error_bound : float
+        :math:`\\sqrt{\\sum_\\alpha t_\\alpha} \\ge \\|S - P_\\rho S\\|_{M,F}` (a posteriori).
+    guaranteed_bound : float
+        :math:`\\varepsilon^*\\sqrt{|S|}` (a priori, absolute Frobenius).
+    mean_squared_error_bound : float
+        ``error_bound**2 / n_snapshots`` :math:`\\le \\varepsilon^{*2}`.
+    timings : dict
+    """
+
+    modes: np.ndarray
+    singular_values: np.ndarray
+    n_snapshots: int
+    eps: float
+    omega: float
+    n_levels: int
+    nodes: list[dict] = field(default_factory=list)
+    error_bound: float = 0.0
+    guaranteed_bound: float = 0.0
+    mean_squared_error_bound: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+
+def _is_store(source: Any) -> bool:
+    return hasattr(source, "iter_columns") and hasattr(source, "n_snapshots")
+
+
+def column_chunks(
+    source: Any, *, chunk: int = 64, field: str | None = None
+) -> tuple[int, Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]]:
+    """Column-chunk access to an ndarray of owned rows, a list of blocks, or a store.
+
+    Returns ``(n_columns, blocks)`` where ``blocks()`` yields ``(column_indices, block)``
+    afresh at each call; a :class:`rom.io.SnapshotStore` is streamed from disk
+    (``store.iter_columns(field, chunk=chunk)``), an array is sliced (views, no copy).
+    """
+    if _is_store(source):
+        n = int(source.n_snapshots)
+        return n, lambda: source.iter_columns(field, chunk=chunk)
+    if isinstance(source, np.ndarray):
+        X = source if source.ndim == 2 else np.atleast_2d(source)
+        n = X.shape[1]
+
+        def gen() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for j in range(0, n, chunk):
+                yield np.arange(j, min(j + chunk, n)), X[:, j : j + chunk]
+
+        return n, gen
+    if isinstance(source, (list, tuple)):
+        blocks = [np.asarray(b) for b in source]
+        blocks = [b[:, None] if b.ndim == 1 else b for b in blocks]
+        sizes = np.cumsum([0] + [b.shape[1] for b in blocks])
+
+        def gen_list() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            for i, b in enumerate(blocks):
+                yield np.arange(sizes[i], sizes[i + 1]), b
+
+        return int(sizes[-1]), gen_list
+    raise TypeError(
+        f"source must be an ndarray of owned rows, a list of column blocks or a SnapshotStore, "
+        f"got {type(source).__name__}"
+    )
+
+
+# --------------------------------------------------------------------------- generic tree
+def _n_columns(tree: Any) -> int:
+    if isinstance(tree, Chunk):
+        return int(tree.n_columns)
+    if isinstance(tree, np.ndarray):
+        return 1 if tree.ndim == 1 else int(tree.shape[1])
+    return sum(_n_columns(t) for t in tree)
+
+
+def _depth(tree: Any) -> int:
+    if isinstance(tree, (Chunk, np.ndarray)):
+        return 1
+    return 1 + max(_depth(t) for t in tree)
+
+
+def _tree_error(tree: Any) -> str | None:
+    if isinstance(tree, Chunk):
+        return None if tree.n_columns >= 0 and callable(tree.load) else "invalid Chunk leaf"
+    if isinstance(tree, np.ndarray):
+        return None if tree.ndim in (1, 2) else f"a leaf has {tree.ndim} dimensions, expected 2"
+    if isinstance(tree, (list, tuple)):
+        if not tree:
+            return "a tree node has no children"
+        for t in tree:
+            e = _tree_error(t)
+            if e:
+                return e
+        return None
+    return (f"tree nodes must be lists of subtrees, ndarrays or Chunk leaves, "
+            f"got {type(tree).__name__}")
+
+
+def _eps_error(eps: Any, omega: Any) -> str | None:
+    try:
+        e, w = float(eps), float(omega)
+    except (TypeError, ValueError):
+        return f"eps and omega must be numbers, got {eps!r}, {omega!r}"
+    if not (math.isfinite(e) and e >= 0):
+        return f"eps must be finite and >= 0, got {eps!r}"
+    if not (0 < w < 1):
+        return f"omega must be in (0, 1), got {omega!r}"
+    return None
+
+
+def _node_pod(
+    X: np.ndarray, l2_err: float, *, product, comm, method: str
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """POD of one node truncated at ``l2_err``; returns modes, values and the local tail.
+
+    The tail is summed from the dropped singular values (smallest first) plus the remainder
+    the POD could not resolve (``total - sum(sv**2)``, rounding level), never as
+    ``total - kept``: that difference is noise when the tail is below ``u * total``
+    (``METHODS.md`` section 1). With ``method="qr"`` (the default of the HAPOD functions) the
+    singular values are accurate to about ``u * sigma_1``, so the tails, and the bound, are
+    reliable down to relative errors near ``u``; the method of snapshots resolves tails only
+    above about ``sqrt(u) * ||X||``.
+    """
+    U, s, d = pod(X, product=product, comm=comm, method=method, return_details=True)
+    sq = s[::-1] ** 2
+    extra = max(d["total_energy"] - float(np.sum(sq)), 0.0)
+    N = truncation_rank(s, l2_err=l2_err, extra_tail=extra)
+    tail = float(np.sum(sq[: len(s) - N])) + extra
+    return U[:, :N], s[:N].copy(), tail
+
+
+def hapod(
+    tree: Any,
+    *,
+    eps: float,
+    omega: float = 0.9,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    method: str = "qr",
+) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+    """HAPOD over a tree of column chunks with the tolerances of the module docstring.
+
+    Parameters
+    ----------
+    tree : nested lists
+        A leaf is an ndarray of shape (n_local, c) (this rank's rows of a column chunk) or a
+        :class:`Chunk`; an inner node is a list of subtrees. Every rank passes the same tree
+        shape (a tree over columns, not over ranks).
+    eps : float
+        Mean-square target :math:`\\varepsilon^*`: :math:`\\frac{1}{|S|}\\sum_s\\|s - P s\\|_M^2
+        \\le \\varepsilon^{*2}`.
+    omega : float
+        Share of the error budget given to the root, in (0, 1).
+    product : operator, optional
+        Inner product :math:`M`.
+    comm : mpi4py communicator, optional
+        Serial when ``None``.
+    method : {"qr", "snapshots"}
+        POD method of the nodes (:func:`rom.pod.pod`). ``"qr"`` resolves the local tails
+        down to round-off, so the a-posteriori bound is reliable for any ``eps``;
+        ``"snapshots"`` is faster but its tails are noise below about
+        :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``).
+
+    Returns
+    -------
+    modes : ndarray of shape (n_local, N)
+    singular_values : ndarray of shape (N,)
+    result : HapodResult
+    """
+    comm = get_comm(comm)
+    err = _eps_error(eps, omega) or _tree_error(tree)
+    check_collective(err, comm)
+    t0 = time.perf_counter()
+    n = _n_columns(tree)
+    L = _depth(tree)
+    eps, omega = float(eps), float(omega)
+    nodes: list[dict] = []
+
+    def tol(n_alpha: int, is_root: bool) -> float:
+        if L == 1:
+            return eps * math.sqrt(n_alpha)
+        if is_root:
+            return omega * eps * math.sqrt(n_alpha)
+        return math.sqrt(1 - omega**2) * eps * math.sqrt(n_alpha) / math.sqrt(L - 1)
+
+    def visit(t: Any, path: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        n_alpha = _n_columns(t)
+        if isinstance(t, Chunk):
+            X = t.load()
+        elif isinstance(t, np.ndarray):
+            X = t[:, None] if t.ndim == 1 else t
+        else:
+            parts = []
+            for i, child in enumerate(t):
+                U, s = visit(child, path + (i,))
+                parts.append(U * s)
+            X = np.hstack(parts)
+        e = tol(n_alpha, not path)
+        U, s, tail = _node_pod(X, e, product=product, comm=comm, method=method)
+        nodes.append(dict(path=path, depth=len(path) + 1, n_snapshots=n_alpha, tolerance=e,
+                          local_error=math.sqrt(tail), n_input=X.shape[1], n_modes=len(s)))
+        return U, s
+
+    U, s = visit(tree, ())
+    total = sum(nd["local_error"] ** 2 for nd in nodes)
+    res = HapodResult(
+        modes=U, singular_values=s, n_snapshots=n, eps=eps, omega=omega, n_levels=L,
+        nodes=nodes, error_bound=math.sqrt(total), guaranteed_bound=eps * math.sqrt(n),
+        mean_squared_error_bound=total / n if n else 0.0,
+        timings={"total": time.perf_counter() - t0},
+    )
+    logger.debug("hapod: %d nodes, %d levels, %d modes, bound %.3e (a priori %.3e)",
+                 len(nodes), L, len(s), res.error_bound, res.guaranteed_bound)
+    return U, s, res
+
+
+def _leaves(source: Any, chunk: int, field: str | None) -> list:
+    if _is_store(source):
+        n = int(source.n_snapshots)
+        return [
+            Chunk(min(chunk, n - j),
+                  lambda a=j, b=min(j + chunk, n): source.read(field, columns=slice(a, b)))
+            for j in range(0, n, chunk)
+        ]
+    if isinstance(source, np.ndarray):
+        X = source[:, None] if source.ndim == 1 else source
+        return [X[:, j : j + chunk] for j in range(0, X.shape[1], chunk)]
+    if isinstance(source, (list, tuple)):
+        return list(source)
+    raise TypeError(
+        f"source must be an ndarray of owned rows, a list of column blocks or a SnapshotStore, "
+        f"got {type(source).__name__}"
+    )
+
+
+def dist_hapod(
+    source: Any,
+    *,
+    eps: float,
+    omega: float = 0.9,
+    chunk: int = 64,
+    field: str | None = None,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    method: str = "qr",
+) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+    """Distributed HAPOD: a star (two-level) tree over column chunks.
+
+    Each chunk of ``chunk`` columns (of an ndarray of owned rows, a list of blocks, or a
+    :class:`rom.io.SnapshotStore`, read chunk by chunk) is a leaf POD at
+    :math:`\\sqrt{1-\\omega^2}\\varepsilon^*\\sqrt{|S_\\alpha|}`; the root PODs the scaled leaf
+    modes at :math:`\\omega\\varepsilon^*\\sqrt{|S|}` (:math:`L = 2`). Leaves are chunks of
+    columns, not ranks, so results do not depend on the rank count. Same returns as
+    :func:`hapod`.
+    """
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        check_collective(f"chunk must be a positive integer, got {chunk!r}", comm)
+    leaves = _leaves(source, int(chunk), field)
+    # the list of leaves is the star: a root above every leaf (L = 2)
+    return hapod(leaves, eps=eps, omega=omega, product=product, comm=comm, method=method)
+
+
+def inc_hapod(
+    source: Any | Iterable[np.ndarray],
+    *,
+    eps: float,
+    omega: float = 0.9,
+    chunk: int = 64,
+    field: str | None = None,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    novelty_tol: float = 1e-10,
+) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+    """Incremental HAPOD (a chain) by Brand updates with the streaming allowance.
+
+    Block :math:`t` (of :math:`c_t` columns) may discard :math:`(1-\\omega^2)
+    \\varepsilon^{*2}c_t` plus what earlier blocks left unused; a final truncation keeps the
+    total discarded energy :math:`\\le \\varepsilon^{*2}|S|` (module docstring). ``source``:
+    an ndarray of owned rows, a list of blocks, a :class:`rom.io.SnapshotStore`, or any
+    iterable of blocks (a stream of unknown length). Memory :math:`O(n_{local}(N + c))`.
+    Same returns as :func:`hapod`; ``result.nodes`` has one entry per block plus the final
+    truncation.
+    """
+    comm = get_comm(comm)
+    check_collective(_eps_error(eps, omega), comm)
+    t0 = time.perf_counter()
+    eps, omega = float(eps), float(omega)
+    if _is_store(source) or isinstance(source, (np.ndarray, list, tuple)):
+        _, blocks = column_chunks(source, chunk=int(chunk), field=field)
+        it: Iterable[np.ndarray] = (b for _, b in blocks())
+    else:
+        it = source
+    est = IncrementalSVD(column_allowance=(1 - omega**2) * eps**2, novelty_tol=novelty_tol,
+                         product=product, comm=comm, keep_coefficients=False)
+    nodes: list[dict] = []
+    for t, block in enumerate(it):
+        est.partial_fit(block)
+        nodes.append(dict(path=(t,), depth=t + 1, n_snapshots=est.n_samples_seen_,
+                          tolerance=math.sqrt(est.block_allowance_[-1]),
+                          local_error=math.sqrt(est.block_discarded_energy_[-1]),
+                          n_modes=est.n_components_))
+    n = est.n_samples_seen_ if hasattr(est, "n_samples_seen_") else 0
+    if n == 0:
+        check_collective("inc_hapod: the source has no columns", comm)
+    D0 = est.discarded_energy_
+    est.truncate(l2_err=eps * math.sqrt(n))
+    est.check_orthonormality()
+    nodes.append(dict(path=("final",), depth=len(nodes) + 1, n_snapshots=n,
+                      tolerance=math.sqrt(max(eps**2 * n - D0, 0.0)),
+                      local_error=math.sqrt(est.discarded_energy_ - D0),
+                      n_modes=est.n_components_))
+    D = est.discarded_energy_
+    res = HapodResult(
+        modes=est.modes_, singular_values=est.singular_values_, n_snapshots=n, eps=eps,
+        omega=omega, n_levels=0, nodes=nodes, error_bound=math.sqrt(D),
+        guaranteed_bound=eps * math.sqrt(n), mean_squared_error_bound=D / n,
+        timings={"total": time.perf_counter() - t0},
+    )
+    return est.modes_, est.singular_values_, res
+

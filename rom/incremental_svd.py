@@ -1,0 +1,621 @@
+"""Incremental (streaming) SVD by Brand's block update, with a running error bound.
+
+State after :math:`t` blocks: :math:`M`-orthonormal modes :math:`U` (rows distributed),
+singular values :math:`\\Sigma`, the discarded energy :math:`D` (a running sum, never
+``total - kept``) and, optionally, the coefficients :math:`\\Gamma = U^T M \\tilde S` of all
+columns seen, so that :math:`\\tilde S = U\\Gamma` is the approximate data matrix whose exact
+SVD is :math:`(U, \\Sigma)`. One update by a block :math:`C` (``METHODS.md`` section 2.1,
+Brand, Linear Algebra Appl. 415, 2006)::
+
+    L = U^T M C;  H = C - U L;  G = H^T M H           (one sweep: H and G together)
+    nothing novel (tr G <= (novelty_tol ||C||)^2):  K empty, D += tr G
+    else  G = W Lam W^T;  J = H W_k Lam_k^{-1/2}        (kept: lam > (novelty_tol ||C||)^2)
+          P = U^T M J;  J -= U P                        (second Gram-Schmidt pass, on J)
+          J^T M J = R^T R;  J <- J R^{-1}               (Cholesky pass, in place)
+          K = R Lam_k^{1/2} W_k^T;  L += P Lam_k^{1/2} W_k^T;  D += sum of dropped lam
+    [[Sigma, L], [0, K]] = U' S' V'^T                   (small SVD, replicated)
+    N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2
+    U <- [U J] U'[:, :N];  Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
+    if max|U^T M U - I| > orth_tol:  U = Q R (Cholesky-QR2), R Sigma = U'' S'' V''^T, ...
+
+The eigen route needs every kept eigenvalue resolved in the Gram matrix
+(:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are either dropped
+into :math:`D` when the truncation allowance covers them, or the update falls back to the
+rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
+:math:`R` (accurate to round-off). The orthonormality guard runs exactly every few blocks
+and after every fallback; :meth:`IncrementalSVD.check_orthonormality` forces it. Memory:
+:math:`U`, one :math:`n_{local}\\times c` residual and the new directions, i.e.
+:math:`O(n_{local}(k + c))`; :math:`U` is updated in place when its rank is unchanged.
+
+Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
+exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row spaces and
+
+.. math:: \\|S - \\tilde S\\|_F^2 = \\sum_t \\|F_t\\|_F^2 = D, \\qquad
+          \\|S - UU^TMS\\|_F \\le \\|S - \\tilde S\\|_F = \\sqrt{D}
+
+(Fareed & Singler, arXiv:1803.06313, for the bound on :math:`\\tilde S`; block form of
+``METHODS.md`` section 2.2). :attr:`IncrementalSVD.error_bound_` is :math:`\\sqrt{D}`.
+
+Truncation policies (``METHODS.md`` section 2.3, allowance carried forward: the energy a
+block may discard is its allowance plus what earlier blocks left unused):
+
+``l2_err`` with ``n_total``
+    allowance :math:`a_t = \\mathrm{l2\\_err}^2\\, c_t / n_{total}` per block of :math:`c_t`
+    columns, so :math:`D \\le \\mathrm{l2\\_err}^2` after ``n_total`` columns.
+    :meth:`IncrementalSVD.fit` sets ``n_total`` to the number of columns it is given.
+``l2_err`` alone (stream of unknown length)
+    :math:`a_t = \\mathrm{l2\\_err}^2 - D` (the whole remaining budget, spent greedily).
+``rel_l2_err``
+    :math:`a_t = \\mathrm{rel\\_l2\\_err}^2 \\|C_t\\|_M^2`, so
+    :math:`D \\le \\mathrm{rel\\_l2\\_err}^2 \\|S\\|_M^2` for any stream length.
+``column_allowance``
+    :math:`a_t = \\text{column\\_allowance}\\cdot c_t` (the incremental HAPOD policy with
+    ``column_allowance`` :math:`= (1-\\omega^2)\\varepsilon^{*2}`).
+``rank``, ``rtol``
+    at most ``rank`` modes; drop :math:`\\sigma'_i < \\mathrm{rtol}\\,\\sigma'_1` (of the core).
+
+Directions below ``novelty_tol`` (relative to the block, or to :math:`\\sigma'_1` in the core)
+are dropped as numerical noise; their energy is added to :math:`D` and charged to the
+allowance, so the bound stays rigorous up to rounding.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import scipy.linalg as sla
+from mpi4py import MPI
+
+from .parallel import (
+    Product,
+    allreduce_sum,
+    apply_product,
+    blas_threads,
+    check_collective,
+    get_comm,
+)
+from .pod import cholesky_qr, gram_matrix, orthonormalize
+from .truncation import truncation_rank, validate_truncation
+
+__all__ = ["IncrementalSVD"]
+
+logger = logging.getLogger(__name__)
+
+
+def _collective_block_check(err: str | None, cols: int, comm: MPI.Comm) -> None:
+    """One collective: every rank raises the same error, or all agree on the column count."""
+    if comm.size == 1:
+        if err is not None:
+            raise ValueError(err)
+        return
+    verdicts = comm.allgather((err, cols))
+    for r, (msg, _) in enumerate(verdicts):
+        if msg is not None:
+            raise ValueError(f"{msg} (reported by rank {r} of {comm.size})")
+    all_cols = [v[1] for v in verdicts]
+    if len(set(all_cols)) > 1:
+        raise ValueError(f"block has different numbers of columns on the ranks: {all_cols}")
+
+
+_CHECK_EVERY = 4  # exact orthonormality check at least every this many blocks
+_ROW_BLOCK_ELEMENTS = 2**17  # 1 MiB of float64 per row-block temporary
+
+
+def _row_blocks(n: int, width: int):
+    """Row ranges whose temporaries of ``width`` columns stay under 1 MiB."""
+    step = max(256, _ROW_BLOCK_ELEMENTS // max(width, 1))
+    for i0 in range(0, n, step):
+        yield i0, min(n, i0 + step)
+
+
+def _fused_pass(C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """``H = C - U L`` and the local part of :math:`H^TH`, one cache-sized row block at a
+    time (a single sweep over ``C`` and ``U``)."""
+    k, c = L.shape
+    G = np.zeros((c, c))
+    for i0, i1 in _row_blocks(C.shape[0], k + c):
+        Hb = H[i0:i1]
+        np.matmul(U[i0:i1], L, out=Hb)
+        np.subtract(C[i0:i1], Hb, out=Hb)
+        G += Hb.T @ Hb
+    return G
+
+
+def _residual_basis(
+    H: np.ndarray, G: np.ndarray, thresh2: float, budget: float, U: np.ndarray, *, product, comm
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
+    """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
+
+    ``G`` is :math:`H^TMH` (replicated). Directions of energy :math:`\\le` ``thresh2`` are
+    dropped. Returns ``(J, K, P, dropped_energy, accurate_path_used)``; ``P`` (k x c) is the
+    rounding-level part
+    of :math:`H` along :math:`U` found by re-orthogonalizing :math:`J` (added to :math:`L`).
+
+    Lean path (``METHODS.md`` section 2.1, two passes on Gram matrices): :math:`G =
+    W\\Lambda W^T`, :math:`J_0 = HW_k\\Lambda_k^{-1/2}`, :math:`P_0 = U^TMJ_0`,
+    :math:`J_1 = J_0 - UP_0`, :math:`J_1^TMJ_1 = R^TR`, :math:`J = J_1R^{-1}` (in place), so
+    that :math:`HW_kW_k^T = UP_0\\Lambda_k^{1/2}W_k^T + J\\,R\\Lambda_k^{1/2}W_k^T` exactly.
+    It needs every kept eigenvalue resolved in the Gram matrix
+    (:math:`\\lambda \\ge 10^{-8}\\lambda_1`, far above its round-off
+    :math:`u\\lambda_1`). Weaker directions above ``thresh2`` are dropped when their total
+    energy fits in ``budget`` (the truncation could discard them anyway; the energy is
+    charged to it); otherwise the accurate rank-revealing shifted Cholesky-QR of
+    :func:`rom.pod.cholesky_qr` and an SVD of its :math:`R` are used (two more passes and
+    two more :math:`n\\times c` arrays).
+    """
+    n_loc, c = H.shape
+    k = U.shape[1]
+    normH2 = float(np.trace(G))
+    lam, W = np.linalg.eigh(G)
+    lam, W = lam[::-1], W[:, ::-1]
+    keep = lam > thresh2
+    weak = keep & (lam < 1e-8 * lam[0])
+    if weak.any() and float(np.sum(lam[weak])) <= budget:
+        keep &= ~weak
+        weak[:] = False
+    if not weak.any():
+        sk = np.sqrt(lam[keep])
+        Wk = W[:, keep]
+        J = H @ (Wk / sk)
+        P0 = np.zeros((k, J.shape[1]))
+        if k and J.shape[1]:
+            P0 = allreduce_sum(U.T @ apply_product(product, J), comm)
+            for i0, i1 in _row_blocks(n_loc, k + J.shape[1]):
+                J[i0:i1] -= U[i0:i1] @ P0
+        try:  # the Gram of J is replicated: every rank takes the same branch
+            R = np.linalg.cholesky(gram_matrix(J, product=product, comm=comm)).T
+        except np.linalg.LinAlgError:
+            R = None
+        if R is not None:
+            J = sla.solve_triangular(R, J.T, trans="T", lower=False, overwrite_b=True,
+                                     check_finite=False).T
+            K = (R * sk) @ Wk.T
+            P = (P0 * sk) @ Wk.T
+            dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
+            return J, K, P, dropped, False
+        del J
+    Q, Rq = cholesky_qr(H, product=product, comm=comm)
+    Ur, sr, Vrt = np.linalg.svd(Rq, full_matrices=False)
+    keep = sr**2 > thresh2
+    J = Q @ Ur[:, keep]
+    K = sr[keep, None] * Vrt[keep]
+    dropped = float(np.sum(sr[~keep][::-1] ** 2)) + max(normH2 - float(np.sum(sr**2)), 0.0)
+    if k and J.shape[1]:  # second Gram-Schmidt pass against U
+        P0 = allreduce_sum(U.T @ apply_product(product, J), comm)
+        J -= U @ P0
+        Jq, Rj = orthonormalize(J, product=product, comm=comm)
+        return Jq, Rj @ K, P0 @ K, dropped, True
+    return J, K, np.zeros((k, c)), dropped, True
+
+
+class IncrementalSVD:
+    """Streaming thin SVD of row-distributed snapshots (Brand's block update, CGS2).
+
+    Parameters
+    ----------
+    rank : int, optional
+        Keep at most ``rank`` modes after every block.
+    rtol : float, optional
+        After every block, drop core singular values :math:`\\sigma'_i < \\mathrm{rtol}\\,
+        \\sigma'_1`.
+    l2_err : float, optional
+        Absolute bound on the total error: :math:`\\|S-\\tilde S\\|_F \\le` ``l2_err``
+        (allowances in the module docstring; give ``n_total`` to spread them evenly).
+    rel_l2_err : float, optional
+        Relative bound: :math:`\\|S - \\tilde S\\|_F \\le \\mathrm{rel\\_l2\\_err}\\,\\|S\\|_M`.
+    column_allowance : float, optional
+        Energy each column may discard (carried forward). At most one of ``l2_err``,
+        ``rel_l2_err``, ``column_allowance``.
+    n_total : int, optional
+        Expected number of columns, for the ``l2_err`` allowance.
+    novelty_tol : float
+        Relative novelty threshold :math:`\\tau_{rel}`: residual directions with singular value
+        :math:`\\le \\tau_{rel}\\|C\\|_F` (and core values :math:`\\le \\tau_{rel}\\sigma'_1`) are
+        numerical noise and not added.
+    orth_tol : float
+        Re-orthonormalize when :math:`\\max|U^TMU - I| >` ``orth_tol``.
+    product : operator, optional
+        Inner product :math:`M` on owned rows (:func:`rom.parallel.apply_product`).
+    comm : mpi4py communicator, optional
+        Serial when ``None``. Every call is collective.
+    keep_coefficients : bool
+        Keep :math:`\\Gamma` (``coefficients_``), :math:`O(k\\,n_{seen})` memory.
+
+    Attributes
+    ----------
+    modes_ : ndarray of shape (n_local, k)
+        This rank's rows of the :math:`M`-orthonormal modes :math:`U`.
+    singular_values_ : ndarray of shape (k,)
+    n_components_ : int
+    n_samples_seen_ : int
+    n_features_ : int
+        Global number of rows.
+    discarded_energy_ : float
+        :math:`D = \\|S - \\tilde S\\|_F^2` (exact arithmetic), a running sum.
+    error_bound_ : float
+        :math:`\\sqrt{D}`: bounds :math:`\\|S - \\tilde S\\|_F` and
+        :math:`\\|S - UU^TMS\\|_F`.
+    total_energy_ : float
+        :math:`\\|S\\|_M^2` of the columns seen.
+    coefficients_ : ndarray of shape (k, n_samples_seen_) or None
+        :math:`\\Gamma`, with :math:`\\tilde S = U\\Gamma`.
+    block_discarded_energy_ : list of float
+        Energy discarded by each update (the local errors of the incremental HAPOD nodes).
+    block_allowance_ : list of float
+        Energy each update was allowed to discard (its allowance plus the carry-over; ``inf``
+        under ``rank``/``rtol`` alone).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).standard_normal((100, 3)) @ np.ones((3, 12))
+    >>> est = IncrementalSVD(rtol=1e-12).fit(X, block_size=5)
+    >>> est.n_components_
+    1
+    >>> bool(np.allclose(est.modes_ @ est.coefficients_, X))
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        rank: int | None = None,
+        rtol: float | None = None,
+        l2_err: float | None = None,
+        rel_l2_err: float | None = None,
+        column_allowance: float | None = None,
+        n_total: int | None = None,
+        novelty_tol: float = 1e-10,
+        orth_tol: float = 1e-12,
+        product: Product | None = None,
+        comm: MPI.Comm | None = None,
+        keep_coefficients: bool = True,
+    ) -> None:
+        self.rank = rank
+        self.rtol = rtol
+        self.l2_err = l2_err
+        self.rel_l2_err = rel_l2_err
+        self.column_allowance = column_allowance
+        self.n_total = n_total
+        self.novelty_tol = novelty_tol
+        self.orth_tol = orth_tol
+        self.product = product
+        self.comm = comm
+        self.keep_coefficients = keep_coefficients
+
+    # ------------------------------------------------------------------ validation
+    def _option_error(self) -> str | None:
+        err = validate_truncation(rank=self.rank, rtol=self.rtol, l2_err=self.l2_err,
+                                  rel_l2_err=self.rel_l2_err)
+        if err:
+            return err
+        given = [n for n in ("l2_err", "rel_l2_err", "column_allowance")
+                 if getattr(self, n) is not None]
+        if len(given) > 1:
+            return f"give at most one of l2_err, rel_l2_err, column_allowance (got {given})"
+        ca = self.column_allowance
+        if ca is not None and not (
+            isinstance(ca, (int, float, np.floating)) and math.isfinite(ca) and ca >= 0
+        ):
+            return f"column_allowance must be finite and >= 0, got {ca!r}"
+        nt = self.n_total
+        if nt is not None and (not isinstance(nt, (int, np.integer)) or nt < 1):
+            return f"n_total must be a positive integer, got {nt!r}"
+        for name in ("novelty_tol", "orth_tol"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and 0 <= v < 1):
+                return f"{name} must be in [0, 1), got {v!r}"
+        return None
+
+    def _block_error(
+        self, block: Any, *, check_finite: bool = False
+    ) -> tuple[np.ndarray | None, str | None]:
+        try:
+            C = np.asarray(block)
+        except (TypeError, ValueError) as e:
+            return None, f"block is not a numeric array: {e}"
+        if C.ndim == 1:
+            C = C[:, None]
+        if C.ndim != 2:
+            return None, f"block must be 2-D (rows x columns), got shape {C.shape}"
+        if np.iscomplexobj(C) or not np.issubdtype(C.dtype, np.number):
+            return None, f"block must be real and numeric, got dtype {C.dtype}"
+        C = np.asarray(C, dtype=np.float64)
+        if hasattr(self, "modes_") and C.shape[0] != self.modes_.shape[0]:
+            return None, (f"block has {C.shape[0]} local rows, expected {self.modes_.shape[0]} "
+                          "(the rows of the first block on this rank)")
+        if check_finite and not np.all(np.isfinite(C)):
+            j = int(np.flatnonzero(~np.all(np.isfinite(C), axis=0))[0])
+            return None, (f"block contains NaN or Inf (local column {j}, snapshot "
+                          f"{getattr(self, 'n_samples_seen_', 0) + j}); state left unchanged")
+        return C, None
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: np.ndarray, *, block_size: int = 64) -> IncrementalSVD:
+        """Reset, then stream the columns of ``X`` (n_local, m) in blocks of ``block_size``.
+
+        With ``l2_err`` and no ``n_total``, the allowance is spread over the ``m`` columns.
+        Returns ``self``.
+        """
+        comm = get_comm(self.comm)
+        err = None
+        if not isinstance(block_size, (int, np.integer)) or block_size < 1:
+            err = f"block_size must be a positive integer, got {block_size!r}"
+        X = np.asarray(X)
+        if err is None and X.ndim != 2:
+            err = f"X must be 2-D (rows x columns), got shape {X.shape}"
+        check_collective(err, comm)
+        self._reset()
+        self._fit_n_total = X.shape[1]
+        for j in range(0, X.shape[1], int(block_size)):
+            self.partial_fit(X[:, j : j + block_size])
+        if X.shape[1]:
+            self.check_orthonormality()
+        return self
+
+    def _reset(self) -> None:
+        for name in ("modes_", "singular_values_", "coefficients_", "n_samples_seen_",
+                     "discarded_energy_", "error_bound_", "total_energy_", "n_features_",
+                     "n_components_", "block_discarded_energy_", "block_allowance_", "_carry",
+                     "_fit_n_total", "_since_check"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def partial_fit(self, block: np.ndarray) -> IncrementalSVD:
+        """Add a block of columns, shape (n_local, c), and update the SVD (collective).
+
+        A block with NaN/Inf or the wrong number of rows raises ``ValueError`` on every rank
+        and leaves the state unchanged. Returns ``self``.
+        """
+        comm = get_comm(self.comm)
+        first = not hasattr(self, "modes_")
+        err = self._option_error() if first else None
+        C = None
+        if err is None:
+            C, err = self._block_error(block)
+        _collective_block_check(err, -1 if C is None else C.shape[1], comm)
+        if first:
+            self._init_state(C.shape[0], comm)
+        if C.shape[1] == 0:
+            return self
+        with blas_threads(comm):
+            self._update(C, comm)
+        return self
+
+    def _init_state(self, n_local: int, comm: MPI.Comm) -> None:
+        self.modes_ = np.zeros((n_local, 0))
+        self.singular_values_ = np.zeros(0)
+        self.coefficients_ = np.zeros((0, 0)) if self.keep_coefficients else None
+        self.n_samples_seen_ = 0
+        self.n_components_ = 0
+        self.discarded_energy_ = 0.0
+        self.error_bound_ = 0.0
+        self.total_energy_ = 0.0
+        self.block_discarded_energy_ = []
+        self.block_allowance_ = []
+        self.n_features_ = int(allreduce_sum(float(n_local), comm))
+        self._carry = 0.0
+
+    def _orth_guard(self, U, sv, Gam):
+        """Re-orthonormalization guard: if :math:`\\max|U^TMU - I| >` ``orth_tol``,
+        :math:`U = QR` (Cholesky-QR2), :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
+        QU''`, :math:`\\Gamma \\leftarrow U''^TR\\Gamma` (collective)."""
+        self._since_check = 0
+        N = U.shape[1]
+        if N == 0:
+            return U, sv, Gam
+        G = gram_matrix(U, product=self.product, comm=self.comm)
+        orth = float(np.max(np.abs(G - np.eye(N))))
+        if orth > self.orth_tol:
+            logger.debug("incremental SVD: orthonormality %.2e > %.1e, re-orthonormalizing",
+                         orth, self.orth_tol)
+            Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm)
+            U2, s2, _ = np.linalg.svd(Ro * sv, full_matrices=False)
+            U, sv = Qo @ U2, s2
+            if Gam is not None:
+                Gam = U2.T @ (Ro @ Gam)
+        return U, sv, Gam
+
+    def check_orthonormality(self) -> IncrementalSVD:
+        """Run the re-orthonormalization guard now (collective); returns ``self``.
+
+        :meth:`partial_fit` checks :math:`\\max|U^TMU - I|` exactly every
+        few blocks (and after every accurate-path update); between checks the drift is
+        round-off of the small updates, :math:`O(u(k+c))` per block. :meth:`fit` and
+        :func:`rom.compress.compress` call this at the end.
+        """
+        self._check_fitted()
+        if getattr(self, "_since_check", 0):
+            self.modes_, self.singular_values_, self.coefficients_ = self._orth_guard(
+                self.modes_, self.singular_values_, self.coefficients_)
+        return self
+
+    def _raise_nonfinite(self, C: np.ndarray, comm: MPI.Comm) -> None:
+        """A reduced quantity is not finite: find the culprit collectively and raise."""
+        err = None
+        bad = ~np.all(np.isfinite(C), axis=0)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            err = (f"block contains NaN or Inf (local column {j}, snapshot "
+                   f"{self.n_samples_seen_ + j}); state left unchanged")
+        check_collective(err, comm)
+        check_collective("block overflows (its inner products are not finite); rescale the "
+                         "snapshots; state left unchanged", comm)
+
+    def _allowance(self, c: int, normC2: float) -> float:
+        """Energy this block may discard (before the carry-over)."""
+        if self.l2_err is not None:
+            n_total = self.n_total
+            if n_total is None:
+                n_total = getattr(self, "_fit_n_total", None)
+            if n_total is None:
+                return max(float(self.l2_err) ** 2 - self.discarded_energy_, 0.0)
+            return float(self.l2_err) ** 2 * c / n_total
+        if self.rel_l2_err is not None:
+            return float(self.rel_l2_err) ** 2 * normC2
+        if self.column_allowance is not None:
+            return float(self.column_allowance) * c
+        return 0.0
+
+    def _update(self, C: np.ndarray, comm: MPI.Comm) -> None:
+        P = self.product
+        U, sv = self.modes_, self.singular_values_
+        n_loc, k, c = U.shape[0], U.shape[1], C.shape[1]
+        # CGS2, first pass on the block: L = U^T M C, H = C - U L (one fused sweep with
+        # G = H^T M H); the second pass is applied to the directions actually added
+        # (J <- J - U U^T M J in _residual_basis): same orthogonality, one pass less.
+        if k == 0:
+            H = C
+            G = allreduce_sum(C.T @ apply_product(P, C), comm)
+            L = np.zeros((0, c))
+        elif P is None:
+            L = allreduce_sum(U.T @ C, comm)
+            if not np.all(np.isfinite(L)):
+                self._raise_nonfinite(C, comm)
+            H = np.empty((n_loc, c))
+            G = allreduce_sum(_fused_pass(C, U, L, H), comm)
+        else:
+            L = allreduce_sum(U.T @ apply_product(P, C), comm)
+            if not np.all(np.isfinite(L)):
+                self._raise_nonfinite(C, comm)
+            H = C - U @ L
+            G = allreduce_sum(H.T @ apply_product(P, H), comm)
+        if not np.all(np.isfinite(G)):
+            self._raise_nonfinite(C, comm)
+        G = 0.5 * (G + G.T)
+        normH2 = float(np.trace(G))
+        normC2 = float(np.sum(L * L)) + normH2  # ||U L||^2 + ||H||^2, U^T M U = I
+        thresh2 = (self.novelty_tol**2) * max(normC2, 0.0)
+        any_err_rule = any(
+            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance))
+        allowance = self._allowance(c, normC2) + self._carry
+        accurate = False
+        if normH2 <= thresh2:  # nothing novel
+            J, K, dropped = np.zeros((n_loc, 0)), np.zeros((0, c)), max(normH2, 0.0)
+        else:
+            # rank-revealing factorization of the residual, H ~ U P + J K, J M-orthonormal
+            J, K, Padd, dropped, accurate = _residual_basis(
+                H, G, thresh2, allowance if any_err_rule else -1.0, U, product=P, comm=comm)
+            L = L + Padd
+        del H
+        r = J.shape[1]
+        core = np.zeros((k + r, k + c))
+        core[:k, :k] = np.diag(sv)
+        core[:k, k:] = L
+        core[k:, k:] = K
+        Uc, sc, _ = np.linalg.svd(core, full_matrices=False)
+        # numerically zero core directions
+        nz = int(np.count_nonzero(sc > self.novelty_tol * sc[0])) if sc.size and sc[0] > 0 else 0
+        dropped += float(np.sum(sc[nz:][::-1] ** 2))
+        # truncation by the allowance (carried forward) and rank / rtol
+        avail = allowance - dropped
+        N = truncation_rank(
+            sc[:nz], rank=self.rank, rtol=self.rtol,
+            l2_err=math.sqrt(max(avail, 0.0)) if any_err_rule else None,
+        )
+        tail = float(np.sum(sc[N:nz][::-1] ** 2))
+        carry = max(avail - tail, 0.0) if any_err_rule else 0.0
+        if self.l2_err is not None and self.n_total is None and not hasattr(self, "_fit_n_total"):
+            carry = 0.0  # the greedy allowance already holds the whole remaining budget
+        Uk = Uc[:, :N]
+        # deterministic signs: largest-magnitude entry of each core vector positive
+        if N:
+            idx = np.argmax(np.abs(Uk), axis=0)
+            s = np.sign(Uk[idx, np.arange(N)])
+            s[s == 0] = 1.0
+            Uk = Uk * s
+        Gnew = None
+        if self.keep_coefficients:
+            LK = np.vstack([L, K])
+            Gnew = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
+        # U <- [U J] Uk, by row blocks; in place when the rank does not change
+        if N == k and r == 0:
+            Unew = U
+            for i0, i1 in _row_blocks(n_loc, k):
+                Unew[i0:i1] = U[i0:i1] @ Uk
+        elif N == k:
+            Unew = U
+            for i0, i1 in _row_blocks(n_loc, k + r + N):
+                Unew[i0:i1] = U[i0:i1] @ Uk[:k] + J[i0:i1] @ Uk[k:]
+        else:
+            Unew = np.empty((n_loc, N))
+            for i0, i1 in _row_blocks(n_loc, k + r + N):
+                Unew[i0:i1] = U[i0:i1] @ Uk[:k] + J[i0:i1] @ Uk[k:]
+        del J
+        svnew = sc[:N].copy()
+        self._since_check = getattr(self, "_since_check", 0) + 1
+        if accurate or self._since_check >= _CHECK_EVERY:
+            Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew)
+        block_D = dropped + tail
+        # commit the new state (nothing above modified self)
+        self.modes_ = Unew
+        self.singular_values_ = svnew
+        self.coefficients_ = Gnew
+        self.n_components_ = N
+        self.n_samples_seen_ += c
+        self.total_energy_ += normC2
+        self.discarded_energy_ += block_D
+        self.error_bound_ = math.sqrt(self.discarded_energy_)
+        self.block_discarded_energy_.append(block_D)
+        self.block_allowance_.append(allowance if any_err_rule else math.inf)
+        self._carry = carry
+        logger.debug("incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e",
+                     c, r, N, block_D)
+
+    def truncate(
+        self, *, rank: int | None = None, rtol: float | None = None, l2_err: float | None = None
+    ) -> IncrementalSVD:
+        """Truncate the current SVD; the discarded tail is added to :math:`D` (collective).
+
+        ``l2_err`` bounds the *total* error: the smallest :math:`N` with
+        :math:`D + \\sum_{i>N}\\sigma_i^2 \\le \\mathrm{l2\\_err}^2` (all kept if even
+        :math:`D` exceeds it). Since :math:`\\tilde S_N = U_N\\Gamma_N` is the best rank-:math:`N`
+        approximation of :math:`\\tilde S`, the bound :math:`\\sqrt{D}` stays valid. Returns
+        ``self``.
+        """
+        self._check_fitted()
+        check_collective(validate_truncation(rank=rank, rtol=rtol, l2_err=l2_err), self.comm)
+        sv = self.singular_values_
+        N = truncation_rank(sv, rank=rank, rtol=rtol, l2_err=l2_err,
+                            extra_tail=self.discarded_energy_)
+        if rank is None and rtol is None and l2_err is None:
+            N = len(sv)
+        tail = float(np.sum(sv[N:][::-1] ** 2))
+        self.modes_ = self.modes_[:, :N].copy()
+        self.singular_values_ = sv[:N].copy()
+        if self.coefficients_ is not None:
+            self.coefficients_ = self.coefficients_[:N].copy()
+        self.n_components_ = N
+        self.discarded_energy_ += tail
+        self.error_bound_ = math.sqrt(self.discarded_energy_)
+        return self
+
+    # ------------------------------------------------------------------ using the basis
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "modes_"):
+            raise RuntimeError(
+                "this IncrementalSVD is not fitted yet; call partial_fit or fit first")
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Reduced coordinates :math:`U^T M X`, shape (k, n_columns) (collective)."""
+        self._check_fitted()
+        comm = get_comm(self.comm)
+        X, err = self._block_error(X, check_finite=True)
+        _collective_block_check(err, -1 if X is None else X.shape[1], comm)
+        return allreduce_sum(self.modes_.T @ apply_product(self.product, X), comm)
+
+    def inverse_transform(self, coefficients: np.ndarray) -> np.ndarray:
+        """Owned rows of :math:`U\\,\\text{coefficients}`, shape (n_local, n_columns)."""
+        self._check_fitted()
+        Cf = np.asarray(coefficients, dtype=np.float64)
+        if Cf.ndim == 1:
+            Cf = Cf[:, None]
+        if Cf.shape[0] != self.n_components_:
+            raise ValueError(
+                f"coefficients have {Cf.shape[0]} rows, expected n_components_={self.n_components_}"
+            )
+        return self.modes_ @ Cf
+
