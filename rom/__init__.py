@@ -4,12 +4,22 @@ Snapshot matrices are numpy arrays of the rows (dofs) a rank owns, plus an optio
 communicator ``comm`` (serial when ``None``). This package never imports dolfinx.
 """
 
+from .clustering import KMedoids, choose_n_clusters
 from .compress import CompressionResult, compress
+from .dissimilarity import (
+    sine_dissimilarity,
+    sine_dissimilarity_between,
+    subspace_distance,
+    trajectory_dissimilarity,
+)
+from .ecm import CubatureResult, empirical_cubature
 from .hapod import dist_hapod, hapod, inc_hapod
 from .incremental_svd import IncrementalSVD
+from .indicator import CalibrationResult, GappyIndicator, calibrate
 from .io import SnapshotStore, StoreError
 from .parallel import blas_threads, distribute_rows, gather_rows, row_range
 from .pod import POD, orthonormalize, pod, tsqr
+from .qdeim import leverage_points, qdeim
 from .randomized import randomized_svd
 from .truncation import truncation_rank
 
@@ -24,6 +34,19 @@ __all__ = [
     "dist_hapod",
     "inc_hapod",
     "randomized_svd",
+    "sine_dissimilarity",
+    "sine_dissimilarity_between",
+    "subspace_distance",
+    "trajectory_dissimilarity",
+    "KMedoids",
+    "choose_n_clusters",
+    "empirical_cubature",
+    "CubatureResult",
+    "qdeim",
+    "leverage_points",
+    "GappyIndicator",
+    "calibrate",
+    "CalibrationResult",
     "SnapshotStore",
     "StoreError",
     "pod",

@@ -1,0 +1,256 @@
+"""Empirical cubature by non-negative orthogonal matching pursuit (``METHODS.md`` 5.1).
+
+Hernández, Caicedo, Ferrer, "Dimensional hyper-reduction of nonlinear finite element models
+via empirical cubature", CMAME 313 (2017): given integrands sampled at the quadrature points of
+the full model, :math:`G \\in \\mathbb{R}^{n_g \\times n_q}` with
+:math:`G_{(i,k),q} = \\sigma_k(x_q) : \\varepsilon(\\psi_i)(x_q)` (one row per pair of a
+displacement mode :math:`\\psi_i` and a stress snapshot :math:`\\sigma_k`, one column per
+quadrature point; the mechanics model assembles it) and the full weights :math:`w`, find a
+small set :math:`Z` and weights :math:`\\hat w \\ge 0` with
+
+.. math:: \\|G_{:,Z}\\hat w - b\\|_2 \\le \\mathrm{tol}\\,\\|b\\|_2, \\qquad b = G w.
+
+Quadrature points are distributed over ranks by *columns*: rank :math:`r` holds
+``G[:, offset_r : offset_r + n_q_local]`` and the matching weights, and a point's global index
+is ``offset_r`` + local index (``offset_r`` = points held by lower ranks), so the selection
+does not depend on the rank count.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.optimize
+from mpi4py import MPI
+
+from .parallel import allreduce_sum, check_collective, get_comm
+from .qdeim import validate_global_indices
+
+__all__ = ["CubatureResult", "empirical_cubature"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CubatureResult:
+    """Reduced quadrature rule.
+
+    Attributes
+    ----------
+    points : ndarray of shape (n_z,), int64
+        Global quadrature indices, sorted ascending.
+    weights : ndarray of shape (n_z,)
+        Positive weights matching ``points``.
+    residual : float
+        Relative integration error :math:`\\|G_{:,Z}\\hat w - Gw\\| / \\|Gw\\|` of the system
+        that was solved (with the volume row when ``include_volume``).
+    history : list of (int, float)
+        ``(number of points, relative residual)`` after the warm start and each iteration.
+    """
+
+    points: np.ndarray
+    weights: np.ndarray
+    residual: float
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _validate(G, w, tol, max_points, comm):
+    err = None
+    n_g = -1
+    try:
+        G = np.asarray(G, dtype=np.float64)
+        w = np.asarray(w, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        err = f"G and w must be numeric arrays: {e}"
+    if err is None:
+        if G.ndim != 2:
+            err = f"G must be 2-D (integrands x local quadrature points), got shape {G.shape}"
+        elif w.ndim != 1 or w.shape[0] != G.shape[1]:
+            err = f"w must have shape ({G.shape[1]},) like the columns of G, got {w.shape}"
+        elif not np.all(np.isfinite(G)):
+            err = "G contains NaN or Inf"
+        elif not np.all(np.isfinite(w)):
+            err = "w contains NaN or Inf"
+        elif np.any(w < 0):
+            err = "w must be non-negative (quadrature weights)"
+        else:
+            n_g = G.shape[0]
+    if err is None and not (isinstance(tol, (float, int, np.floating)) and 0 < tol < 1):
+        err = f"tol must lie in (0, 1), got {tol!r}"
+    if (
+        err is None
+        and max_points is not None
+        and (not isinstance(max_points, (int, np.integer)) or max_points < 1)
+    ):
+        err = f"max_points must be a positive integer, got {max_points!r}"
+    comm = get_comm(comm)
+    info = (
+        comm.allgather((err, n_g, G.shape[1] if err is None else 0))
+        if comm.size > 1
+        else [(err, n_g, G.shape[1] if err is None else 0)]
+    )
+    if err is None:
+        n_gs = {ng for e, ng, _ in info if e is None}
+        if len(n_gs) > 1:
+            err = f"G has {n_g} rows on this rank but not on all ranks ({sorted(n_gs)})"
+    check_collective(err, comm)
+    return G, w, [c for _, _, c in info]
+
+
+def empirical_cubature(
+    G: np.ndarray,
+    w: np.ndarray,
+    *,
+    tol: float = 1e-6,
+    initial_points: Iterable[int] | np.ndarray | None = None,
+    include_volume: bool = True,
+    max_points: int | None = None,
+    seed: int = 0,
+    comm: MPI.Comm | None = None,
+) -> CubatureResult:
+    """Reduced quadrature by non-negative OMP (Hernández et al. 2017; ``METHODS.md`` 5.1).
+
+    Greedy loop, from :math:`Z_0` = ``initial_points``::
+
+        w_Z <- NNLS(G[:, Z], b);  r <- b - G[:, Z] w_Z
+        while ||r|| > tol ||G w||:
+            Z <- Z + argmax_{q not in Z} G[:, q]^T r / ||G[:, q]||
+            w_Z <- NNLS(G[:, Z], b);  Z <- {q in Z : w_q > 0}
+            if the residual did not decrease: add one seeded random point, solve again
+
+    Parameters
+    ----------
+    G : ndarray of shape (n_g, n_q_local)
+        Integrand values at this rank's quadrature points (columns). For the mechanics
+        model, row :math:`(i,k)` is :math:`\\sigma_k : \\varepsilon(\\psi_i)`.
+    w : ndarray of shape (n_q_local,)
+        Full-order quadrature weights of this rank's points (non-negative).
+    tol : float
+        Relative tolerance on the integrals, :math:`\\|G_{:,Z}\\hat w - Gw\\| \\le
+        \\mathrm{tol}\\,\\|Gw\\|`.
+    initial_points : array of int, optional
+        Warm start: global indices of a previous point set (replicated on all ranks).
+    include_volume : bool
+        Append the constant integrand, scaled to weight :math:`\\|Gw\\|`, so that the volume
+        :math:`\\sum_q w_q` is also integrated: the stopping test
+        :math:`\\|r\\| \\le \\mathrm{tol}\\|Gw\\|` then bounds both the integrand error and the
+        relative volume error by ``tol``.
+    max_points : int, optional
+        Cap on the number of points; on reaching it the current rule is returned (``residual``
+        then exceeds ``tol``, logged as a warning). Default: number of rows of the system.
+    seed : int
+        Seed of the random points added when the residual stalls.
+    comm : mpi4py communicator, optional
+        Points distributed over its ranks; serial when ``None``.
+
+    Returns
+    -------
+    CubatureResult
+        Identical on all ranks, and independent of the rank count.
+
+    Notes
+    -----
+    Each iteration costs one pass over the local columns (:math:`O(n_g n_{q,local})`), one
+    allgather of every rank's best candidate (ties go to the smaller global index) and an
+    NNLS on the few selected columns, which are replicated on all ranks.
+    """
+    comm = get_comm(comm)
+    G, w, counts = _validate(G, w, tol, max_points, comm)
+    offset = int(sum(counts[: comm.rank]))
+    n_q = int(sum(counts))
+    Z0, err = validate_global_indices(initial_points, n_q, "initial_points")
+    check_collective(err, comm)
+
+    b = allreduce_sum(G @ w, comm)
+    bnorm = float(np.linalg.norm(b))
+    if include_volume:
+        volume = float(allreduce_sum(w.sum(), comm))
+        # constant row scaled so that its exact integral equals ||G w|| (or 1 if G w = 0)
+        scale = (bnorm if bnorm > 0 else 1.0) / volume if volume > 0 else 0.0
+        G = np.vstack([G, np.full((1, G.shape[1]), scale)])
+        b = np.append(b, scale * volume)
+    ref = bnorm if bnorm > 0 else float(np.linalg.norm(b))
+    n_rows = G.shape[0]
+    if max_points is None:
+        max_points = max(n_rows, Z0.size)
+    if ref == 0.0:
+        logger.info("all integrals vanish: empty rule")
+        return CubatureResult(np.empty(0, np.int64), np.empty(0), 0.0, [(0, 0.0)])
+
+    colnorm = np.linalg.norm(G, axis=0)
+    rng = np.random.default_rng(seed)
+
+    def columns(idx: np.ndarray) -> np.ndarray:
+        """Columns ``idx`` (global) gathered on all ranks, shape (n_rows, len(idx))."""
+        loc = idx - offset
+        mine = (loc >= 0) & (loc < G.shape[1])
+        block = (idx[mine], G[:, loc[mine]])
+        parts = comm.allgather(block) if comm.size > 1 else [block]
+        out = np.empty((n_rows, idx.size))
+        pos = {int(g): j for j, g in enumerate(idx)}
+        for gi, cols in parts:
+            for j, g in enumerate(gi):
+                out[:, pos[int(g)]] = cols[:, j]
+        return out
+
+    Z = Z0.copy()
+    GZ = columns(Z)
+
+    def solve(Z, GZ):
+        if Z.size == 0:
+            return Z, GZ, np.empty(0), float(np.linalg.norm(b))
+        wz, _ = scipy.optimize.nnls(GZ, b)
+        keep = wz > 0
+        Z, GZ, wz = Z[keep], GZ[:, keep], wz[keep]
+        return Z, GZ, wz, float(np.linalg.norm(b - GZ @ wz))
+
+    Z, GZ, wz, rnorm = solve(Z, GZ)
+    history = [(int(Z.size), rnorm / ref)]
+    max_iter = 2 * max_points + Z0.size + 10
+    it = 0
+    while rnorm > tol * ref and it < max_iter:
+        it += 1
+        if Z.size >= max_points:
+            break
+        r = b - GZ @ wz
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = (G.T @ r) / colnorm
+        score[~(colnorm > 0)] = -np.inf
+        loc = Z - offset
+        loc = loc[(loc >= 0) & (loc < G.shape[1])]
+        score[loc] = -np.inf
+        if score.size and np.isfinite(score).any():
+            j = int(np.argmax(score))  # first maximum: smallest local (hence global) index
+            best = (float(score[j]), offset + j)
+        else:
+            best = (-np.inf, n_q)
+        cands = comm.allgather(best) if comm.size > 1 else [best]
+        s_best, q_best = min(cands, key=lambda c: (-c[0], c[1]))
+        if not np.isfinite(s_best):
+            logger.warning("no admissible column left; stopping at residual %.3e", rnorm / ref)
+            break
+        Zn = np.append(Z, q_best)
+        GZn = np.hstack([GZ, columns(np.array([q_best], dtype=np.int64))])
+        Zn, GZn, wzn, rn = solve(Zn, GZn)
+        if rn >= rnorm:
+            free = np.setdiff1d(np.arange(n_q, dtype=np.int64), Zn)
+            if free.size:
+                q_rand = int(free[rng.integers(free.size)])
+                Zn = np.append(Zn, q_rand)
+                GZn = np.hstack([GZn, columns(np.array([q_rand], dtype=np.int64))])
+                Zn, GZn, wzn, rn = solve(Zn, GZn)
+                logger.debug("stalled: added random point %d", q_rand)
+        Z, GZ, wz, rnorm = Zn, GZn, wzn, rn
+        history.append((int(Z.size), rnorm / ref))
+    if rnorm > tol * ref:
+        logger.warning(
+            "empirical cubature stopped at %d points with relative residual %.3e > tol %.1e",
+            Z.size,
+            rnorm / ref,
+            tol,
+        )
+    order = np.argsort(Z)
+    return CubatureResult(Z[order].astype(np.int64), wz[order], rnorm / ref, history)

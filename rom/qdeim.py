@@ -1,0 +1,176 @@
+"""Interpolation points for a POD basis: QDEIM and leverage scores (``METHODS.md`` 5.2).
+
+For a basis :math:`\\Phi \\in \\mathbb{R}^{n_q \\times n_p}` (rows = quadrature points or dofs,
+distributed over ranks as owned rows), QDEIM (Drmač & Gugercin, SIAM J. Sci. Comput. 38(2),
+2016) takes the column-pivoted QR factorization
+
+.. math:: \\Phi^T \\Pi = Q R
+
+(Businger-Golub pivoting, LAPACK ``geqp3``) and selects the rows :math:`I` given by the first
+:math:`n_p` pivots. For an orthonormal :math:`\\Phi` the DEIM projection
+:math:`\\Phi (S^T\\Phi)^{-1} S^T` then satisfies (their Theorem 2.1)
+
+.. math::
+
+    \\|(\\Phi[I,:])^{-1}\\|_2 \\le \\sqrt{n_q - n_p + 1}\\,\\frac{\\sqrt{4^{n_p} + 6 n_p - 1}}{3},
+
+and in practice the factor is a small multiple of :math:`\\sqrt{n_q}`.
+
+Global row index of a point = (number of rows owned by lower ranks) + local row index, so the
+selected points do not depend on the number of ranks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import scipy.linalg
+from mpi4py import MPI
+
+from .parallel import check_collective, get_comm, validate_local_rows
+
+__all__ = ["global_offset", "leverage_points", "qdeim", "validate_global_indices"]
+
+logger = logging.getLogger(__name__)
+
+
+def global_offset(n_local: int, comm: MPI.Comm | None = None) -> tuple[int, int]:
+    """``(offset, n_global)``: the global index of this rank's first item and the total count.
+
+    ``offset`` is the exclusive prefix sum of ``n_local`` over ranks (rank order). Collective.
+    """
+    comm = get_comm(comm)
+    if comm.size == 1:
+        return 0, int(n_local)
+    counts = comm.allgather(int(n_local))
+    return int(sum(counts[: comm.rank])), int(sum(counts))
+
+
+def validate_global_indices(
+    idx: Iterable[int] | np.ndarray | None, n_global: int, name: str
+) -> tuple[np.ndarray | None, str | None]:
+    """Check a replicated array of global indices; returns ``(unique sorted indices, error)``."""
+    if idx is None:
+        return np.empty(0, dtype=np.int64), None
+    try:
+        a = np.asarray(list(idx) if not isinstance(idx, np.ndarray) else idx)
+    except (TypeError, ValueError) as e:
+        return None, f"{name} is not an array of indices: {e}"
+    if a.size == 0:
+        return np.empty(0, dtype=np.int64), None
+    if a.ndim != 1:
+        return None, f"{name} must be 1-D, got shape {a.shape}"
+    integral = np.issubdtype(a.dtype, np.integer) or (
+        np.issubdtype(a.dtype, np.floating) and np.all(a == np.round(a))
+    )
+    if not integral:
+        return None, f"{name} must hold integers, got dtype {a.dtype}"
+    a = a.astype(np.int64)
+    if a.min() < 0 or a.max() >= n_global:
+        return None, f"{name} must lie in [0, {n_global}), got range [{a.min()}, {a.max()}]"
+    return np.unique(a), None
+
+
+def _gather_to_root(Phi: np.ndarray, comm: MPI.Comm) -> np.ndarray | None:
+    if comm.size == 1:
+        return Phi
+    blocks = comm.gather(Phi, root=0)
+    return np.concatenate(blocks, axis=0) if comm.rank == 0 else None
+
+
+def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
+    """QDEIM interpolation points of a basis with distributed rows.
+
+    Parameters
+    ----------
+    Phi : ndarray of shape (n_q_local, n_p)
+        This rank's rows of the basis :math:`\\Phi` (full column rank, ``n_q >= n_p``).
+    comm : mpi4py communicator, optional
+        Serial when ``None``.
+
+    Returns
+    -------
+    ndarray of shape (n_p,), int64
+        Global row indices :math:`I` in pivot order: the first :math:`n_p` column pivots of
+        :math:`\\Phi^T\\Pi = QR` (Drmač & Gugercin 2016, Algorithm 1). Identical on all ranks.
+
+    Notes
+    -----
+    The pivoted QR of the :math:`n_p \\times n_q` matrix is not distributed: the rows are
+    gathered on rank 0 (:math:`O(n_q n_p)` memory and communication, an offline cost), the
+    factorization costs :math:`O(n_q n_p^2)` there, and the indices are broadcast.
+    """
+    comm = get_comm(comm)
+    Phi, n_q = validate_local_rows(Phi, "Phi", comm)
+    n_p = Phi.shape[1]
+    err = None
+    if n_p == 0:
+        err = "Phi has no columns"
+    elif n_q < n_p:
+        err = f"Phi has {n_q} rows in total, fewer than its {n_p} columns"
+    check_collective(err, comm)
+    full = _gather_to_root(Phi, comm)
+    result: tuple[np.ndarray | None, str | None] = (None, None)
+    if comm.rank == 0:
+        R, piv = scipy.linalg.qr(full.T, mode="r", pivoting=True)
+        d = np.abs(np.diag(R))
+        if d[-1] <= n_q * np.finfo(float).eps * d[0]:
+            ratio = d[-1] / d[0]
+            result = (None, f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})")
+        else:
+            result = (np.asarray(piv[:n_p], dtype=np.int64), None)
+    if comm.size > 1:
+        result = comm.bcast(result, root=0)
+    check_collective(result[1], comm)
+    return result[0]
+
+
+def leverage_points(
+    Phi: np.ndarray,
+    n: int,
+    *,
+    exclude: Iterable[int] | np.ndarray | None = None,
+    comm: MPI.Comm | None = None,
+) -> np.ndarray:
+    """The ``n`` rows of largest leverage :math:`\\|\\Phi[q,:]\\|_2^2` outside ``exclude``.
+
+    Parameters
+    ----------
+    Phi : ndarray of shape (n_q_local, n_p)
+        This rank's rows of the basis.
+    n : int
+        Number of points to select (``0 <= n <= n_q - |exclude|``).
+    exclude : array of int, optional
+        Global row indices that may not be selected (replicated on all ranks).
+    comm : mpi4py communicator, optional
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+        Global indices by decreasing leverage; ties go to the smaller global index, so the
+        result does not depend on the rank count.
+    """
+    comm = get_comm(comm)
+    Phi, n_q = validate_local_rows(Phi, "Phi", comm)
+    excl, err = validate_global_indices(exclude, n_q, "exclude")
+    if err is None and (not isinstance(n, (int, np.integer)) or n < 0):
+        err = f"n must be a non-negative integer, got {n!r}"
+    elif err is None and n > n_q - excl.size:
+        err = f"cannot select {n} points: only {n_q - excl.size} rows are not excluded"
+    check_collective(err, comm)
+    offset, _ = global_offset(Phi.shape[0], comm)
+    gidx = offset + np.arange(Phi.shape[0], dtype=np.int64)
+    score = np.einsum("ij,ij->i", Phi, Phi)
+    keep = ~np.isin(gidx, excl)
+    gidx, score = gidx[keep], score[keep]
+    # local candidates: sort by (-score, global index) and keep the n best
+    order = np.lexsort((gidx, -score))[:n]
+    cand_s, cand_i = score[order], gidx[order]
+    if comm.size > 1:
+        cand_s = np.concatenate(comm.allgather(cand_s))
+        cand_i = np.concatenate(comm.allgather(cand_i))
+        order = np.lexsort((cand_i, -cand_s))[:n]
+        cand_i = cand_i[order]
+    return np.asarray(cand_i, dtype=np.int64)
