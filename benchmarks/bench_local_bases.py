@@ -1,0 +1,116 @@
+"""Local-bases benchmark (issue 4): modes per local ROM against one global basis, sine metric
+against Euclidean k-means, on the advection case itself.
+
+    .venv/bin/mpirun -n 2 .venv/bin/python -m mpi4py benchmarks/bench_local_bases.py [--size 48]
+
+For every K > 1 and clustering, ``modes_to_match_global`` is the smallest number of modes per
+local ROM whose mean held-out ROM error reaches that of one global basis sized for ``--tol``
+(N_1 modes). Targets: with the sine metric (k-medoids or k-center), N_1 / modes >= 2 at some K;
+and at equal K the sine clustering needs no more modes than Euclidean k-means on the snapshots
+(a configuration that never reaches the global error counts as infinitely many; a K where
+neither does is not compared). Peers are
+measured in the same run. Writes ``benchmarks/results/local_bases.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from mpi4py import MPI
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "cases"))
+
+import local_bases  # noqa: E402
+
+SINE = ("sine-kmedoids", "sine-kcenter")
+EUCLID = "kmeans-snapshots"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=48)
+    p.add_argument("--n-train", type=int, default=40)
+    p.add_argument("--n-test", type=int, default=10)
+    p.add_argument("--n-steps", type=int, default=40)
+    p.add_argument("--tol", type=float, default=1e-2)
+    p.add_argument("--clusters", default="1,2,4,8")
+    p.add_argument("--out", default="run/bench_local_bases")
+    a = p.parse_args()
+    res = local_bases.main([
+        "--size", str(a.size), "--n-train", str(a.n_train), "--n-test", str(a.n_test),
+        "--n-steps", str(a.n_steps), "--tol", str(a.tol), "--clusters", a.clusters,
+        "--clusterings", ",".join(["kmeans-parameters", EUCLID, *SINE]), "--out", a.out,
+        "--no-plots", "--log-level", "WARNING",
+    ])
+    comm = MPI.COMM_WORLD
+    if comm.rank != 0:
+        return
+    cfg = res["configurations"]
+    n1 = res["global"]["basis_size"]
+
+    def modes(name):
+        m = cfg[name]["modes_to_match_global"]
+        return math.inf if m is None else m
+
+    Ks = sorted({int(k.split("=")[1]) for k in cfg} - {1})
+    table, ratio_best, beats = [], 0.0, {}
+    for K in Ks:
+        row = {"K": K}
+        for c in ("kmeans-parameters", EUCLID, *SINE):
+            name = f"{c}/K={K}"
+            if name in cfg:
+                row[c] = {
+                    "modes_to_match_global": cfg[name]["modes_to_match_global"],
+                    "mode_ratio": n1 / modes(name),
+                    "max_basis_size_at_tol": cfg[name]["max_basis_size"],
+                    "test_rom_error_mean_at_tol": cfg[name]["test_rom_error_mean"],
+                    "test_projection_error_mean": cfg[name]["test_projection_error_mean"],
+                    "eta_estimated": cfg[name]["eta_estimated"],
+                    "cost_ratio_measured": cfg[name]["cost_ratio_measured"],
+                }
+        for s in SINE:
+            if s in row:
+                ratio_best = max(ratio_best, row[s]["mode_ratio"])
+        best_sine = min(modes(f"{s}/K={K}") for s in SINE if f"{s}/K={K}" in cfg)
+        euclid = modes(f"{EUCLID}/K={K}")
+        # None: neither reaches the global error at this K (no comparison)
+        beats[K] = None if math.isinf(best_sine) and math.isinf(euclid) else bool(
+            best_sine <= euclid)
+        table.append(row)
+    out = {
+        "n_dofs": res["n_dofs"], "ranks": comm.size, "n_train": res["n_train"],
+        "n_test": res["n_test"], "n_steps": res["n_steps"], "tol": res["tol"],
+        "global_basis_size": n1, "global_test_rom_error_mean": res["global"]["test_rom_error_mean"],
+        "by_K": table,
+        "best_sine_mode_ratio": ratio_best,
+        "sine_not_worse_than_kmeans_by_K": {str(k): v for k, v in beats.items()},
+        "targets": {
+            "sine: N_1 / modes_per_local_ROM >= 2 at some K": ratio_best >= 2.0,
+            "sine needs <= modes than Euclidean k-means at every K where either reaches "
+            "the global error": any(v is not None for v in beats.values())
+            and all(v for v in beats.values() if v is not None),
+        },
+    }
+    print(f"\nglobal basis: N_1 = {n1} modes, held-out ROM error "
+          f"{res['global']['test_rom_error_mean']:.3e}")
+    for row in table:
+        parts = [f"K={row['K']}:"]
+        for c in ("kmeans-parameters", EUCLID, *SINE):
+            if c in row:
+                m = row[c]["modes_to_match_global"]
+                parts.append(f"{c} {m if m is not None else '-'} (x{row[c]['mode_ratio']:.2f})")
+        print("  ".join(parts))
+    for t, ok in out["targets"].items():
+        print(f"target {t}: {'met' if ok else 'NOT met'}")
+    (HERE / "results").mkdir(exist_ok=True)
+    (HERE / "results" / "local_bases.json").write_text(
+        json.dumps(local_bases.common._jsonable(out), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,532 @@
+r"""Local reduced bases: one POD basis per cluster of snapshots, online selection, efficiency.
+
+A dictionary of local bases (``DESIGN.md`` section 5, ``METHODS.md`` sections 3.2-3.6). The
+training items -- single snapshots, or whole trajectories when ``groups`` is given -- are
+partitioned into clusters :math:`C_1..C_K`, and each cluster gets its own :math:`M`-orthonormal
+POD basis :math:`\Psi_k` of size :math:`N_k` (by ``rank`` or the energy rule
+:math:`\sum_{n>N_k}\sigma_n(S_k)^2 \le \varepsilon^2\|S_k\|_M^2`, :mod:`rom.truncation`).
+
+Clusterings (``clustering=``):
+
+``"sine-kmedoids"`` / ``"sine-kcenter"``
+    :class:`rom.clustering.KMedoids` (sum / max objective) on the sine dissimilarity
+    :math:`\delta(u, v) = \sqrt{1 - \langle u,v\rangle_M^2/(\|u\|_M^2\|v\|_M^2)}`
+    (:func:`rom.dissimilarity.sine_dissimilarity`). The minimax radius of a cluster in
+    :math:`\delta` is its normalized 1-width, so clustering in :math:`\delta` targets the
+    normalized Kolmogorov widths of the clusters (Daniel, Casenave, Akkari, Ryckelynck,
+    arXiv:2108.12291; Daniel, Casenave, Akkari, Ketata, Ryckelynck, arXiv:2103.13683).
+``"kmeans-parameters"``
+    Euclidean k-means on the standardized parameters (:func:`rom.clustering.kmeans_parameters`).
+``"kmeans-snapshots"``
+    Euclidean (:math:`M`-norm) k-means on the items (:func:`rom.clustering.kmeans_snapshots`).
+``"merge"``
+    Error-constrained merging (:class:`rom.merge_clustering.ErrorConstrainedClustering`, Shamrai,
+    arXiv:2601.11626): the number of clusters follows from ``rank`` and ``rel_l2_err``
+    (``n_clusters`` is ignored).
+
+Trajectories (``groups``): every group must have the same number :math:`T` of columns (in order
+of appearance); an item is then the space-time field :math:`U = (u^1..u^T)` with
+:math:`\langle U, V\rangle = \sum_t \langle u^t, v^t\rangle_M`, so :math:`\delta(U, V)` is the
+relative error of approximating trajectory :math:`U` by a multiple of :math:`V` (our choice: a
+whole trajectory goes to one cluster, so a time-dependent ROM runs with one basis).
+
+Online selection (:meth:`LocalBases.select`, ``METHODS.md`` section 3.5): (1) nearest medoid in
+:math:`\delta` given a field (for clusterings without medoids, each cluster's 1-medoid in
+:math:`\delta` stands in); (2) lowest projection error
+:math:`\arg\min_k \|U - \Psi_k\Psi_k^T M U\|_M / \|U\|_M` (Amsallem & Haasdonk, AMSES 3:6, 2016);
+(3) given only :math:`\mu`, the cluster of the nearest training parameter (standardized).
+
+A priori efficiency (:meth:`LocalBases.efficiency_estimate`, ``METHODS.md`` section 3.6):
+
+.. math::
+
+    \eta(K) = \frac{\sum_k (n_k/n)\, c(N_k(\varepsilon)) + c_{sel}(K)}{c(N_1(\varepsilon))},
+    \qquad c(N) = N^3 \text{ (default)},
+
+with :math:`n_k` the cluster populations, :math:`N_k(\varepsilon)` the local sizes and
+:math:`N_1(\varepsilon)` the global POD size at tolerance :math:`\varepsilon`; local bases pay
+off iff :math:`\eta < 1`. Our estimate uses the in-sample sizes (the leave-one-out sizes of
+``METHODS.md`` would also charge misassignment; the case measures it on held-out parameters
+instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from .parallel import (
+    Product,
+    allreduce_sum,
+    apply_product,
+    check_collective,
+    get_comm,
+    norms,
+    validate_local_rows,
+)
+from .pod import pod
+from .truncation import truncation_rank, validate_truncation
+
+__all__ = ["LocalBases", "CLUSTERINGS"]
+
+logger = logging.getLogger(__name__)
+
+CLUSTERINGS = ("sine-kmedoids", "sine-kcenter", "kmeans-parameters", "kmeans-snapshots", "merge")
+_SELECTIONS = ("medoid", "projection")
+
+
+class _StackedProduct:
+    """:math:`\\mathrm{diag}(M, \\dots, M)` acting on space-time items stacked time-major,
+    rows ``t * n_local + i`` (``T`` blocks of this rank's owned rows)."""
+
+    def __init__(self, product: Product, n_local: int, T: int) -> None:
+        self.product, self.n_local, self.T = product, n_local, T
+
+    def __call__(self, Z: np.ndarray) -> np.ndarray:
+        k = Z.shape[1] if Z.ndim == 2 else 1
+        blocks = Z.reshape(self.T, self.n_local, k).transpose(1, 0, 2).reshape(self.n_local, -1)
+        MZ = apply_product(self.product, blocks)
+        return MZ.reshape(self.n_local, self.T, k).transpose(1, 0, 2).reshape(Z.shape)
+
+
+def _canonical(labels: np.ndarray) -> np.ndarray:
+    """Renumber clusters by their smallest member (cluster 0 holds item 0), drop empty ones."""
+    labels = np.asarray(labels, dtype=np.int64)
+    _, first = np.unique(labels, return_index=True)
+    order = labels[np.sort(first)]
+    remap = {int(c): i for i, c in enumerate(order)}
+    return np.array([remap[int(c)] for c in labels], dtype=np.int64)
+
+
+class LocalBases:
+    r"""Local POD bases of clusters of snapshots or trajectories (module docstring).
+
+    Parameters
+    ----------
+    clustering : str
+        One of :data:`CLUSTERINGS`.
+    n_clusters : int
+        :math:`K` (ignored by ``"merge"``).
+    rank : int, optional
+        Basis size cap per cluster (for ``"merge"``: the target rank :math:`r`).
+    rel_l2_err : float, optional
+        Energy tolerance :math:`\varepsilon` per cluster (for ``"merge"``: its ``eps``).
+        At least one of ``rank`` and ``rel_l2_err``.
+    product : operator, optional
+        Inner product :math:`M` on owned rows (Euclidean when ``None``).
+    comm : mpi4py communicator, optional
+        Serial when ``None``; every method is collective.
+    compressor : callable
+        ``compressor(X, product=, comm=) -> (modes, singular_values)``, all modes (default
+        :func:`rom.pod.pod`); truncation is applied here.
+    seed : int
+        Seed of the k-means clusterings and k-medoids restarts.
+    min_cluster_size : int
+        For the k-medoids clusterings (:class:`rom.clustering.KMedoids`).
+    merge_options : dict, optional
+        Extra keyword arguments of :class:`rom.merge_clustering.ErrorConstrainedClustering`.
+
+    Attributes
+    ----------
+    labels_ : ndarray of shape (n_items,)
+        Cluster of each item (clusters numbered by their smallest item).
+    column_labels_ : ndarray of shape (n_columns,)
+        Cluster of each training column.
+    n_clusters_ : int
+    cluster_sizes_ : ndarray of shape (n_clusters_,)
+        Items per cluster :math:`n_k`.
+    medoid_indices_ : ndarray of shape (n_clusters_,)
+        Item index of each cluster's medoid in :math:`\delta` (sum objective within the
+        cluster unless the clustering provides its own medoids).
+    medoids_ : list of ndarray of shape (n_local, T)
+        Owned rows of the medoid items (``T = 1`` for snapshot items).
+    dissimilarity_ : ndarray of shape (n_items, n_items)
+        Sine dissimilarity of the items (replicated).
+    modes_ : list of ndarray
+        All POD modes of each cluster (owned rows).
+    singular_values_ : list of ndarray
+        All :math:`M`-singular values of each cluster.
+    energies_ : ndarray of shape (n_clusters_,)
+        :math:`\|S_k\|_M^2`.
+    bases_ : list of ndarray of shape (n_local, N_k)
+        The local bases after truncation.
+    basis_sizes_ : ndarray of shape (n_clusters_,)
+    global_singular_values_ : ndarray
+        Singular values of one POD of all the data.
+    global_energy_ : float
+    global_basis_size_ : int
+        Global POD size under the same truncation rule.
+    params_ : ndarray of shape (n_items, p) or None
+    """
+
+    def __init__(
+        self,
+        *,
+        clustering: str = "sine-kmedoids",
+        n_clusters: int = 2,
+        rank: int | None = None,
+        rel_l2_err: float | None = None,
+        product: Product | None = None,
+        comm: MPI.Comm | None = None,
+        compressor: Callable[..., tuple[np.ndarray, np.ndarray]] = pod,
+        seed: int = 0,
+        min_cluster_size: int = 1,
+        merge_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.clustering = clustering
+        self.n_clusters = n_clusters
+        self.rank = rank
+        self.rel_l2_err = rel_l2_err
+        self.product = product
+        self.comm = comm
+        self.compressor = compressor
+        self.seed = seed
+        self.min_cluster_size = min_cluster_size
+        self.merge_options = merge_options
+
+    # ------------------------------------------------------------------ validation
+    def _option_error(self) -> str | None:
+        if self.clustering not in CLUSTERINGS:
+            return f"clustering must be one of {CLUSTERINGS}, got {self.clustering!r}"
+        k = self.n_clusters
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            return f"n_clusters must be a positive integer, got {k!r}"
+        if self.rank is None and self.rel_l2_err is None:
+            return "give rank= or rel_l2_err= (the local basis size rule)"
+        err = validate_truncation(rank=self.rank, rel_l2_err=self.rel_l2_err)
+        if err is not None:
+            return err
+        if self.clustering == "merge":
+            if self.rank is None or self.rank < 1 or self.rel_l2_err is None:
+                return "clustering='merge' needs rank >= 1 and rel_l2_err (its target r, eps)"
+            if not 0.0 < float(self.rel_l2_err) < 1.0:
+                return f"clustering='merge' needs rel_l2_err in (0, 1), got {self.rel_l2_err}"
+        return None
+
+    @staticmethod
+    def _items(n: int, groups: Any) -> tuple[list[np.ndarray], str | None]:
+        if groups is None:
+            return [np.array([j]) for j in range(n)], None
+        g = np.asarray(groups)
+        if g.shape != (n,):
+            return [], f"groups must have shape ({n},) (one entry per column), got {g.shape}"
+        _, first = np.unique(g, return_index=True)
+        items = [np.flatnonzero(g == g[j]) for j in np.sort(first)]
+        T = {len(c) for c in items}
+        if len(T) != 1:
+            return [], f"every group must have the same number of columns, got {sorted(T)}"
+        return items, None
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self, X: np.ndarray, params: np.ndarray | None = None, *, groups: np.ndarray | None = None
+    ) -> LocalBases:
+        """Cluster the items of ``X`` and compute one POD basis per cluster.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_local, n)
+            Owned rows of the training snapshots.
+        params : ndarray of shape (n, p) or (n_items, p), optional
+            Parameters of each column (or each item); needed by ``"kmeans-parameters"`` and by
+            :meth:`select` with ``mu``. For groups, the first column's row is the item's.
+        groups : ndarray of shape (n,), optional
+            Trajectory id of each column: cluster whole trajectories (module docstring).
+
+        Returns
+        -------
+        self
+        """
+        comm = get_comm(self.comm)
+        err = self._option_error()
+        check_collective(err, comm)
+        X, _ = validate_local_rows(X, "X", comm)
+        n_local, n = X.shape
+        items, err = self._items(n, groups)
+        P = None
+        if err is None and params is not None:
+            P = np.asarray(params, dtype=np.float64)
+            P = P[:, None] if P.ndim == 1 else P
+            if P.ndim != 2 or P.shape[0] not in (n, len(items)) or not np.all(np.isfinite(P)):
+                err = f"params must be finite of shape ({n}, p) or ({len(items)}, p), got {P.shape}"
+            elif P.shape[0] == n and len(items) != n:
+                P = P[[c[0] for c in items]]
+        if err is None and self.clustering == "kmeans-parameters" and P is None:
+            err = "clustering='kmeans-parameters' needs params"
+        if err is None and self.clustering != "merge" and self.n_clusters > len(items):
+            err = f"n_clusters={self.n_clusters} exceeds the number of items ({len(items)})"
+        check_collective(err, comm)
+        T = len(items[0])
+        self._T = T
+        self._n_local = n_local
+        self.params_ = P
+        self._items_cols = items
+
+        Y = self._stack(X, items)
+        prod = self._stacked_product(T)
+        from .dissimilarity import sine_dissimilarity
+
+        D = sine_dissimilarity(Y, product=prod, comm=comm)
+        self.dissimilarity_ = D
+        raw, raw_medoids = self._cluster(X, Y, D, P, items, prod, comm)
+        raw = np.asarray(raw, dtype=np.int64)
+        labels = _canonical(raw)
+        K = int(labels.max()) + 1
+        medoids = []
+        for k in range(K):
+            members = np.flatnonzero(labels == k)
+            if raw_medoids is not None:  # KMedoids: raw label = position of the medoid
+                medoids.append(int(raw_medoids[raw[members[0]]]))
+            else:  # the cluster's 1-medoid in delta (sum objective; ties: smallest index)
+                sub = D[np.ix_(members, members)]
+                medoids.append(int(members[np.argmin(sub.sum(axis=0))]))
+        self.labels_ = labels
+        self.n_clusters_ = K
+        self.cluster_sizes_ = np.bincount(labels, minlength=K)
+        self.medoid_indices_ = np.array(medoids, dtype=np.int64)
+        self.medoids_ = [X[:, items[m]].copy() for m in medoids]
+        self.column_labels_ = np.empty(n, dtype=np.int64)
+        for i, cols in enumerate(items):
+            self.column_labels_[cols] = labels[i]
+
+        self.modes_, self.singular_values_, self.bases_ = [], [], []
+        energies = []
+        for k in range(K):
+            Xk = X[:, self.column_labels_ == k]
+            modes, sv = self.compressor(Xk, product=self.product, comm=comm)
+            energy = float(np.sum(norms(Xk, comm, self.product) ** 2))
+            Nk = truncation_rank(sv, rank=self.rank, rel_l2_err=self.rel_l2_err,
+                                 total_energy=energy)
+            self.modes_.append(modes)
+            self.singular_values_.append(np.asarray(sv))
+            self.bases_.append(modes[:, :Nk])
+            energies.append(energy)
+        self.energies_ = np.array(energies)
+        self.basis_sizes_ = np.array([B.shape[1] for B in self.bases_], dtype=np.int64)
+        if K == 1:  # same data: reuse, so that eta(K=1) = 1 exactly
+            gsv, genergy = self.singular_values_[0], float(self.energies_[0])
+        else:
+            _, gsv = self.compressor(X, product=self.product, comm=comm)
+            genergy = float(np.sum(norms(X, comm, self.product) ** 2))
+        self.global_singular_values_ = np.asarray(gsv)
+        self.global_energy_ = genergy
+        self.global_basis_size_ = int(truncation_rank(
+            gsv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=genergy))
+        logger.info(
+            "LocalBases(%s): K=%d, populations %s, sizes %s (global %d)",
+            self.clustering, K, self.cluster_sizes_.tolist(), self.basis_sizes_.tolist(),
+            self.global_basis_size_,
+        )
+        return self
+
+    def _stack(self, X: np.ndarray, items: list[np.ndarray]) -> np.ndarray:
+        """Items as columns of the time-major stacked matrix, shape (T n_local, n_items)."""
+        return np.column_stack([X[:, cols].T.reshape(-1) for cols in items])
+
+    def _stacked_product(self, T: int) -> Product | None:
+        if self.product is None:
+            return None
+        if T == 1:
+            return self.product
+        return _StackedProduct(self.product, self._n_local, T)
+
+    def _cluster(self, X, Y, D, P, items, prod, comm):
+        """Labels (n_items,) and medoid item indices (or None) of the chosen clustering."""
+        from .clustering import KMedoids, kmeans_parameters, kmeans_snapshots
+
+        K = int(self.n_clusters)
+        if self.clustering in ("sine-kmedoids", "sine-kcenter"):
+            km = KMedoids(
+                K, objective="sum" if self.clustering == "sine-kmedoids" else "max",
+                min_cluster_size=self.min_cluster_size, seed=self.seed,
+            ).fit(D)
+            return km.labels_, [int(m) for m in km.medoid_indices_]
+        if self.clustering == "kmeans-parameters":
+            return kmeans_parameters(P, K, seed=self.seed), None
+        if self.clustering == "kmeans-snapshots":
+            return kmeans_snapshots(Y, K, seed=self.seed, comm=comm, product=prod), None
+        from .merge_clustering import ErrorConstrainedClustering
+
+        ecc = ErrorConstrainedClustering(
+            rank=int(self.rank), eps=float(self.rel_l2_err), product=self.product,
+            comm=self.comm, **(self.merge_options or {}),
+        ).fit([X[:, cols] for cols in items])
+        return ecc.labels_, None
+
+    # ------------------------------------------------------------------ online
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "bases_"):
+            raise RuntimeError("LocalBases is not fitted; call fit first")
+
+    def sizes_for(self, rel_l2_err: float) -> tuple[np.ndarray, int]:
+        r"""Local sizes :math:`N_k(\varepsilon)` and the global size :math:`N_1(\varepsilon)`.
+
+        Smallest sizes with :math:`\sum_{n>N}\sigma_n^2 \le \varepsilon^2 \|S\|_M^2`, from the
+        stored spectra (no ``rank`` cap; capped by the number of computed modes).
+        """
+        self._check_fitted()
+        err = validate_truncation(rel_l2_err=rel_l2_err)
+        if err is not None:
+            raise ValueError(err)
+        local = np.array([
+            truncation_rank(sv, rel_l2_err=rel_l2_err, total_energy=e)
+            for sv, e in zip(self.singular_values_, self.energies_, strict=True)
+        ], dtype=np.int64)
+        glob = truncation_rank(self.global_singular_values_, rel_l2_err=rel_l2_err,
+                               total_energy=self.global_energy_)
+        return local, int(glob)
+
+    def basis(self, k: int, n: int | None = None) -> np.ndarray:
+        """The first ``n`` modes of cluster ``k`` (default: the truncated basis ``bases_[k]``)."""
+        self._check_fitted()
+        if not 0 <= k < self.n_clusters_:
+            raise ValueError(f"cluster index must be in [0, {self.n_clusters_}), got {k}")
+        return self.bases_[k] if n is None else self.modes_[k][:, : int(n)]
+
+    def projection_errors(self, X: np.ndarray, *, n: int | None = None) -> np.ndarray:
+        r"""Relative errors :math:`\|x_j - \Psi_k\Psi_k^T M x_j\|_M/\|x_j\|_M`, shape (K, n_cols).
+
+        ``n`` uses the first ``n`` modes of every cluster instead of ``bases_``. Zero columns
+        give 0. Collective.
+        """
+        self._check_fitted()
+        comm = get_comm(self.comm)
+        X, _ = validate_local_rows(X, "X", comm)
+        xn = norms(X, comm, self.product)
+        MX = apply_product(self.product, X)
+        out = np.empty((self.n_clusters_, X.shape[1]))
+        for k in range(self.n_clusters_):
+            B = self.basis(k, n)
+            R = X - B @ allreduce_sum(B.T @ MX, comm)
+            out[k] = norms(R, comm, self.product) / np.where(xn > 0, xn, 1.0)
+        return out
+
+    def projection_error(
+        self, X: np.ndarray, *, labels: np.ndarray | None = None, n: int | None = None
+    ) -> np.ndarray:
+        """Relative projection error of each column on its cluster's basis, shape (n_cols,).
+
+        ``labels`` (n_cols,) gives the cluster of each column; without it each column takes the
+        basis with the lowest error (selection rule (2)). Collective.
+        """
+        E = self.projection_errors(X, n=n)
+        if labels is None:
+            return E.min(axis=0)
+        lab = np.asarray(labels)
+        if lab.shape != (E.shape[1],) or lab.min() < 0 or lab.max() >= self.n_clusters_:
+            raise ValueError(
+                f"labels must be {E.shape[1]} cluster indices in [0, {self.n_clusters_})"
+            )
+        return E[lab, np.arange(E.shape[1])]
+
+    def select(
+        self,
+        u: np.ndarray | None = None,
+        mu: np.ndarray | None = None,
+        *,
+        method: str = "medoid",
+    ) -> int:
+        r"""Cluster for a new field ``u`` (owned rows) or parameter ``mu`` (module docstring).
+
+        Parameters
+        ----------
+        u : ndarray of shape (n_local,) or (n_local, m), optional
+            A snapshot (or a trajectory, ``m = T`` columns, when fitted with ``groups``).
+            Collective.
+        mu : ndarray of shape (p,), optional
+            Used when ``u`` is None: the cluster of the nearest training item in standardized
+            parameters (ties: smallest index).
+        method : {"medoid", "projection"}
+            With ``u``: nearest medoid in :math:`\delta` (``u`` must have the medoids' ``T``
+            columns), or lowest projection error over all columns of ``u``.
+
+        Returns
+        -------
+        k : int
+        """
+        self._check_fitted()
+        if method not in _SELECTIONS:
+            raise ValueError(f"method must be one of {_SELECTIONS}, got {method!r}")
+        if u is None:
+            if mu is None:
+                raise ValueError("give a field u or a parameter mu")
+            if self.params_ is None:
+                raise ValueError("selection by mu needs params at fit")
+            m = np.asarray(mu, dtype=np.float64).ravel()
+            if m.shape != (self.params_.shape[1],) or not np.all(np.isfinite(m)):
+                raise ValueError(
+                    f"mu must be finite with {self.params_.shape[1]} entries, got {m.shape}"
+                )
+            std = self.params_.std(axis=0)
+            scale = np.where(std > 0, std, 1.0)
+            d = np.sum(((self.params_ - m) / scale) ** 2, axis=1)
+            return int(self.labels_[int(np.argmin(d))])
+        comm = get_comm(self.comm)
+        U = np.asarray(u, dtype=np.float64)
+        U = U[:, None] if U.ndim == 1 else U
+        err = None
+        if U.ndim != 2 or U.shape[0] != self._n_local:
+            err = f"u must have {self._n_local} owned rows, got shape {np.shape(u)}"
+        elif method == "medoid" and U.shape[1] != self._T:
+            err = f"medoid selection needs u with T={self._T} columns, got {U.shape[1]}"
+        check_collective(err, comm)
+        if method == "projection":
+            U, _ = validate_local_rows(U, "u", comm)
+            MU = apply_product(self.product, U)
+            total = float(allreduce_sum(np.sum(U * MU), comm))
+            errs = []
+            for B in self.bases_:
+                R = U - B @ allreduce_sum(B.T @ MU, comm)
+                errs.append(float(allreduce_sum(np.sum(R * apply_product(self.product, R)),
+                                                comm)))
+            return int(np.argmin(np.array(errs) / (total if total > 0 else 1.0)))
+        from .dissimilarity import sine_dissimilarity_between
+
+        Yu = U.T.reshape(-1, 1)
+        Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])
+        d = sine_dissimilarity_between(Yu, Ym, product=self._stacked_product(self._T), comm=comm)
+        return int(np.argmin(d[0]))
+
+    def efficiency_estimate(
+        self,
+        rel_l2_err: float | None = None,
+        *,
+        cost: Callable[[int], float] | None = None,
+        selection_cost: float = 0.0,
+    ) -> float:
+        r""":math:`\eta(K)`, the a priori ratio of local to global online cost (module doc).
+
+        Parameters
+        ----------
+        rel_l2_err : float, optional
+            :math:`\varepsilon` for the sizes :math:`N_k(\varepsilon)`, :math:`N_1(\varepsilon)`
+            (:meth:`sizes_for`); default ``self.rel_l2_err``, or the fitted sizes
+            (``basis_sizes_``, ``global_basis_size_``) when only ``rank`` was given.
+        cost : callable, optional
+            :math:`c(N)`, the cost of one reduced solve; default :math:`N^3` (dense LU).
+        selection_cost : float
+            :math:`c_{sel}(K)` in the units of ``cost`` (default 0: selection by the nearest
+            training parameter, :math:`O(n p)`, negligible). Not charged when :math:`K = 1`.
+
+        Returns
+        -------
+        eta : float
+            < 1 when local bases are expected to pay off; exactly 1 for :math:`K = 1`.
+        """
+        self._check_fitted()
+        eps = self.rel_l2_err if rel_l2_err is None else rel_l2_err
+        if eps is None:
+            local, glob = self.basis_sizes_, self.global_basis_size_
+        else:
+            local, glob = self.sizes_for(eps)
+        c = (lambda N: float(N) ** 3) if cost is None else cost
+        w = self.cluster_sizes_ / self.cluster_sizes_.sum()
+        num = float(sum(wk * c(int(N)) for wk, N in zip(w, local, strict=True)))
+        if self.n_clusters_ > 1:
+            num += float(selection_cost)
+        den = c(int(glob))
+        return num / den if den > 0 else 1.0
