@@ -1,0 +1,82 @@
+"""mkdocs hook: the nav entries that follow the sources.
+
+* ``API reference``: one page per module of ``rom/`` and ``solvers/``
+  (``api/<package>.<module>.md``, each holding a mkdocstrings ``::: package.module``
+  directive), generated at build time. mkdocstrings reads the sources statically (griffe),
+  so ``solvers/`` needs no dolfinx here.
+* ``Notebooks``: every jupytext notebook ``docs/notebooks/*.py``, titled by its first
+  Markdown heading (mkdocs-jupyter executes them).
+
+A module or notebook added later appears without editing ``mkdocs.yml``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+PACKAGES = {"rom": "rom: the library", "solvers": "solvers: dolfinx full-order models"}
+NAV_TITLE = "API reference"
+NOTEBOOKS_TITLE = "Notebooks"
+
+
+def _root(config) -> Path:
+    return Path(config.config_file_path).resolve().parent
+
+
+def _modules(config) -> dict[str, list[tuple[str, str]]]:
+    """Per package, ``(module, first docstring line)`` for every public module."""
+    out = {}
+    for pkg in PACKAGES:
+        mods = []
+        for path in sorted((_root(config) / pkg).glob("*.py")):
+            if path.stem.startswith("_"):
+                continue
+            doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+            mods.append((f"{pkg}.{path.stem}", doc.strip().splitlines()[0] if doc else ""))
+        out[pkg] = mods
+    return out
+
+
+def _notebooks(config) -> list[dict[str, str]]:
+    entries = []
+    for path in sorted((Path(config.docs_dir) / "notebooks").glob("*.py")):
+        title = path.stem
+        for line in path.read_text().splitlines():
+            if line.startswith("# # "):
+                title = line[4:].strip()
+                break
+        entries.append({title: f"notebooks/{path.name}"})
+    return entries
+
+
+def on_config(config):
+    notebooks = _notebooks(config)
+    for i, item in enumerate(config.nav or []):
+        if isinstance(item, dict) and NOTEBOOKS_TITLE in item and notebooks:
+            config.nav[i] = {NOTEBOOKS_TITLE: notebooks}
+    mods = _modules(config)
+    nav = [{"Overview": "api/index.md"}]
+    for pkg, title in PACKAGES.items():
+        nav.append({title: [{m: f"api/{m}.md"} for m, _ in mods[pkg]]})
+    for i, item in enumerate(config.nav or []):
+        if isinstance(item, dict) and NAV_TITLE in item:
+            config.nav[i] = {NAV_TITLE: nav}
+    return config
+
+
+def on_files(files, config):
+    mods = _modules(config)
+    lines = ["# API reference", "",
+             "Generated from the numpy-style docstrings (one page per module).", ""]
+    for pkg, title in PACKAGES.items():
+        lines += [f"## {title}", "", "| module | summary |", "|---|---|"]
+        lines += [f"| [`{m}`]({m}.md) | {summary.replace('|', '/')} |" for m, summary in mods[pkg]]
+        lines.append("")
+    files.append(File.generated(config, "api/index.md", content="\n".join(lines)))
+    for pkg in PACKAGES:
+        for m, _ in mods[pkg]:
+            files.append(File.generated(config, f"api/{m}.md", content=f"# `{m}`\n\n::: {m}\n"))
+    return files
