@@ -17,13 +17,17 @@ from .hapod import dist_hapod, hapod, inc_hapod
 from .incremental_svd import IncrementalSVD
 from .indicator import CalibrationResult, GappyIndicator, calibrate
 from .io import SnapshotStore, StoreError
-from .parallel import blas_threads, distribute_rows, gather_rows, row_range
+from . import parallel
+from .parallel import blas_threads, distribute_rows, gather_rows, limit_blas_per_rank, row_range
 from .pod import POD, orthonormalize, pod, tsqr
 from .qdeim import leverage_points, qdeim
 from .randomized import randomized_svd
 from .truncation import truncation_rank
 
 __version__ = "0.1.0"
+
+# Under mpirun, each rank's BLAS pool gets its share of the cores (DESIGN.md section 2).
+parallel.limit_blas_per_rank()
 
 __all__ = [
     "POD",
@@ -54,6 +58,7 @@ __all__ = [
     "orthonormalize",
     "truncation_rank",
     "blas_threads",
+    "limit_blas_per_rank",
     "distribute_rows",
     "gather_rows",
     "row_range",

@@ -29,11 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg as sla
 from mpi4py import MPI
 
 from .parallel import Product, allreduce_sum, apply_product, get_comm
-from .pod import cholesky_qr, gram_matrix, tsqr
+from .pod import cholesky_qr, gram_matrix, right_solve_upper, tsqr
 
 __all__ = [
     "BlockSpectrum",
@@ -352,7 +351,7 @@ def _range_basis(R, comm, product, threshold2, *, second_pass=True):
     if second_pass and dk.size:
         G2 = gram_matrix(QR, product=product, comm=comm)
         C = np.linalg.cholesky(G2).T
-        QR = sla.solve_triangular(C, QR.T, trans="T", lower=False).T
+        QR = right_solve_upper(QR, C)
         B = C @ B
     return QR, B, dropped
 
@@ -547,7 +546,7 @@ class TruncatedGramEstimator:
             G = gram_matrix(Q, product=product, comm=comm)
             if np.max(np.abs(G - np.eye(keep))) > self.orth_tol:
                 C = np.linalg.cholesky(G).T
-                Q = sla.solve_triangular(C, Q.T, trans="T", lower=False).T
+                Q = right_solve_upper(Q, C)
                 ev2, W = np.linalg.eigh((C * lam) @ C.T)
                 ev2, W = ev2[::-1], W[:, ::-1]
                 Q, lam = Q @ W, np.clip(ev2, 0.0, None)

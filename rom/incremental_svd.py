@@ -66,7 +66,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 from mpi4py import MPI
 
 from .parallel import (
@@ -77,7 +76,7 @@ from .parallel import (
     check_collective,
     get_comm,
 )
-from .pod import cholesky_qr, gram_matrix, orthonormalize
+from .pod import cholesky_qr, gram_matrix, orthonormalize, right_solve_upper
 from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
@@ -170,8 +169,7 @@ def _residual_basis(
         except np.linalg.LinAlgError:
             R = None
         if R is not None:
-            J = sla.solve_triangular(R, J.T, trans="T", lower=False, overwrite_b=True,
-                                     check_finite=False).T
+            J = right_solve_upper(J, R)
             K = (R * sk) @ Wk.T
             P = (P0 * sk) @ Wk.T
             dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))

@@ -31,6 +31,7 @@ __all__ = [
     "distribute_rows",
     "gather_rows",
     "blas_threads",
+    "limit_blas_per_rank",
     "apply_product",
     "inner",
     "norms",
@@ -180,6 +181,51 @@ def _local_size(comm: MPI.Comm) -> int:
         return node.size
     finally:
         node.Free()
+
+
+#: Launcher variables holding the number of ranks on this node (MPICH/Hydra, Open MPI).
+_LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+#: Thread-count variables that BLAS/OpenMP runtimes read when they are loaded.
+_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
+def limit_blas_per_rank(*, world_size: int | None = None) -> int | None:
+    """Limit the BLAS/OpenMP pools of this process to its share of the node's cores.
+
+    Called once when :mod:`rom` is imported. Under ``mpirun -n P`` every rank would otherwise
+    start a BLAS pool of all the node's cores: ``P`` spinning pools on the same cores make a
+    2-rank run several times slower than a serial one, in the library and in everything else
+    the rank runs (PETSc, scipy). With ``world_size > 1`` (``MPI.COMM_WORLD.size`` by
+    default) the process gets ``max(1, cores // ranks_on_node)`` threads, ``ranks_on_node``
+    read from the launcher (``MPI_LOCALNRANKS``, ``OMPI_COMM_WORLD_LOCAL_SIZE``; else all
+    ranks are assumed on this node). Not collective. Pools already loaded are limited through
+    threadpoolctl, pools loaded later through the ``*_NUM_THREADS`` variables. A thread count
+    the user set in the environment (``OPENBLAS_NUM_THREADS`` or ``OMP_NUM_THREADS``) is left
+    as it is, and serial runs are left alone.
+
+    Returns
+    -------
+    int or None
+        The thread count set, or ``None`` when nothing was changed.
+    """
+    size = MPI.COMM_WORLD.size if world_size is None else int(world_size)
+    if size <= 1 or any(v in os.environ for v in _THREAD_VARS[:2]):
+        return None
+    local = size
+    for var in _LOCAL_SIZE_VARS:
+        try:
+            local = max(1, int(os.environ[var]))
+            break
+        except (KeyError, ValueError):
+            continue
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (ncpu or 1) // local)
+    for var in _THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)  # kept for the life of the process
+    return threads
 
 
 @contextlib.contextmanager

@@ -48,7 +48,10 @@ from .parallel import (
 )
 from .truncation import tail_energies, truncation_rank, validate_truncation
 
-__all__ = ["pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "gram_matrix", "orthonormality_error"]
+__all__ = [
+    "pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "right_solve_upper", "gram_matrix",
+    "orthonormality_error",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -144,9 +147,29 @@ def orthonormalize(
                 "orthonormalize: the columns are numerically linearly dependent "
                 "(Cholesky of the Gram matrix failed); use tsqr or pod instead"
             ) from e
-        Q = sla.solve_triangular(Ri, Q.T, trans="T", lower=False).T
+        Q = right_solve_upper(Q, Ri)
         R = Ri @ R
     return Q, R
+
+
+def right_solve_upper(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
+    r""":math:`Q R^{-1}` for an upper triangular, well-conditioned :math:`R` (k x k).
+
+    The small inverse :math:`R^{-1}` (LAPACK ``trtri``) is applied by a triangular matrix
+    product (BLAS-3 ``trmm``) on the tall, C-ordered :math:`Q`: several times faster than a
+    triangular solve with many right-hand sides in that layout, and as accurate for the
+    :math:`\kappa(R) \lesssim u^{-1/2}` that Cholesky-QR passes meet (the next pass or the
+    orthonormality check removes the :math:`u\,\kappa(R)` error).
+    """
+    k = R.shape[0]
+    if Q.shape[0] == 0 or k == 0:
+        return np.zeros((Q.shape[0], k))
+    Rinv, info = sla.lapack.dtrtri(np.asarray(R, dtype=np.float64), lower=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"right_solve_upper: singular triangular factor (info={info})")
+    Qc = np.ascontiguousarray(Q, dtype=np.float64)
+    # (Q R^{-1})^T = R^{-T} Q^T: Q^T is the Fortran-ordered (k, n) view of the C-ordered Q.
+    return sla.blas.dtrmm(1.0, Rinv, Qc.T, side=0, lower=0, trans_a=1).T
 
 
 def cholesky_qr(
@@ -218,7 +241,7 @@ def _chol_or_eig(G: np.ndarray) -> np.ndarray:
 def _apply_factor(Q: np.ndarray, F: np.ndarray, R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q <- Q F^{-1} (triangular F) or Q F^+ (rank-revealing F = D^{1/2} W^T); R <- F R."""
     if F.shape[0] == F.shape[1] and np.allclose(F, np.triu(F)):
-        Qn = sla.solve_triangular(F, Q.T, trans="T", lower=False, check_finite=False).T
+        Qn = right_solve_upper(Q, F)
     else:  # F = D^{1/2} W^T with orthonormal rows of W^T: F^+ = W D^{-1/2}
         d = np.linalg.norm(F, axis=1)
         Qn = Q @ (F.T / d**2)
@@ -232,6 +255,8 @@ def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     idx = np.argmax(np.abs(V), axis=0)
     s = np.sign(V[idx, np.arange(V.shape[1])])
     s[s == 0] = 1.0
+    if np.all(s > 0):
+        return U, V
     return U * s, V * s
 
 
@@ -363,16 +388,27 @@ def _check_finite_result(G: np.ndarray, X: np.ndarray, comm) -> None:
 
 
 def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol):
-    """Re-orthonormalize modes that drifted and redo the small SVD so that U Σ Vᵀ is kept."""
-    for _ in range(2):
-        err = orthonormality_error(U, product=product, comm=comm)
+    r"""Re-orthonormalize modes that drifted and redo the small SVD so that U Σ Vᵀ is kept.
+
+    One Cholesky-QR pass per round, reusing the Gram matrix of the check:
+    :math:`U^T M U = R^T R`, :math:`U R^{-1}` is orthonormal to :math:`u\,\kappa(U)^2`, and
+    :math:`U \Sigma V^T = (U R^{-1})(R \Sigma) V^T` with :math:`R\Sigma = U_r\Sigma_r V_r^T`
+    gives modes :math:`U R^{-1} U_r` (one tall product), values :math:`\Sigma_r`, right
+    vectors :math:`V V_r`. The next round's check confirms the result (at most three rounds).
+    """
+    k = U.shape[1]
+    for _ in range(3):
+        if k == 0:
+            break
+        G = gram_matrix(U, product=product, comm=comm)
+        err = float(np.max(np.abs(G - np.eye(k))))
         if err <= orth_tol:
             break
         logger.debug("pod: orthonormality error %.2e > %.1e, re-orthonormalizing", err, orth_tol)
-        Q, R = orthonormalize(U, product=product, comm=comm)
-        # U Σ Vᵀ = Q (R Σ) Vᵀ;  R Σ = Ur Σr Vrᵀ  =>  modes Q Ur, values Σr, right vectors V Vr.
+        R = np.linalg.cholesky(G).T
         Ur, sr, Vrt = np.linalg.svd(R * sv, full_matrices=False)
-        U, sv, V = Q @ Ur, sr, V @ Vrt.T
+        Rinv = sla.lapack.dtrtri(R, lower=0)[0]
+        U, sv, V = U @ (np.triu(Rinv) @ Ur), sr, V @ Vrt.T
     return U, sv, V
 
 

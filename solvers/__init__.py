@@ -12,3 +12,5 @@
 Submodules that need dolfinx import it themselves (after ``dolfinx_solver``); importing this
 package does not.
 """
+
+import rom  # noqa: E402,F401  (limits each MPI rank's BLAS threads before PETSc is loaded)

@@ -71,3 +71,20 @@ def test_blas_threads_limited_per_rank_under_mpi(comm):
         assert inside and all(t == max(1, ncpu // comm.size) for t in inside)
     else:
         assert inside == blas_threads_now()  # serial runs are left alone
+
+
+@pytest.mark.mpi
+def test_every_rank_runs_blas_on_its_share_of_the_cores(comm):
+    """Importing rom under mpirun limits each rank's BLAS pools for the whole process, also
+    outside the library's own calls (oversubscribed pools make 2 ranks several times slower)."""
+    ncpu = len(os.sched_getaffinity(0))
+    user_set = any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")) and \
+        os.environ.get("OPENBLAS_NUM_THREADS") != str(max(1, ncpu // comm.size))
+    threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert threads
+    if comm.size > 1 and not user_set:
+        share = max(1, ncpu // comm.size)
+        assert all(t <= share for t in threads), threads
+        assert os.environ["OPENBLAS_NUM_THREADS"] == str(share)  # for pools loaded later
+    # the rule itself: serial runs are left alone, P ranks on a node share its cores
+    assert par.limit_blas_per_rank(world_size=1) is None
