@@ -141,8 +141,6 @@ def mpi_scaling(args):
         X = synthetic(args.rows, args.cols, args.rank)
         with threadpool_limits(limits=1):
             t1, (U1, s1) = best_of(lambda: rom.pod(X, rank=args.rank), args.repeat)
-        with threadpool_limits(limits=os.cpu_count()):
-            t1all, _ = best_of(lambda: rom.pod(X, rank=args.rank), args.repeat)
         del X
     comm.Barrier()
 
@@ -154,8 +152,9 @@ def mpi_scaling(args):
     tp = comm.allreduce(tp, op=MPI.MAX)
     if comm.rank == 0:
         res.update(
-            t_1rank_1thread=t1, t_1rank_all_threads=t1all, t_nranks=tp,
-            speedup_vs_1rank_1thread=t1 / tp, speedup_vs_1rank_all_threads=t1all / tp,
+            t_1rank_1thread=t1, t_nranks=tp, speedup_vs_1rank_1thread=t1 / tp,
+            note="1 rank with all cores is timed by the serial run (pod.json): here the other "
+                 "ranks would spin in MPI while rank 0 ran, and take a core from it",
             sv_max_rel_diff=float(np.max(np.abs(sp - s1) / s1)),
         )
         res["targets"] = {"speedup >= 1.7": res["speedup_vs_1rank_1thread"] >= 1.7}

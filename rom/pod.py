@@ -63,17 +63,16 @@ def gram_matrix(
 ) -> np.ndarray:
     """Gram matrix :math:`X^T M X` of row-distributed columns, replicated on every rank.
 
-    Without a product the symmetric rank-k update (BLAS ``syrk``) is used, half the flops of a
-    general product.
+    Without a product, ``X.T @ X``: numpy recognizes the transposed pair and calls the
+    symmetric rank-k update (BLAS ``syrk``, half the flops of a general product) of its own
+    BLAS, faster here than scipy's bundled one.
     """
     if product is None:
         if X.shape[0] == 0 or X.shape[1] == 0:
             G = np.zeros((X.shape[1], X.shape[1]))
         else:
-            # X is C-ordered (n, m): X.T is the Fortran-ordered (m, n) matrix A, syrk gives A A^T.
             Xc = np.ascontiguousarray(X)
-            G = sla.blas.dsyrk(1.0, Xc.T, trans=0, lower=0)
-            G = np.triu(G) + np.triu(G, 1).T
+            G = Xc.T @ Xc
     else:
         G = X.T @ apply_product(product, X)
     G = allreduce_sum(G, comm)
@@ -212,7 +211,7 @@ def cholesky_qr(
             raise np.linalg.LinAlgError("ill conditioned")
         passes = 2
     except np.linalg.LinAlgError:
-        norm2 = float(np.linalg.eigvalsh(G)[-1]) if m else 0.0
+        norm2 = float(sla.eigh(G, eigvals_only=True, subset_by_index=[m - 1, m - 1])[0]) if m else 0.0
         shift = 11.0 * (n * m + m * (m + 1)) * np.finfo(float).eps * norm2
         R1 = _chol_or_eig(G + shift * np.eye(m))
     Q, R = _apply_factor(Q, R1, R)
@@ -249,7 +248,10 @@ def _apply_factor(Q: np.ndarray, F: np.ndarray, R: np.ndarray) -> tuple[np.ndarr
 
 
 def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Make the largest-magnitude entry of each column of V positive (ties: first index)."""
+    """Make the largest-magnitude entry of each column of V positive (ties: first index).
+
+    ``U`` is flipped in place.
+    """
     if V.shape[1] == 0:
         return U, V
     idx = np.argmax(np.abs(V), axis=0)
@@ -257,7 +259,8 @@ def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s[s == 0] = 1.0
     if np.all(s > 0):
         return U, V
-    return U * s, V * s
+    U *= s  # U is the caller's fresh array: no copy of the tall modes
+    return U, V * s
 
 
 def _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol):
