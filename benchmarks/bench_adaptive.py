@@ -164,8 +164,8 @@ def main():
     if comm.rank == 0:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(case.common._jsonable(res), indent=2))
-        print(json.dumps(case.common._jsonable(res), indent=2))
+        out.write_text(json.dumps(case.common.jsonable(res), indent=2))
+        print(json.dumps(case.common.jsonable(res), indent=2))
 
 
 if __name__ == "__main__":

@@ -109,7 +109,7 @@ def main():
         print(f"target {t}: {'met' if ok else 'NOT met'}")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "local_bases.json").write_text(
-        json.dumps(local_bases.common._jsonable(out), indent=2))
+        json.dumps(local_bases.common.jsonable(out), indent=2))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mpi4py import MPI
 
 import rom
+from rom.summary import jsonable
 
 
 def parser(description: str, *, size: int, n_train: int, tol: float, out: str) -> argparse.ArgumentParser:
@@ -44,20 +44,6 @@ def setup_logging(level: str, comm: MPI.Comm) -> logging.Logger:
     return logging.getLogger("cases")
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, np.integer, np.bool_)):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def write_summary(
     out: Path, case: str, args: argparse.Namespace, results: dict, timings: dict, files: list,
     comm: MPI.Comm,
@@ -76,7 +62,7 @@ def write_summary(
             "timings_s": timings,
             "files": files,
         }
-        path.write_text(json.dumps(_jsonable(summary), indent=2))
+        path.write_text(json.dumps(jsonable(summary), indent=2))
     comm.Barrier()
     return path
 

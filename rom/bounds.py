@@ -133,7 +133,20 @@ def _factor(A: np.ndarray, comm: MPI.Comm, product: Product | None):
     return cholesky_qr(A, product=product, comm=comm)
 
 
+def _r_factor(A: np.ndarray, comm: MPI.Comm) -> np.ndarray:
+    """The triangular factor of a TSQR, without forming Q: same singular values as ``A``."""
+    if A.shape[1] == 0:
+        return np.zeros((0, 0))
+    R = np.linalg.qr(A, mode="r")
+    if comm.size > 1:
+        R = np.linalg.qr(np.vstack(comm.allgather(R)), mode="r")
+    return R
+
+
 def _exact_sv2(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> np.ndarray:
+    if product is None:
+        R = _r_factor(A, comm)
+        return np.linalg.svd(R, compute_uv=False)**2 if R.size else np.zeros(0)
     _, R = _factor(A, comm, product)
     s = np.linalg.svd(R, compute_uv=False) if R.size else np.zeros(0)
     return s**2
@@ -194,7 +207,10 @@ def block_spectrum(
     """
     comm = get_comm(comm)
     norm2 = float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
-    Q, R = _factor(A, comm, product)
+    if product is None and not (keep is not None and A.shape[1] > keep):
+        Q, R = None, _r_factor(A, comm)  # the singular values alone: no Q to form
+    else:
+        Q, R = _factor(A, comm, product)
     if R.size:
         W, s, _ = np.linalg.svd(R, full_matrices=False)
     else:

@@ -36,6 +36,7 @@ from mpi4py import MPI
 
 from .io import SnapshotStore, StoreError
 from .parallel import allreduce_sum, blas_threads, check_collective, row_range
+from .summary import jsonable
 
 __all__ = ["main", "build_parser", "describe_store", "format_info", "parse_columns", "CLIError"]
 
@@ -56,25 +57,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---------------------------------------------------------------------------- helpers
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, (np.integer, np.bool_)):
-        return x.item()
-    if isinstance(x, bytes):
-        return x.decode(errors="replace")
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def _on_rank0(comm: MPI.Comm, fn: Callable[[], Any], *, share: bool = True) -> Any:
     """Run ``fn`` on rank 0 and broadcast its result (``None`` elsewhere unless ``share``);
     an error raises on every rank."""
@@ -224,7 +206,7 @@ def describe_store(store: SnapshotStore) -> dict[str, Any]:
     import h5py
 
     with h5py.File(store.path, "r") as f:
-        root = {k: _jsonable(f.attrs.get(k)) for k in ("format", "created", "library_version")}
+        root = {k: jsonable(f.attrs.get(k)) for k in ("format", "created", "library_version")}
     m = store.n_snapshots
     P = store.parameters
     params = {
@@ -238,7 +220,7 @@ def describe_store(store: SnapshotStore) -> dict[str, Any]:
     tf = t[np.isfinite(t)]
     segs = store.segments
     mesh = store.read_mesh()
-    return _jsonable({
+    return jsonable({
         "path": str(store.path),
         "format": root["format"],
         "schema_version": store.schema_version,
@@ -356,7 +338,7 @@ def _cmd_compress(args: argparse.Namespace, comm: MPI.Comm) -> int:
         "time_s": elapsed, "ranks": comm.size, "out": str(out),
     }
     if args.json:
-        _echo(comm, json.dumps(_jsonable(summary), indent=2))
+        _echo(comm, json.dumps(jsonable(summary), indent=2))
     else:
         sv = res.singular_values
         bound = "-" if res.error_bound is None else f"{res.error_bound:.3e}"
@@ -391,7 +373,7 @@ def _cmd_cluster(args: argparse.Namespace, comm: MPI.Comm) -> int:
     D = sine_dissimilarity(X, comm=comm)
     km = KMedoids(args.n_clusters, objective=args.objective, n_init=args.n_init,
                   seed=args.seed).fit(D)
-    result = _jsonable({
+    result = jsonable({
         "store": str(args.store), "field": field, "dissimilarity": "sine",
         "objective": args.objective, "n_clusters": int(km.n_clusters_),
         "labels": km.labels_, "medoids": km.medoid_indices_,

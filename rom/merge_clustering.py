@@ -299,10 +299,24 @@ class ErrorConstrainedClustering:
         return new.error(), new
 
     # ------------------------------------------------------------------ fit
-    def fit(self, blocks: Sequence[np.ndarray]) -> ErrorConstrainedClustering:
-        """Cluster ``blocks`` (each of shape (n_local, n_j), row-distributed); returns self."""
+    def fit(
+        self, blocks: Sequence[np.ndarray], *, spectra: Sequence[BlockSpectrum] | None = None
+    ) -> ErrorConstrainedClustering:
+        """Cluster ``blocks`` (each of shape (n_local, n_j), row-distributed); returns self.
+
+        ``spectra``, optional: the blocks' :func:`rom.bounds.block_spectra` (same product),
+        to share one set of per-block SVDs between several fits (predictors, orderings,
+        tolerances) instead of recomputing them; ``metrics_["spectra_time"]`` is then 0.
+        """
         comm = get_comm(self.comm)
         err = self._option_error()
+        if err is None and spectra is not None:
+            if len(spectra) != len(blocks):
+                err = f"spectra has {len(spectra)} entries for {len(blocks)} blocks"
+            elif any(not isinstance(sp, BlockSpectrum) or sp.width != np.shape(A)[1]
+                     or sp.factor.shape[0] != np.shape(A)[0]
+                     for sp, A in zip(spectra, blocks, strict=True)):
+                err = "spectra do not match the blocks (BlockSpectrum of each block expected)"
         if comm.size > 1:
             errs = comm.allgather(err)
             err = next((e for e in errs if e is not None), None)
@@ -313,10 +327,14 @@ class ErrorConstrainedClustering:
         K = len(blocks)
         t0 = time.perf_counter()
         keep = r + self.oversampling if self.predictor == "estimator" else None
-        self._spectra = [
-            block_spectrum(A, comm=self.comm, product=self.product, keep=keep) for A in blocks
-        ]
-        t_spec = time.perf_counter() - t0
+        if spectra is not None:
+            self._spectra = list(spectra)
+        else:
+            self._spectra = [
+                block_spectrum(A, comm=self.comm, product=self.product, keep=keep)
+                for A in blocks
+            ]
+        t_spec = 0.0 if spectra is not None else time.perf_counter() - t0
         widths = [A.shape[1] for A in blocks]
         self._n_weyl_accept = self._n_kyfan_reject = 0
         n_eval, t_pred = 0, 0.0

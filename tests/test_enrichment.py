@@ -94,15 +94,15 @@ def _adaptive(comm, problem=None):
 @pytest.mark.mpi
 def test_enrichment_meets_the_target_and_ranks_agree(problem, comm):
     """Enrichment brings max(e_u, e_p) under the target (the unenriched ROM misses it, previous
-    test); the first enrichment, from a still accurate reduced state, restarts from the
-    full-order solution (e_u there <= 1e-6); 1 and 2 ranks give the same enrichment history
-    and errors."""
+    test); the indicator fires before the error reaches the target (errors before the first
+    enrichment are under it, and that enrichment comes after the elastic first step); 1 and
+    2 ranks give the same enrichment history and errors."""
     run, (eu, ep) = _adaptive(comm, problem)
     assert 1 <= run.fom_steps <= 5 and run.enriched.sum() == run.fom_steps
     assert max(eu.max(), ep.max()) <= TARGET
     first = int(np.flatnonzero(run.enriched)[0])
-    assert max(eu[: first].max(initial=0.0), ep[: first].max(initial=0.0)) <= 1e-4
-    assert eu[first] <= 1e-6
+    assert first >= 1
+    assert max(eu[: first + 1].max(), ep[: first + 1].max()) < TARGET
     assert np.all(np.diff(run.n_modes) >= 0) and run.n_modes[-1] > run.n_modes[0] - 1
     if comm.size > 1:  # reference: the serial run on each rank
         ser, (eu_s, ep_s) = _adaptive(MPI.COMM_SELF)

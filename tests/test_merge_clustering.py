@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rom import bounds
 from rom.merge_clustering import ErrorConstrainedClustering, clustering_metrics
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_blocks
@@ -71,6 +72,26 @@ def test_estimator_merges_like_exact_baseline(transport):
     assert es.metrics_["n_nonsingletons"] >= 1  # the data do admit merges
     wl = ErrorConstrainedClustering(rank=R, eps=EPS, predictor="weyl").fit(transport)
     assert wl.metrics_["compression_ratio"] <= es.metrics_["compression_ratio"]
+
+
+@pytest.mark.mpi
+def test_shared_spectra_give_the_same_clusters_and_are_checked(comm, transport):
+    # one set of per-block SVDs serves every predictor: the same clusters as computing them
+    # inside each fit; spectra of other blocks are refused on every rank
+    loc = [distribute_rows(A, comm) for A in transport]
+    spectra = bounds.block_spectra(loc, comm=comm, keep=R + 5)
+    for predictor, ordering in (("estimator", "residual"), ("weyl", "norm"), ("exact", "norm")):
+        kw = dict(rank=R, eps=EPS, predictor=predictor, ordering=ordering, comm=comm)
+        own = ErrorConstrainedClustering(**kw).fit(loc)
+        shared = ErrorConstrainedClustering(**kw).fit(loc, spectra=spectra)
+        assert shared.clusters_ == own.clusters_, predictor
+        np.testing.assert_allclose(shared.certified_errors_, own.certified_errors_, rtol=1e-12)
+        assert shared.metrics_["spectra_time"] == 0.0
+    with pytest.raises(ValueError, match="spectra has"):
+        ErrorConstrainedClustering(rank=R, eps=EPS, comm=comm).fit(loc, spectra=spectra[:-1])
+    with pytest.raises(ValueError, match="do not match"):
+        ErrorConstrainedClustering(rank=R, eps=EPS, comm=comm).fit(
+            [A[:, :10] for A in loc], spectra=spectra)
 
 
 @pytest.mark.mpi
