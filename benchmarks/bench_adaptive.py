@@ -14,18 +14,7 @@ Targets: n_dofs >= 100,000; adaptive ROM >= 10x faster than the FOM over the who
 relative error <= 1 % on u and p (max over steps, relative to the largest norm); indicator cost
 flat within 20 % over the 8x finer mesh. Writes ``benchmarks/results/adaptive.json``.
 
-Measured on the 2-core development machine, 2 ranks, 2-D, ``--size 224`` (101,250 dofs,
-200,704 quadrature points; 3 training ramps, tol_E = 2e-3):
-
-* ``--n-steps 20``: FOM 20.9 s, adaptive ROM 11.8 s (3 full-order steps, 11.77 s of it in the
-  enrichments): 1.8x; max error u 1.1 %, p 5.8e-3.
-* ``--n-steps 100`` (``adaptive.json``): FOM 75.9 s, adaptive ROM 7.1 s (3 enrichments, the
-  cap): 10.6x; max error u 1.2 %, p 2.4 % (above the 1 % target once the cap is reached).
-* ``--n-steps 100 --max-enrichments 6`` (``adaptive_cap6.json``): 14.0 s, 5.4x; u 0.86 %,
-  p 1.9 %.
-* Indicator: 8.5 us per evaluation on both meshes (ratio 0.98-1.02 for 7.9x the dofs); the
-  reduced step ~0.93 ms on both. An enrichment costs ~2.3-3.9 s, 2-4 full-order steps (the
-  integrand Gram matrix of the cubature over all points and the basis updates).
+Figures: ``docs/performance.md`` (from ``benchmarks/results/adaptive.json``).
 """
 
 from __future__ import annotations

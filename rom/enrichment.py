@@ -152,8 +152,9 @@ class AdaptiveROM:
         trajectories' largest plastic strain, as the error it stands for is measured
         (relative to the trajectory's largest norm): a smaller floor spends the capped
         enrichments on the first plastic steps, where the relative fit is poor but the error
-        negligible (on the blade case, 6 enrichments at steps 7-12 and a final error of
-        1.9 % on p with ``p_ref_rel=0.01``; spread over steps 10-48 and 0.9 % with 1).
+        negligible (blade benchmark at 101,250 dofs, ``docs/performance.md``: with
+        ``p_ref_rel=0.01`` 6 enrichments at steps 7-12 and 1.9 % error on p; with 1, 4
+        enrichments at steps 10-28 and 0.87 %).
     reconstruction : {"gappy", "replay"}
         How the full state at :math:`t_{k-1}` is formed before a full-order step (module
         docstring).

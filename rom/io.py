@@ -1071,7 +1071,7 @@ class SnapshotStore:
         Yields ``(column_indices, block)`` with ``block`` of shape (n_rows, <= chunk): only
         the requested rows of at most ``chunk`` columns are in memory at a time. Row and
         column selection as in :meth:`read`. ``progress=True`` shows a tqdm bar on rank 0
-        when tqdm is installed and stderr is a terminal.
+        when stderr is a terminal (nothing in a log file or pipe).
         """
         self._check_open()
         if not isinstance(chunk, (int, np.integer)) or chunk < 1:

@@ -521,3 +521,40 @@ def test_failed_commit_keeps_previous_state(tmp_path, rng, monkeypatch):
     st.append(np.full((12, 1), 3.0))  # the uncommitted segment is overwritten
     np.testing.assert_array_equal(st.read(), np.hstack([X, np.full((12, 1), 3.0)]))
     st.close()
+
+
+class _Terminal:
+    """A stand-in for stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.text = tty, []
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def write(self, s: str) -> int:
+        self.text.append(s)
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_bar_only_on_a_terminal(tmp_path, rng, monkeypatch, tty):
+    """Streaming with progress=True draws a bar (counting columns) on a terminal, and writes
+    nothing when stderr is redirected to a file or a pipe (CI logs, mpirun output)."""
+    X = rng.standard_normal((30, 12))
+    path = tmp_path / "p.h5"
+    with SnapshotStore.create(path, {"u": np.arange(30)}) as store:
+        store.append({"u": X})
+    fake = _Terminal(tty)
+    monkeypatch.setattr(sys, "stderr", fake)
+    with SnapshotStore.open(path) as store:
+        blocks = [b for _, b in store.iter_columns("u", chunk=5, progress=True)]
+    np.testing.assert_array_equal(np.hstack(blocks), X)
+    out = "".join(fake.text)
+    if tty:
+        assert "12/12" in out and "p.h5" in out
+    else:
+        assert out == ""

@@ -235,11 +235,13 @@ fig.axes[0].set_xlabel("t")
 #
 # Left: the indicator history of the unenriched run with the calibrated threshold and the
 # true error. Right: every (indicator, error) pair, calibration loads and new load; the
-# steps right of the red line trigger enrichment. The indicator is not an error estimate:
-# it is largest at the onset of plasticity, where $\hat p_k$ is small and hard to fit,
-# while the error accumulates over the steps, so the rank correlation printed above stays
-# moderate and the calibrated threshold is conservative. The cap on full-order steps
-# per run bounds the cost of that.
+# steps right of the red line trigger enrichment. The indicator is a heuristic, not a
+# bound: $E_k = \|r_k\| / \max(\|\hat p_k\|, p_{ref})$ with $p_{ref}$ the training
+# trajectories' largest plastic strain (on the mask), so it measures the fit residual on
+# the scale the error is measured on (relative to the trajectory's largest norm). At the
+# onset of plasticity $\hat p_k$ is small and poorly fitted but the error negligible; the
+# floor keeps the capped full-order steps for later, when the error grows. The rank
+# correlation printed above says how well $E_k$ orders the true errors.
 
 # %%
 import matplotlib.pyplot as plt
