@@ -71,6 +71,7 @@ def main():
                     "test_rom_error_mean_at_tol": cfg[name]["test_rom_error_mean"],
                     "test_projection_error_mean": cfg[name]["test_projection_error_mean"],
                     "eta_estimated": cfg[name]["eta_estimated"],
+                    "eta_estimated_n3": cfg[name]["eta_estimated_n3"],
                     "cost_ratio_measured": cfg[name]["cost_ratio_measured"],
                 }
         for s in SINE:
@@ -86,6 +87,7 @@ def main():
         "n_dofs": res["n_dofs"], "ranks": comm.size, "n_train": res["n_train"],
         "n_test": res["n_test"], "n_steps": res["n_steps"], "tol": res["tol"],
         "global_basis_size": n1, "global_test_rom_error_mean": res["global"]["test_rom_error_mean"],
+        "online_cost": res["online_cost"],
         "by_K": table,
         "best_sine_mode_ratio": ratio_best,
         "sine_not_worse_than_kmeans_by_K": {str(k): v for k, v in beats.items()},

@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from rom.io import SnapshotStore  # noqa: E402
-from rom.local import LocalBases  # noqa: E402
+from rom.local import LocalBases, fit_online_cost  # noqa: E402
+from rom.pod import pod  # noqa: E402
 from rom.parallel import allreduce_sum, blas_threads  # noqa: E402
 from rom.reduced import LinearAffineROM  # noqa: E402
 from rom.sampling import latin_hypercube  # noqa: E402
@@ -104,6 +105,24 @@ def main(argv=None) -> dict:
                               product=M, comm=comm, seed=args.seed, **kw).fit(
                 X, params=params, groups=groups)
 
+        # Online cost model c(N) of the efficiency estimate, from timed solves of one global
+        # ROM truncated to several sizes (the maximum over ranks, so all ranks agree)
+        Vg, _ = pod(X, product=M, comm=comm, rank=min(64, X.shape[1]))
+        rom_g = LinearAffineROM.from_full(
+            Vg, mass=M, stiffness=model.stiffness_terms, rhs=model.rhs_terms, comm=comm,
+            theta_a=model.theta_a, theta_f=model.theta_f)
+        c0_g = allreduce_sum(Vg.T @ M(u0), comm)
+        cost_sizes = sorted({n for n in (1, 2, 4, 8, 16, 24, 32, 48, 64) if n <= Vg.shape[1]})
+        cost_times = []
+        for n in cost_sizes:
+            r = rom_g.truncated(n)
+            t = _best_time(lambda r=r, n=n: r.solve(mus_test[0], dt=model.dt, n_steps=nt,
+                                                    c0=c0_g[:n]))
+            cost_times.append(comm.allreduce(t, op=MPI.MAX))
+        cost = fit_online_cost(cost_sizes, cost_times)
+        log.info("online cost c(N) = %s s (N^0..N^3)", np.array2string(cost.coefficients,
+                                                                       precision=3))
+
         # Online evaluation of one dictionary of local bases
         def evaluate(lb: LocalBases) -> dict:
             K = lb.n_clusters_
@@ -169,7 +188,8 @@ def main(argv=None) -> dict:
                 "test_rom_error_max": float(np.max(err_tol)),
                 "rom_error_vs_n": {"n": grid, "mean": rom_err.mean(axis=0),
                                    "max": rom_err.max(axis=0)},
-                "eta_estimated": lb.efficiency_estimate(),
+                "eta_estimated": lb.efficiency_estimate(cost=cost),
+                "eta_estimated_n3": lb.efficiency_estimate(),
                 "rom_time_s_mean": float(np.mean(t_rom)),
                 "selected_clusters": sel,
             }
@@ -207,6 +227,8 @@ def main(argv=None) -> dict:
         "n_snapshots": int(X.shape[1]),
         "tol": args.tol,
         "basis_size": args.basis_size,
+        "online_cost": {"sizes": cost_sizes, "seconds": cost_times,
+                        "coefficients": cost.coefficients},
         "parameters_train": mus_train,
         "parameters_test": mus_test,
         "global": None if glob is None else {

@@ -45,7 +45,10 @@ A priori efficiency (:meth:`LocalBases.efficiency_estimate`, ``METHODS.md`` sect
 
 with :math:`n_k` the cluster populations, :math:`N_k(\varepsilon)` the local sizes and
 :math:`N_1(\varepsilon)` the global POD size at tolerance :math:`\varepsilon`; local bases pay
-off iff :math:`\eta < 1`. Our estimate uses the in-sample sizes (the leave-one-out sizes of
+off iff :math:`\eta < 1`. :func:`fit_online_cost` fits
+:math:`c(N) = c_0 + c_1 N + c_2 N^2 + c_3 N^3` (:math:`c_i \ge 0`) to timed reduced solves:
+on small problems the per-solve overhead :math:`c_0` dominates, and the default
+:math:`N^3` then promises gains the solves do not deliver. Our estimate uses the in-sample sizes (the leave-one-out sizes of
 ``METHODS.md`` would also charge misassignment; the case measures it on held-out parameters
 instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
 """
@@ -53,10 +56,12 @@ instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 from mpi4py import MPI
 
 from .parallel import (
@@ -71,12 +76,63 @@ from .parallel import (
 from .pod import pod
 from .truncation import truncation_rank, validate_truncation
 
-__all__ = ["LocalBases", "CLUSTERINGS"]
+__all__ = ["LocalBases", "CLUSTERINGS", "OnlineCost", "fit_online_cost"]
 
 logger = logging.getLogger(__name__)
 
 CLUSTERINGS = ("sine-kmedoids", "sine-kcenter", "kmeans-parameters", "kmeans-snapshots", "merge")
 _SELECTIONS = ("medoid", "projection")
+
+
+@dataclass(frozen=True)
+class OnlineCost:
+    r"""Cost model :math:`c(N) = \sum_{i=0}^{3} c_i N^i` of one reduced solve, in seconds.
+
+    Attributes
+    ----------
+    coefficients : ndarray of shape (4,)
+        :math:`c_0..c_3`, non-negative, so :math:`c` is non-decreasing in :math:`N`.
+    """
+
+    coefficients: np.ndarray
+
+    def __call__(self, N: int | float) -> float:
+        return float(np.polyval(self.coefficients[::-1], float(N)))
+
+
+def fit_online_cost(sizes: Sequence[int], seconds: Sequence[float]) -> OnlineCost:
+    r"""Fit :math:`c(N) = c_0 + c_1N + c_2N^2 + c_3N^3` with :math:`c_i \ge 0` to timings.
+
+    Non-negative least squares on the relative residuals :math:`(c(N_j) - t_j)/t_j`, so
+    that small and large solves weigh alike; the cost model of
+    :meth:`LocalBases.efficiency_estimate` (``cost=``). Not collective: time the solves on
+    every rank (or take the maximum over ranks) and pass the same numbers everywhere.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Basis sizes :math:`N_j \ge 1` (at least two distinct).
+    seconds : sequence of float
+        Measured time :math:`t_j > 0` of one reduced solve at :math:`N_j`.
+
+    Examples
+    --------
+    >>> c = fit_online_cost([1, 10, 20, 40], [2e-4 + 1e-8 * n**3 for n in (1, 10, 20, 40)])
+    >>> bool(abs(c(30) / (2e-4 + 1e-8 * 30**3) - 1) < 1e-6)
+    True
+    """
+    N = np.asarray(sizes, dtype=np.float64).ravel()
+    t = np.asarray(seconds, dtype=np.float64).ravel()
+    if N.size != t.size or np.unique(N).size < 2:
+        raise ValueError(f"need timings at two or more sizes, got sizes {N} and {t.size} times")
+    if not (np.all(np.isfinite(N)) and np.all(N >= 1) and np.all(np.isfinite(t))
+            and np.all(t > 0)):
+        raise ValueError("sizes must be >= 1 and times finite and positive")
+    A = np.vander(N, 4, increasing=True) / t[:, None]
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    x, _ = scipy.optimize.nnls(A / scale, np.ones_like(t))
+    return OnlineCost(coefficients=x / scale)
 
 
 class _StackedProduct:

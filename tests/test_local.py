@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rom.local import LocalBases
+from rom.local import LocalBases, OnlineCost, fit_online_cost
 from rom.parallel import distribute_rows, row_range
 
 N_X = 300
@@ -79,6 +79,34 @@ def test_sine_local_bases_need_fewer_modes_than_one_global_basis(data):
     # sine clusters are contiguous in the pulse position (the data's only shape parameter)
     order = lb.labels_[np.argsort(centres)]
     assert np.count_nonzero(np.diff(order)) == 3
+
+
+def test_online_cost_fit_recovers_the_model_and_sets_the_estimate(data):
+    """c(N) = c0 + c3 N^3 is recovered from exact timings (relative 1e-8); with a pure
+    overhead c(N) = c0 local bases gain nothing (eta = 1), with N^3 they gain the formula."""
+    sizes = [1, 2, 4, 8, 16, 32, 64]
+    truth = [3e-4 + 2e-9 * n**3 for n in sizes]
+    c = fit_online_cost(sizes, truth)
+    assert np.all(c.coefficients >= 0)
+    np.testing.assert_allclose([c(n) for n in (3, 20, 50)],
+                               [3e-4 + 2e-9 * n**3 for n in (3, 20, 50)], rtol=1e-8)
+    # noisy timings: still non-negative coefficients, non-decreasing, within the noise
+    noisy = np.array(truth) * (1 + 0.05 * np.random.default_rng(1).standard_normal(len(sizes)))
+    cn = fit_online_cost(sizes, noisy)
+    assert np.all(cn.coefficients >= 0) and np.all(np.diff([cn(n) for n in range(1, 70)]) >= 0)
+    np.testing.assert_allclose([cn(n) for n in sizes], truth, rtol=0.2)
+    X, _ = data
+    lb = LocalBases(clustering="sine-kcenter", n_clusters=4, rel_l2_err=EPS,
+                    product=sp.diags(WEIGHTS)).fit(X)
+    overhead = OnlineCost(coefficients=np.array([1e-3, 0.0, 0.0, 0.0]))
+    assert lb.efficiency_estimate(cost=overhead) == pytest.approx(1.0, rel=1e-12)
+    cubic = OnlineCost(coefficients=np.array([0.0, 0.0, 0.0, 1.0]))
+    assert lb.efficiency_estimate(cost=cubic) == pytest.approx(lb.efficiency_estimate(),
+                                                               rel=1e-12)
+    with pytest.raises(ValueError, match="two or more sizes"):
+        fit_online_cost([4, 4], [1e-3, 1e-3])
+    with pytest.raises(ValueError, match="positive"):
+        fit_online_cost([1, 2], [1e-3, float("nan")])
 
 
 def test_efficiency_estimate_below_one_and_exactly_one_for_a_single_cluster(data):
