@@ -85,6 +85,30 @@ def step_errors(fom, U: np.ndarray, P: np.ndarray, ref) -> tuple[np.ndarray, np.
             wnorm(P - ref.p) / max(wnorm(ref.p).max(), 1e-300))
 
 
+def timed_solve(fom, load: tuple, times: np.ndarray):
+    """One full-order trajectory for a load tuple and its wall time (slowest rank)."""
+    comm = fom.comm
+    fom.set_temperature(blade_temperature(*load))
+    comm.Barrier()
+    tic = time.perf_counter()
+    trajectory = fom.solve(times=times)
+    return trajectory, comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+
+
+def calibration_pairs(rom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(indicator, true error) of every step of the unenriched ROM on held-out loads, the
+    input of :func:`rom.indicator.calibrate`; the error of a step is the larger of the u and
+    p errors of :func:`step_errors` (collective)."""
+    E, e = [], []
+    for load in loads:
+        ref, _ = timed_solve(fom, load, times)
+        run = rom.run(blade_temperature(*load), times, enrich=False)
+        eu, ep = step_errors(fom, run.displacement(), run.plastic_strain(), ref)
+        E.append(run.indicator)
+        e.append(np.maximum(eu, ep))
+    return np.concatenate(E), np.concatenate(e)
+
+
 def main(argv=None) -> dict:
     p = common.parser(__doc__.splitlines()[0], size=8, n_train=4, tol=5e-3, out="run/adaptive")
     p.add_argument("--dim", type=int, default=2, choices=[2, 3])
@@ -118,12 +142,8 @@ def main(argv=None) -> dict:
     times = np.linspace(0.0, 1.0, args.n_steps + 1)[1:]
     timings: dict[str, float] = {}
 
-    def timed_solve(load):
-        fom.set_temperature(blade_temperature(*load))
-        comm.Barrier()
-        tic = time.perf_counter()
-        tr = fom.solve(times=times)
-        return tr, comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+    def timed(load):
+        return timed_solve(fom, load, times)
 
     with blas_threads(comm):
         tic = time.perf_counter()
@@ -132,7 +152,7 @@ def main(argv=None) -> dict:
         log.info("FOM: %d dofs, %d-D, %d steps, %d rank(s)", fom.n_dofs, args.dim, len(times),
                  comm.size)
         tic = time.perf_counter()
-        trajs = [timed_solve(load)[0] for load in train]
+        trajs = [timed(load)[0] for load in train]
         timings["offline_fom"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
@@ -147,14 +167,7 @@ def main(argv=None) -> dict:
         calibration = None
         if args.tol_E is None:
             tic = time.perf_counter()
-            E_cal, e_cal = [], []
-            for load in cal:
-                ref, _ = timed_solve(load)
-                run = rom.run(blade_temperature(*load), times, enrich=False)
-                eu, ep = step_errors(fom, run.displacement(), run.plastic_strain(), ref)
-                E_cal.append(run.indicator)
-                e_cal.append(np.maximum(eu, ep))
-            E_cal, e_cal = np.concatenate(E_cal), np.concatenate(e_cal)
+            E_cal, e_cal = calibration_pairs(rom, fom, cal, times)
             res = calibrate(E_cal, e_cal, target=args.tol)
             # the held-out loads may all lie under the target: keep a threshold above them
             rom.tol_E = res.tol_E
@@ -165,7 +178,7 @@ def main(argv=None) -> dict:
 
         # online: the new load
         T_new = blade_temperature(*test)
-        ref, t_fom = timed_solve(test)
+        ref, t_fom = timed(test)
         comm.Barrier()
         tic = time.perf_counter()
         plain = rom.run(T_new, times, enrich=False)

@@ -69,7 +69,14 @@ from solvers.mechanics import Load, ViscoplasticModel
 _here = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().resolve()
 _root = next(p for p in (_here, *_here.parents) if (p / "cases" / "adaptive_blade.py").is_file())
 sys.path.insert(0, str(_root / "cases"))
-from adaptive_blade import TEST_LOAD, blade_temperature, sample_loads, step_errors
+from adaptive_blade import (  # noqa: E402
+    TEST_LOAD,
+    blade_temperature,
+    calibration_pairs,
+    sample_loads,
+    step_errors,
+)
+from adaptive_blade import timed_solve as case_timed_solve  # noqa: E402
 
 SMALL = os.environ.get("ROM_DOCS_SMALL") == "1"
 SIZE, N_TRAIN, N_CAL, N_STEPS = (8, 4, 2, 20) if SMALL else (12, 6, 3, 30)
@@ -107,11 +114,7 @@ fom = ViscoplasticModel(comm, dim=2, size=SIZE, load=Load(), times=times)
 
 def timed_solve(load):
     """One full-order trajectory for a load tuple, and its wall time (slowest rank)."""
-    fom.set_temperature(blade_temperature(*load))
-    comm.Barrier()
-    tic = time.perf_counter()
-    trajectory = fom.solve(times=times)
-    return trajectory, comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+    return case_timed_solve(fom, load, times)
 
 
 path = out / "training.h5"
@@ -195,14 +198,7 @@ if comm.rank == 0 and comm.size == 1:
 # $\|u_k - u_k^h\|_M / \max_j\|u_j^h\|_M$ and the same for $p$ in $L^2(\Omega)$.
 
 # %%
-E_cal, e_cal = [], []
-for load in cal:
-    ref, _ = timed_solve(load)
-    run = arom.run(blade_temperature(*load), times, enrich=False)
-    eu, ep = step_errors(fom, run.displacement(), run.plastic_strain(), ref)
-    E_cal.append(run.indicator)
-    e_cal.append(np.maximum(eu, ep))
-E_cal, e_cal = np.concatenate(E_cal), np.concatenate(e_cal)
+E_cal, e_cal = calibration_pairs(arom, fom, cal, times)
 calibration = calibrate(E_cal, e_cal, target=TOL)
 arom.tol_E = calibration.tol_E
 say(f"tol_E = {calibration.tol_E:.3e} (Spearman {calibration.spearman:.2f}, "
