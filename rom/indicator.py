@@ -55,6 +55,8 @@ class GappyIndicator:
         mask has exactly :math:`n_p` points and is refused unless ``allow_no_margin=True``.
     p_ref : float
         Floor of the normalization, guarding the elastic phase where :math:`p \\approx 0`.
+        :class:`rom.enrichment.AdaptiveROM` sets it to the scale of the training
+        trajectories' plastic strain on the mask, the scale the error is measured on.
     allow_no_margin : bool
         Accept ``margin=0`` (for tests of that failure mode).
     comm : mpi4py communicator, optional
