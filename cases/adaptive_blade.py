@@ -122,14 +122,7 @@ def main(argv=None) -> dict:
                    help="relative singular-value truncation of the bases")
     p.add_argument("--reconstruction", default="gappy", choices=["gappy", "replay"])
     p.add_argument("--hold", type=float, default=TEST_LOAD[4], help="hold time of the new load")
-    p.add_argument("--no-plots", action="store_true")
-    args = p.parse_args(argv)
-    comm = MPI.COMM_WORLD
-    log = common.setup_logging(args.log_level, comm)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    args, comm, log, out = common.start(p, argv)
 
     import dolfinx_solver  # noqa: F401  (before dolfinx)
 

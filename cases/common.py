@@ -34,6 +34,22 @@ def parser(description: str, *, size: int, n_train: int, tol: float, out: str) -
     return p
 
 
+def start(p: argparse.ArgumentParser, argv=None, comm: MPI.Comm | None = None):
+    """Parse the arguments, set up rank-0 logging and create ``--out`` (collective).
+
+    Also adds the shared ``--no-plots`` flag. Returns ``(args, comm, log, out)``.
+    """
+    p.add_argument("--no-plots", action="store_true", help="write no PNG figures")
+    args = p.parse_args(argv)
+    comm = MPI.COMM_WORLD if comm is None else comm
+    log = setup_logging(args.log_level, comm)
+    out = Path(args.out)
+    if comm.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+    return args, comm, log, out
+
+
 def setup_logging(level: str, comm: MPI.Comm) -> logging.Logger:
     """Log to stderr on rank 0 only; other ranks log warnings and errors."""
     logging.basicConfig(

@@ -55,14 +55,7 @@ def main(argv=None) -> dict:
     p.add_argument("--clusterings", default=",".join(CLUSTERINGS))
     p.add_argument("--basis-size", type=int, default=10,
                    help="fixed basis size of the projection-error comparison (and merge rank)")
-    p.add_argument("--no-plots", action="store_true")
-    args = p.parse_args(argv)
-    comm = MPI.COMM_WORLD
-    log = common.setup_logging(args.log_level, comm)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    args, comm, log, out = common.start(p, argv)
     clusterings = [c for c in args.clusterings.split(",") if c]
     Ks = [int(k) for k in args.clusters.split(",") if k]
 

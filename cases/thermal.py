@@ -44,14 +44,7 @@ def main(argv=None) -> dict:
                    choices=["batch", "incremental", "hapod", "randomized"])
     p.add_argument("--safety", type=float, default=0.01,
                    help="basis size from the POD tolerance safety*tol (held-out error > POD tail)")
-    p.add_argument("--no-plots", action="store_true")
-    args = p.parse_args(argv)
-    comm = MPI.COMM_WORLD
-    log = common.setup_logging(args.log_level, comm)
-    out = Path(args.out)
-    if comm.rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    comm.Barrier()
+    args, comm, log, out = common.start(p, argv)
 
     import dolfinx_solver  # noqa: F401  (before dolfinx)
     from solvers.heat import HeatModel

@@ -83,7 +83,7 @@ from petsc4py import PETSc
 
 from rom.parallel import allreduce_sum
 
-from .operators import PETScOperator
+from .operators import assemble_operator
 
 __all__ = ["AdvectionModel", "square_mesh"]
 
@@ -212,25 +212,20 @@ class AdvectionModel:
         tau0 = 0.5 * self.supg * ufl.CellDiameter(self.mesh)
         dx = ufl.dx
         ux, uy, vx, vy = u.dx(0), u.dx(1), v.dx(0), v.dx(1)
-        self.mass = self._matrix(u * v * dx)
+        self.mass = assemble_operator(u * v * dx)
         self.stiffness_terms = [
-            self._matrix(self.diffusion * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx),
-            self._matrix(ux * v * dx),
-            self._matrix(uy * v * dx),
-            self._matrix(tau0 * ux * vx * dx),
-            self._matrix(tau0 * (ux * vy + uy * vx) * dx),
-            self._matrix(tau0 * uy * vy * dx),
+            assemble_operator(self.diffusion * ufl.inner(ufl.grad(u), ufl.grad(v)) * dx),
+            assemble_operator(ux * v * dx),
+            assemble_operator(uy * v * dx),
+            assemble_operator(tau0 * ux * vx * dx),
+            assemble_operator(tau0 * (ux * vy + uy * vx) * dx),
+            assemble_operator(tau0 * uy * vy * dx),
         ]
         self.rhs_terms: list[np.ndarray] = []
         logger.info(
             "AdvectionModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
             self.n_dofs, self.n_owned, comm.rank, self.dt, self.n_steps,
         )
-
-    def _matrix(self, a) -> PETScOperator:
-        A = dolfinx.fem.petsc.assemble_matrix(fem.form(a))
-        A.assemble()
-        return PETScOperator(A)
 
     # ------------------------------------------------------------------ parameters
     @property

@@ -70,7 +70,7 @@ from petsc4py import PETSc
 from rom.parallel import allreduce_sum, check_collective
 
 from .mesh import BladeGeometry, blade_mesh, grid_layout
-from .operators import PETScOperator
+from .operators import assemble_operator
 
 __all__ = ["HeatModel"]
 
@@ -182,11 +182,11 @@ class HeatModel:
 
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
         dx, ds = self.dx, self.ds
-        self.mass = self._matrix(u * v * dx)
+        self.mass = assemble_operator(u * v * dx)
         self.stiffness_terms = [
-            self._matrix(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.SUBSTRATE)),
-            self._matrix(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.COATING)),
-            self._matrix(u * v * ds(self.COOLING)),
+            assemble_operator(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.SUBSTRATE)),
+            assemble_operator(ufl.inner(ufl.grad(u), ufl.grad(v)) * dx(self.COATING)),
+            assemble_operator(u * v * ds(self.COOLING)),
         ]
         self.rhs_terms = [self.assemble_vector(self.flux_profile * v * ds(self.HOT_GAS))]
         logger.info(
@@ -218,11 +218,6 @@ class HeatModel:
         self.facet_tags = dolfinx.mesh.meshtags(mesh, tdim - 1, facets, tags)
         self.dx = ufl.Measure("dx", domain=mesh, subdomain_data=self.cell_tags)
         self.ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.facet_tags)
-
-    def _matrix(self, a: Any) -> PETScOperator:
-        A = dolfinx.fem.petsc.assemble_matrix(fem.form(a))
-        A.assemble()
-        return PETScOperator(A)
 
     # ------------------------------------------------------------------ public helpers
     @property

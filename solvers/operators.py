@@ -15,7 +15,7 @@ import numpy as np
 
 from rom.parallel import check_collective
 
-__all__ = ["PETScOperator"]
+__all__ = ["PETScOperator", "assemble_operator"]
 
 
 class PETScOperator:
@@ -71,3 +71,17 @@ class PETScOperator:
 
     def __repr__(self) -> str:
         return f"PETScOperator(shape={self.shape}, local_shape={self.local_shape})"
+
+
+def assemble_operator(a) -> PETScOperator:
+    """Assemble a bilinear form (UFL, no Dirichlet rows) into a :class:`PETScOperator`.
+
+    The matrix of ``dolfinx.fem.petsc.assemble_matrix(fem.form(a))`` with its row layout on
+    the owned dofs, as the affine terms and products of the full-order models need.
+    """
+    import dolfinx.fem.petsc
+    from dolfinx import fem
+
+    A = dolfinx.fem.petsc.assemble_matrix(fem.form(a))
+    A.assemble()
+    return PETScOperator(A)
