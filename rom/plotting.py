@@ -44,6 +44,16 @@ def _axes(ax: Any, figsize: tuple[float, float] = (5.0, 3.5)) -> tuple[Any, Any]
     return fig, ax
 
 
+
+def _finish(fig: Any, ax: Any, title: str | None) -> Any:
+    """Grid, legend and optional title of a log-scale curve plot; returns the figure."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
 def _finite_1d(values: Any, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
@@ -95,12 +105,7 @@ def singular_values(
     positive = tails > 0
     ax.semilogy(n[positive], tails[positive], "s--", ms=3, label="relative tail $e_n$")
     ax.set_xlabel("index n")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def errors(
@@ -136,12 +141,7 @@ def errors(
         ax.semilogy(n, np.where(y > 0, y, np.nan), styles[i % len(styles)], ms=4, label=label)
     ax.set_xlabel("basis size N")
     ax.set_ylabel(ylabel)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def clusters(
@@ -274,12 +274,7 @@ def indicator(
     if tol is not None:
         ax.axhline(float(tol), color="r", lw=1, label=f"tol = {float(tol):g}")
     ax.set_xlabel("time step" if time is None else "time")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, title)
 
 
 def field(

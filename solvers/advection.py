@@ -83,7 +83,7 @@ from petsc4py import PETSc
 
 from rom.parallel import allreduce_sum
 
-from .operators import assemble_operator
+from .operators import assemble_operator, vertex_keys
 
 __all__ = ["AdvectionModel", "square_mesh"]
 
@@ -195,11 +195,7 @@ class AdvectionModel:
         imap = self.V.dofmap.index_map
         self.n_owned = int(imap.size_local)
         self.n_dofs = int(imap.size_global)
-        geo = self.mesh.geometry
-        keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
-        # P1 dofs and P1 geometry nodes share the reference-vertex order in each cell
-        keys[self.V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
-        self.keys = keys[: self.n_owned].copy()
+        self.keys = vertex_keys(self.V)[: self.n_owned].copy()
         self.coordinates = self.V.tabulate_dof_coordinates()[: self.n_owned, :2].copy()
 
         inflow = fem.locate_dofs_geometrical(

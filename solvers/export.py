@@ -27,6 +27,8 @@ import ufl
 from dolfinx import fem
 from mpi4py import MPI
 
+from .operators import vertex_keys
+
 __all__ = ["FORMATS", "cell_type", "block_size", "export_columns"]
 
 logger = logging.getLogger(__name__)
@@ -138,12 +140,7 @@ def export_columns(
 
     bs = int(block_size)
     V = fem.functionspace(mesh, ("Lagrange", 1, (bs,)) if bs > 1 else ("Lagrange", 1))
-    imap = V.dofmap.index_map
-    node_keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
-    geo = mesh.geometry
-    # P1 dofs and P1 geometry nodes share the reference-vertex order in each cell
-    node_keys[V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
-    keys = (node_keys[:, None] * bs + np.arange(bs)[None, :]).reshape(-1)
+    keys = (vertex_keys(V)[:, None] * bs + np.arange(bs)[None, :]).reshape(-1)
     values = np.asarray(values_for_keys(keys), dtype=np.float64).reshape(keys.size, n_columns)
 
     u = fem.Function(V, name=name)

@@ -74,7 +74,7 @@ from petsc4py import PETSc
 from rom.parallel import check_collective
 
 from .constitutive import Material, elastic_stiffness, integrate, mandel_identity, n_components
-from .operators import PETScOperator
+from .operators import PETScOperator, vertex_keys
 
 __all__ = ["Load", "State", "StepInfo", "Trajectory", "ViscoplasticModel"]
 
@@ -351,12 +351,7 @@ class ViscoplasticModel:
 
     def _vertex_keys(self, V: fem.FunctionSpace) -> np.ndarray:
         """Mesh input node index of each (blocked) local dof of a degree-1 Lagrange space."""
-        geo = self.mesh.geometry
-        imap = V.dofmap.index_map
-        keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
-        # Q1 dofs and Q1 geometry nodes share the reference-vertex order in each cell
-        keys[V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
-        return keys
+        return vertex_keys(V)
 
     def _eps(self, w: Any) -> Any:
         e = ufl.sym(ufl.grad(w))

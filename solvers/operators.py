@@ -15,7 +15,7 @@ import numpy as np
 
 from rom.parallel import check_collective
 
-__all__ = ["PETScOperator", "assemble_operator"]
+__all__ = ["PETScOperator", "assemble_operator", "vertex_keys"]
 
 
 class PETScOperator:
@@ -85,3 +85,18 @@ def assemble_operator(a) -> PETScOperator:
     A = dolfinx.fem.petsc.assemble_matrix(fem.form(a))
     A.assemble()
     return PETScOperator(A)
+
+
+def vertex_keys(V) -> np.ndarray:
+    """Mesh input node index of each local (owned, then ghost) node of a degree-1 space.
+
+    Degree-1 Lagrange dofs and degree-1 geometry nodes share the reference-vertex order in
+    each cell, so ``keys[dofmap] = input_global_indices[geometry dofmap]``. The input index
+    does not depend on the partition: it is the row key of the snapshot store
+    (``DESIGN.md`` section 3). For a blocked space a dof's key is ``node key * bs + comp``.
+    """
+    geo = V.mesh.geometry
+    imap = V.dofmap.index_map
+    keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
+    keys[V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
+    return keys
