@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.linalg
 from mpi4py import MPI
 
 from .ecm import CubatureResult, empirical_cubature
@@ -416,6 +417,21 @@ def build_hyperreduced(
     )
 
 
+def _leading_eigenpairs(G: np.ndarray, rel_tol: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenpairs of the SPD ``G`` (descending) that a truncation at relative
+    :math:`\\ell^2` tail ``rel_tol`` can keep: every eigenvalue above
+    :math:`\\tau = \\mathrm{rel\\_tol}^2\\,\\mathrm{tr}\\,G / n` (the at most :math:`n`
+    smaller ones sum to at most :math:`\\mathrm{rel\\_tol}^2\\,\\mathrm{tr}\\,G`, so they
+    all fall in the tail). LAPACK ``syevr`` on that value range skips the other eigenvectors."""
+    n = G.shape[0]
+    tau = rel_tol**2 * float(np.trace(G)) / max(n, 1)
+    try:
+        lam, V = scipy.linalg.eigh(G, subset_by_value=(tau, np.inf), driver="evr")
+    except (np.linalg.LinAlgError, ValueError):
+        lam, V = np.linalg.eigh(G)
+    return lam[::-1], V[:, ::-1]
+
+
 def internal_force_cubature(
     strains: np.ndarray,
     stresses: np.ndarray,
@@ -503,12 +519,22 @@ def internal_force_cubature(
     elif svd_tol >= 1e-6:
         # method of snapshots, one Gram matrix (one reduction): it resolves singular values down
         # to ~1e-8 sigma_1, enough here; the cubature needs a basis, not orthonormality to 1e-15
-        lam, V = np.linalg.eigh(allreduce_sum(Gt.T @ Gt, comm))
-        lam, V = lam[::-1], V[:, ::-1]
+        Gram = allreduce_sum(Gt.T @ Gt, comm)
+        lam, V = _leading_eigenpairs(Gram, svd_tol)
         sv = np.sqrt(np.maximum(lam, 0.0))
-        r = truncation_rank(sv, rel_l2_err=svd_tol)
+        total = float(np.trace(Gram))
+        r = truncation_rank(sv, rel_l2_err=svd_tol, total_energy=total,
+                            extra_tail=max(total - float(np.sum(sv**2)), 0.0))
         r = min(r, int(np.count_nonzero(sv > 1e-8 * sv[0]))) if sv.size and sv[0] > 0 else 0
-        U = Gt @ (V[:, :r] / sv[:r])
+        # rows phi_j = U_j / sqrt(w) formed transposed by one product, U^T = (V / sv)^T Gt^T
+        volume = float(allreduce_sum(w.sum(), comm))
+        rows = np.empty((r + 1, n_q))
+        np.matmul((V[:, :r] / sv[:r]).T, Gt.T, out=rows[:r])
+        rows[:r] /= sw
+        rows[r] = 1.0 / np.sqrt(volume)
+        return empirical_cubature(rows, w, tol=tol, initial_points=initial_points,
+                                  include_volume=False, max_points=max_points, seed=seed,
+                                  comm=comm)
     else:
         U, _ = pod(Gt, comm=comm, method="qr", rel_l2_err=svd_tol)
     volume = float(allreduce_sum(w.sum(), comm))

@@ -7,25 +7,32 @@ columns seen, so that :math:`\\tilde S = U\\Gamma` is the approximate data matri
 SVD is :math:`(U, \\Sigma)`. One update by a block :math:`C` (``METHODS.md`` section 2.1,
 Brand, Linear Algebra Appl. 415, 2006)::
 
-    L = U^T M C;  H = C - U L;  G = H^T M H           (one sweep: H and G together)
+    L = U^T M C                                          (sweep 1)
+    H = C - U L;  P = U^T M H;  G = H^T M H              (sweep 2: H, P and G together)
     nothing novel (tr G <= (novelty_tol ||C||)^2):  K empty, D += tr G
-    else  G = W Lam W^T;  J = H W_k Lam_k^{-1/2}        (kept: lam > (novelty_tol ||C||)^2)
-          P = U^T M J;  J -= U P                        (second Gram-Schmidt pass, on J)
-          J^T M J = R^T R;  J <- J R^{-1}               (Cholesky pass, in place)
-          K = R Lam_k^{1/2} W_k^T;  L += P Lam_k^{1/2} W_k^T;  D += sum of dropped lam
+    else  G - P^T P = W Lam W^T                          (Gram of H - U P, U^T M U = I)
+          F = W_k Lam_k^{-1/2};  J = (H - U P) F        (never formed; kept: lam > thresh)
+          K = Lam_k^{1/2} W_k^T;  L += P;  D += sum of dropped lam
     [[Sigma, L], [0, K]] = U' S' V'^T                   (small SVD, replicated)
     N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2
-    U <- [U J] U'[:, :N];  Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
-    if max|U^T M U - I| > orth_tol:  U = Q R (Cholesky-QR2), R Sigma = U'' S'' V''^T, ...
+    T = F U'_J;  U <- U (U'_U - P T) + H T              (sweep 3, = [U J] U'[:, :N])
+    Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
+    if max|U^T M U - I| > orth_tol:  U^T U = R^T R, R Sigma = U'' S'' V''^T,
+                                      U <- U R^{-1} U'' (one product), ...
 
-The eigen route needs every kept eigenvalue resolved in the Gram matrix
+Both Gram-Schmidt passes are applied: the first explicitly (:math:`H`), the second
+(:math:`-UP`) inside the mode update, so the tall arrays are swept three times per block;
+in the Euclidean case the third sweep also accumulates :math:`U^TU` for the check, which runs
+after every block that adds directions (the eigen route leaves :math:`J` orthonormal only to
+about :math:`u\\lambda_1/\\lambda_k`, which one Cholesky pass on the new modes removes) and
+at least every few blocks otherwise. The eigen route needs every kept eigenvalue resolved
 (:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are either dropped
 into :math:`D` when the truncation allowance covers them, or the update falls back to the
 rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
-:math:`R` (accurate to round-off). The orthonormality guard runs exactly every few blocks
-and after every fallback; :meth:`IncrementalSVD.check_orthonormality` forces it. Memory:
-:math:`U`, one :math:`n_{local}\\times c` residual and the new directions, i.e.
-:math:`O(n_{local}(k + c))`; :math:`U` is updated in place when its rank is unchanged.
+:math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
+check. Memory: :math:`U`, one :math:`n_{local}\\times c` residual and, when the rank grows,
+the new modes, i.e. :math:`O(n_{local}(k + c))`; :math:`U` is updated in place when its rank
+is unchanged.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
 exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row spaces and
@@ -66,6 +73,7 @@ import math
 from typing import Any
 
 import numpy as np
+import scipy.linalg as sla
 from mpi4py import MPI
 
 from .parallel import (
@@ -77,7 +85,7 @@ from .parallel import (
     get_comm,
     local_inner,
 )
-from .pod import cholesky_qr, gram_matrix, orthonormalize, right_solve_upper
+from .pod import cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
@@ -111,45 +119,75 @@ def _row_blocks(n: int, width: int):
         yield i0, min(n, i0 + step)
 
 
-def _fused_pass(C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """``H = C - U L`` and the local part of :math:`H^TH`, one cache-sized row block at a
-    time (a single sweep over ``C`` and ``U``)."""
+def _residual_sweep(
+    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``H = C - U L`` and the local parts of :math:`U^TH` and :math:`H^TH`, one
+    cache-sized row block at a time (a single sweep over ``C`` and ``U``)."""
     k, c = L.shape
+    P = np.zeros((k, c))
     G = np.zeros((c, c))
     for i0, i1 in _row_blocks(C.shape[0], k + c):
-        Hb = H[i0:i1]
-        np.matmul(U[i0:i1], L, out=Hb)
+        Hb, Ub = H[i0:i1], U[i0:i1]
+        np.matmul(Ub, L, out=Hb)
         np.subtract(C[i0:i1], Hb, out=Hb)
+        P += local_inner(Ub, Hb)
         G += Hb.T @ Hb
+    return P, G
+
+
+def _combine(
+    U: np.ndarray, A: np.ndarray, B: np.ndarray | None, T: np.ndarray | None,
+    out: np.ndarray, *, gram: bool
+) -> np.ndarray | None:
+    """``out = U A + B T`` by row blocks (``out`` may be ``U``: each block is formed in a
+    temporary first) and, with ``gram``, the local part of ``out^T out`` from the same
+    sweep."""
+    N = A.shape[1]
+    G = np.zeros((N, N)) if gram else None
+    width = U.shape[1] + (0 if B is None else B.shape[1]) + N
+    for i0, i1 in _row_blocks(U.shape[0], width):
+        Ob = U[i0:i1] @ A
+        if B is not None and B.shape[1]:
+            Ob += B[i0:i1] @ T
+        out[i0:i1] = Ob
+        if gram:
+            G += Ob.T @ Ob
     return G
 
 
 def _residual_basis(
-    H: np.ndarray, G: np.ndarray, thresh2: float, budget: float, U: np.ndarray, *, product, comm
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, bool]:
+    H: np.ndarray, G: np.ndarray, P0: np.ndarray, thresh2: float, budget: float,
+    U: np.ndarray, *, product, comm
+) -> dict:
     """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
 
-    ``G`` is :math:`H^TMH` (replicated). Directions of energy :math:`\\le` ``thresh2`` are
-    dropped. Returns ``(J, K, P, dropped_energy, accurate_path_used)``; ``P`` (k x c) is the
-    rounding-level part
-    of :math:`H` along :math:`U` found by re-orthogonalizing :math:`J` (added to :math:`L`).
+    ``G`` is :math:`H^TMH` and ``P0`` is :math:`U^TMH` (replicated, from the same sweep as
+    ``H``). Directions of energy :math:`\\le` ``thresh2`` are dropped. Returns a dict:
+    ``K`` (r x c); ``Ladd`` (k x c, the part of :math:`H` along :math:`U` found by the second
+    Gram-Schmidt pass, added to :math:`L`); ``dropped`` (energy not added); and
+    ``B``, ``Pb``, ``Bmap`` with :math:`J = (B - U\\,\\mathrm{Pb})\\,\\mathrm{Bmap}`
+    (``None`` for ``Pb``/``Bmap``: zero / identity), so that the caller forms the new modes
+    in one sweep.
 
-    Lean path (``METHODS.md`` section 2.1, two passes on Gram matrices): :math:`G =
-    W\\Lambda W^T`, :math:`J_0 = HW_k\\Lambda_k^{-1/2}`, :math:`P_0 = U^TMJ_0`,
-    :math:`J_1 = J_0 - UP_0`, :math:`J_1^TMJ_1 = R^TR`, :math:`J = J_1R^{-1}` (in place), so
-    that :math:`HW_kW_k^T = UP_0\\Lambda_k^{1/2}W_k^T + J\\,R\\Lambda_k^{1/2}W_k^T` exactly.
-    It needs every kept eigenvalue resolved in the Gram matrix
-    (:math:`\\lambda \\ge 10^{-8}\\lambda_1`, far above its round-off
-    :math:`u\\lambda_1`). Weaker directions above ``thresh2`` are dropped when their total
-    energy fits in ``budget`` (the truncation could discard them anyway; the energy is
-    charged to it); otherwise the accurate rank-revealing shifted Cholesky-QR of
-    :func:`rom.pod.cholesky_qr` and an SVD of its :math:`R` are used (two more passes and
-    two more :math:`n\\times c` arrays).
+    Eigen route (``METHODS.md`` section 2.1): the second pass :math:`H_2 = H - UP_0` is
+    applied implicitly (``B`` is ``H``, ``Pb`` is ``P0``), with Gram matrix
+    :math:`H_2^TMH_2 = G - P_0^TP_0 = W\\Lambda W^T` (:math:`U^TMU = I`),
+    ``Bmap`` :math:`= F = W_k\\Lambda_k^{-1/2}`, :math:`K = \\Lambda_k^{1/2}W_k^T`. It needs
+    every kept eigenvalue resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`, far above the
+    round-off :math:`u\\lambda_1`), so that the orthonormality error of :math:`J`,
+    about :math:`u\\lambda_1/\\lambda_k \\le 10^{-7}`, is one that a Cholesky pass on the new
+    modes removes. Weaker directions above ``thresh2`` are dropped when their total energy fits
+    in ``budget`` (the truncation could discard them anyway; the energy is charged to it);
+    otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr`
+    and an SVD of its :math:`R` are used (``B`` is an explicit, orthonormal :math:`J`; two
+    more passes and two more :math:`n\\times c` arrays).
     """
-    n_loc, c = H.shape
     k = U.shape[1]
-    normH2 = float(np.trace(G))
-    lam, W = np.linalg.eigh(G)
+    c = H.shape[1]
+    G2 = G - P0.T @ P0 if k else G
+    G2 = 0.5 * (G2 + G2.T)
+    lam, W = np.linalg.eigh(G2)
     lam, W = lam[::-1], W[:, ::-1]
     keep = lam > thresh2
     weak = keep & (lam < 1e-8 * lam[0])
@@ -159,23 +197,10 @@ def _residual_basis(
     if not weak.any():
         sk = np.sqrt(lam[keep])
         Wk = W[:, keep]
-        J = H @ (Wk / sk)
-        P0 = np.zeros((k, J.shape[1]))
-        if k and J.shape[1]:
-            P0 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
-            for i0, i1 in _row_blocks(n_loc, k + J.shape[1]):
-                J[i0:i1] -= U[i0:i1] @ P0
-        try:  # the Gram of J is replicated: every rank takes the same branch
-            R = np.linalg.cholesky(gram_matrix(J, product=product, comm=comm)).T
-        except np.linalg.LinAlgError:
-            R = None
-        if R is not None:
-            J = right_solve_upper(J, R)
-            K = (R * sk) @ Wk.T
-            P = (P0 * sk) @ Wk.T
-            dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
-            return J, K, P, dropped, False
-        del J
+        dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
+        return {"B": H, "Pb": P0, "Bmap": Wk / sk, "K": sk[:, None] * Wk.T, "Ladd": P0,
+                "dropped": dropped}
+    normH2 = float(np.trace(G))
     Q, Rq = cholesky_qr(H, product=product, comm=comm)
     Ur, sr, Vrt = np.linalg.svd(Rq, full_matrices=False)
     keep = sr**2 > thresh2
@@ -183,11 +208,13 @@ def _residual_basis(
     K = sr[keep, None] * Vrt[keep]
     dropped = float(np.sum(sr[~keep][::-1] ** 2)) + max(normH2 - float(np.sum(sr**2)), 0.0)
     if k and J.shape[1]:  # second Gram-Schmidt pass against U
-        P0 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
-        J -= U @ P0
+        P1 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
+        J -= U @ P1
         Jq, Rj = orthonormalize(J, product=product, comm=comm)
-        return Jq, Rj @ K, P0 @ K, dropped, True
-    return J, K, np.zeros((k, c)), dropped, True
+        return {"B": Jq, "Pb": None, "Bmap": None, "K": Rj @ K, "Ladd": P1 @ K,
+                "dropped": dropped}
+    return {"B": J, "Pb": None, "Bmap": None, "K": K, "Ladd": np.zeros((k, c)),
+            "dropped": dropped}
 
 
 class IncrementalSVD:
@@ -353,13 +380,14 @@ class IncrementalSVD:
             self.partial_fit(X[:, j : j + block_size])
         if X.shape[1]:
             self.check_orthonormality()
+        self._work = None  # the residual buffer is only needed while streaming
         return self
 
     def _reset(self) -> None:
         for name in ("modes_", "singular_values_", "coefficients_", "n_samples_seen_",
                      "discarded_energy_", "error_bound_", "total_energy_", "n_features_",
                      "n_components_", "block_discarded_energy_", "block_allowance_", "_carry",
-                     "_fit_n_total", "_since_check"):
+                     "_fit_n_total", "_since_check", "_work"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -418,6 +446,41 @@ class IncrementalSVD:
                 Gam = U2.T @ (Ro @ Gam)
         return U, sv, Gam
 
+    def _residual_buffer(self, n_loc: int, c: int) -> np.ndarray:
+        """An (n_loc, c) work array for the residual, kept between blocks: a fresh 10-100 MB
+        array per block costs its page faults again (measured: a third of the sweep)."""
+        work = getattr(self, "_work", None)
+        if work is None or work.size < n_loc * c:
+            work = self._work = np.empty(n_loc * c)
+        return work[: n_loc * c].reshape(n_loc, c)
+
+    def _orth_fix(self, U, sv, Gam, G):
+        """Orthonormality check with the Gram matrix :math:`G = U^TU` measured by the update's
+        last sweep; if :math:`\\max|G - I| >` ``orth_tol``, one Cholesky-QR pass with it:
+        :math:`G = R^TR`, :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
+        U R^{-1}U''` (one product, in place), :math:`\\Gamma \\leftarrow U''^TR\\Gamma`.
+        The lean update keeps :math:`\\kappa(U) - 1` far below :math:`u^{-1/2}`, so one pass
+        restores orthonormality to round-off; the next update's sweep (or
+        :meth:`check_orthonormality`) measures it again."""
+        N = U.shape[1]
+        orth = float(np.max(np.abs(G - np.eye(N))))
+        if orth <= self.orth_tol:
+            self._since_check = 0
+            return U, sv, Gam
+        logger.debug("incremental SVD: orthonormality %.2e > %.1e, one Cholesky-QR pass",
+                     orth, self.orth_tol)
+        try:
+            R = np.linalg.cholesky(0.5 * (G + G.T)).T
+        except np.linalg.LinAlgError:
+            return self._orth_guard(U, sv, Gam)
+        U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
+        Rinv = np.triu(sla.lapack.dtrtri(R, lower=0)[0])
+        _combine(U, Rinv @ U2, None, None, U, gram=False)
+        if Gam is not None:
+            Gam = U2.T @ (R @ Gam)
+        self._since_check = 1
+        return U, s2, Gam
+
     def check_orthonormality(self) -> IncrementalSVD:
         """Run the re-orthonormalization guard now (collective); returns ``self``.
 
@@ -463,26 +526,29 @@ class IncrementalSVD:
         P = self.product
         U, sv = self.modes_, self.singular_values_
         n_loc, k, c = U.shape[0], U.shape[1], C.shape[1]
-        # CGS2, first pass on the block: L = U^T M C, H = C - U L (one fused sweep with
-        # G = H^T M H); the second pass is applied to the directions actually added
-        # (J <- J - U U^T M J in _residual_basis): same orthogonality, one pass less.
+        # CGS2 (METHODS.md section 2.1), three sweeps over the tall arrays: L = U^T M C;
+        # H = C - U L with the second-pass coefficients P0 = U^T M H and G = H^T M H (one
+        # fused sweep when Euclidean); the second pass H - U P0 is applied implicitly in the
+        # mode update, whose sweep also measures the orthonormality of the new modes.
         if k == 0:
             H = C
             G = allreduce_sum(C.T @ apply_product(P, C), comm)
-            L = np.zeros((0, c))
-        elif P is None:
-            L = allreduce_sum(local_inner(U, C), comm)
-            if not np.all(np.isfinite(L)):
-                self._raise_nonfinite(C, comm)
-            H = np.empty((n_loc, c))
-            G = allreduce_sum(_fused_pass(C, U, L, H), comm)
+            L = P0 = np.zeros((0, c))
         else:
             L = allreduce_sum(local_inner(U, apply_product(P, C)), comm)
             if not np.all(np.isfinite(L)):
                 self._raise_nonfinite(C, comm)
-            H = C - U @ L
-            G = allreduce_sum(H.T @ apply_product(P, H), comm)
-        if not np.all(np.isfinite(G)):
+            if P is None:
+                H = self._residual_buffer(n_loc, c)
+                P0, G = _residual_sweep(C, U, L, H)
+                P0, G = allreduce_sum(P0, comm), allreduce_sum(G, comm)
+            else:
+                H = C - U @ L
+                MH = apply_product(P, H)
+                P0 = allreduce_sum(local_inner(U, MH), comm)
+                G = allreduce_sum(H.T @ MH, comm)
+                del MH
+        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P0))):
             self._raise_nonfinite(C, comm)
         G = 0.5 * (G + G.T)
         normH2 = float(np.trace(G))
@@ -491,16 +557,16 @@ class IncrementalSVD:
         any_err_rule = any(
             v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance))
         allowance = self._allowance(c, normC2) + self._carry
-        accurate = False
+        res = None
         if normH2 <= thresh2:  # nothing novel
-            J, K, dropped = np.zeros((n_loc, 0)), np.zeros((0, c)), max(normH2, 0.0)
+            K, dropped = np.zeros((0, c)), max(normH2, 0.0)
         else:
-            # rank-revealing factorization of the residual, H ~ U P + J K, J M-orthonormal
-            J, K, Padd, dropped, accurate = _residual_basis(
-                H, G, thresh2, allowance if any_err_rule else -1.0, U, product=P, comm=comm)
-            L = L + Padd
-        del H
-        r = J.shape[1]
+            # rank-revealing factorization of the residual, H ~ U (L add) + J K
+            res = _residual_basis(H, G, P0, thresh2, allowance if any_err_rule else -1.0, U,
+                                  product=P, comm=comm)
+            K, dropped = res["K"], res["dropped"]
+            L = L + res["Ladd"]
+        r = K.shape[0]
         core = np.zeros((k + r, k + c))
         core[:k, :k] = np.diag(sv)
         core[:k, k:] = L
@@ -530,26 +596,29 @@ class IncrementalSVD:
         if self.keep_coefficients:
             LK = np.vstack([L, K])
             Gnew = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
-        # U <- [U J] Uk, by row blocks; in place when the rank does not change
-        if N == k and r == 0:
-            Unew = U
-            for i0, i1 in _row_blocks(n_loc, k):
-                Unew[i0:i1] = U[i0:i1] @ Uk
-        elif N == k:
-            Unew = U
-            for i0, i1 in _row_blocks(n_loc, k + r + N):
-                Unew[i0:i1] = U[i0:i1] @ Uk[:k] + J[i0:i1] @ Uk[k:]
-        else:
-            Unew = np.empty((n_loc, N))
-            for i0, i1 in _row_blocks(n_loc, k + r + N):
-                Unew[i0:i1] = U[i0:i1] @ Uk[:k] + J[i0:i1] @ Uk[k:]
-        del J
-        svnew = sc[:N].copy()
+        # U <- [U J] Uk in one sweep, with J = (B - U Pb) Bmap (Bmap = I, Pb = 0 when J is
+        # explicit): [U J] Uk = U (Uk_U - Pb T) + B T, T = Bmap Uk_J; in place when the rank
+        # is unchanged
+        A, B, T = Uk[:k], None, None
+        if res is not None:
+            B = res["B"]
+            T = Uk[k:] if res["Bmap"] is None else res["Bmap"] @ Uk[k:]
+            if k and res["Pb"] is not None:
+                A = A - res["Pb"] @ T
+        out = U if N == k and k else np.empty((n_loc, N))
+        # new directions are orthonormal only to about u lambda_1 / lambda_k: check now
         self._since_check = getattr(self, "_since_check", 0) + 1
-        if accurate or self._since_check >= _CHECK_EVERY:
+        check = r > 0 or self._since_check >= _CHECK_EVERY
+        fused = P is None and check and N > 0  # the check's Gram from the same sweep
+        G_U = _combine(U, A, B, T, out, gram=fused)
+        del H, B, res
+        Unew, svnew = out, sc[:N].copy()
+        if fused:
+            Unew, svnew, Gnew = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm))
+        elif check:
             Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew)
         block_D = dropped + tail
-        # commit the new state (nothing above modified self)
+        # commit the new state (nothing above modified self, except U's rows in place)
         self.modes_ = Unew
         self.singular_values_ = svnew
         self.coefficients_ = Gnew

@@ -198,6 +198,15 @@ def cholesky_qr(
     R : ndarray of shape (k, m)
         Replicated, :math:`X = QR`.
     """
+    Q, R, _ = _cholesky_qr(X, product=product, comm=comm, defer_last=False)
+    return Q, R
+
+
+def _cholesky_qr(X, *, product, comm, defer_last):
+    """:func:`cholesky_qr`; with ``defer_last`` the last pass is not applied to the tall
+    ``Q``: returns ``(Q_prev, R, Finv)`` with :math:`Q = Q_{prev} F^{-1}` (``Finv``, m x k),
+    so that a caller needing only :math:`QW` for a thin :math:`W` forms
+    :math:`Q_{prev}(F^{-1}W)`: one thin product instead of a triangular one on all columns."""
     m = X.shape[1]
     G = gram_matrix(X, product=product, comm=comm)
     n = int(allreduce_sum(float(X.shape[0]), comm))
@@ -214,12 +223,27 @@ def cholesky_qr(
         norm2 = float(sla.eigh(G, eigvals_only=True, subset_by_index=[m - 1, m - 1])[0]) if m else 0.0
         shift = 11.0 * (n * m + m * (m + 1)) * np.finfo(float).eps * norm2
         R1 = _chol_or_eig(G + shift * np.eye(m))
-    Q, R = _apply_factor(Q, R1, R)
+    factors = [R1]
     for _ in range(passes - 1):
+        Q, R = _apply_factor(Q, factors[-1], R)
         G = gram_matrix(Q, product=product, comm=comm)
-        Ri = _chol_or_eig(G)
-        Q, R = _apply_factor(Q, Ri, R)
-    return Q, R
+        factors.append(_chol_or_eig(G))
+    F = factors[-1]
+    if defer_last:
+        return Q, F @ R, _factor_inverse(F)
+    Q, R = _apply_factor(Q, F, R)
+    return Q, R, None
+
+
+def _factor_inverse(F: np.ndarray) -> np.ndarray:
+    """:math:`F^{-1}` (upper triangular F) or :math:`F^+ = WD^{-1/2}` (F = D^{1/2}W^T)."""
+    if F.shape[0] == F.shape[1] and np.allclose(F, np.triu(F)):
+        Finv, info = sla.lapack.dtrtri(np.asarray(F, dtype=np.float64), lower=0)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"singular triangular factor (info={info})")
+        return np.triu(Finv)
+    d = np.linalg.norm(F, axis=1)
+    return F.T / d**2
 
 
 def _chol_or_eig(G: np.ndarray) -> np.ndarray:
@@ -359,7 +383,7 @@ def pod(
             tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
         else:
-            Q, R = cholesky_qr(X, product=product, comm=comm)
+            Q, R, Finv = _cholesky_qr(X, product=product, comm=comm, defer_last=True)
             _check_finite_result(R, X, comm)
             Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
             total = float(np.sum(R * R))
@@ -370,7 +394,7 @@ def pod(
                 sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
                 total_energy=total, extra_tail=float(tail_energies(sv_all)[n_reliable]),
             )
-            U = Q @ Uc[:, :N]
+            U = Q @ (Finv @ Uc[:, :N])  # the last Cholesky-QR pass, applied to N columns only
             Vn = Vt[:N].T
             tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]

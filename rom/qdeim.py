@@ -26,7 +26,6 @@ import logging
 from collections.abc import Iterable
 
 import numpy as np
-import scipy.linalg
 from mpi4py import MPI
 
 from .parallel import check_collective, get_comm, validate_local_rows
@@ -73,13 +72,6 @@ def validate_global_indices(
     return np.unique(a), None
 
 
-def _gather_to_root(Phi: np.ndarray, comm: MPI.Comm) -> np.ndarray | None:
-    if comm.size == 1:
-        return Phi
-    blocks = comm.gather(Phi, root=0)
-    return np.concatenate(blocks, axis=0) if comm.rank == 0 else None
-
-
 def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
     """QDEIM interpolation points of a basis with distributed rows.
 
@@ -98,9 +90,16 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
 
     Notes
     -----
-    The pivoted QR of the :math:`n_p \\times n_q` matrix is not distributed: the rows are
-    gathered on rank 0 (:math:`O(n_q n_p)` memory and communication, an offline cost), the
-    factorization costs :math:`O(n_q n_p^2)` there, and the indices are broadcast.
+    Businger-Golub pivoting acts on the rows of :math:`\\Phi` one by one (the columns of
+    :math:`\\Phi^T`), so it runs distributed without gathering the basis: with residual rows
+    :math:`\\rho_q` (initially :math:`\\Phi[q,:]`), each step picks
+    :math:`q^* = \\arg\\max_q \\|\\rho_q\\|` (one allgather of every rank's best row; ties go to
+    the smaller global index), :math:`v = \\rho_{q^*}/\\|\\rho_{q^*}\\|`, and projects every row,
+    :math:`\\rho_q \\leftarrow \\rho_q - (\\rho_q\\cdot v)v` (twice, as in CGS2). The pivots are
+    those of ``geqp3`` on :math:`\\Phi^T` (same choices in exact arithmetic), and
+    :math:`\\|\\rho_{q^*}\\|` at step :math:`j` is :math:`|R_{jj}|`. Cost
+    :math:`O(n_{q,local}\\,n_p^2)` per rank and :math:`n_p` small allgathers; the result does
+    not depend on the rank count (each row's arithmetic is the same on any partition).
     """
     comm = get_comm(comm)
     Phi, n_q = validate_local_rows(Phi, "Phi", comm)
@@ -111,20 +110,34 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
     elif n_q < n_p:
         err = f"Phi has {n_q} rows in total, fewer than its {n_p} columns"
     check_collective(err, comm)
-    full = _gather_to_root(Phi, comm)
-    result: tuple[np.ndarray | None, str | None] = (None, None)
-    if comm.rank == 0:
-        R, piv = scipy.linalg.qr(full.T, mode="r", pivoting=True)
-        d = np.abs(np.diag(R))
-        if d[-1] <= n_q * np.finfo(float).eps * d[0]:
-            ratio = d[-1] / d[0]
-            result = (None, f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})")
+    offset, _ = global_offset(Phi.shape[0], comm)
+    rho = np.array(Phi, dtype=np.float64, order="C")
+    taken = np.zeros(rho.shape[0], dtype=bool)
+    piv = np.empty(n_p, dtype=np.int64)
+    diag = np.empty(n_p)
+    for j in range(n_p):
+        score = np.einsum("ij,ij->i", rho, rho)
+        score[taken] = -1.0
+        if score.size:
+            i = int(np.argmax(score))  # first maximum: smallest local (hence global) index
+            best = (float(score[i]), offset + i, rho[i].copy())
         else:
-            result = (np.asarray(piv[:n_p], dtype=np.int64), None)
-    if comm.size > 1:
-        result = comm.bcast(result, root=0)
-    check_collective(result[1], comm)
-    return result[0]
+            best = (-1.0, n_q, None)
+        cands = comm.allgather(best) if comm.size > 1 else [best]
+        s_best, q_best, row = min(cands, key=lambda c: (-c[0], c[1]))
+        piv[j], diag[j] = q_best, np.sqrt(max(s_best, 0.0))
+        if 0 <= q_best - offset < rho.shape[0]:
+            taken[q_best - offset] = True
+        if not diag[j] > 0:
+            break
+        v = row / diag[j]
+        for _ in range(2):
+            rho -= np.outer(rho @ v, v)
+    if not diag[-1] > n_q * np.finfo(float).eps * diag[0]:
+        ratio = diag[-1] / diag[0] if diag[0] > 0 else 0.0
+        check_collective(f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})",
+                         comm)
+    return piv
 
 
 def leverage_points(

@@ -207,6 +207,30 @@ def test_adversarial_columns(comm, rng, kind, order):
     assert est.error_bound_ >= np.sqrt(np.sum(sref[3:] ** 2)) * (1 - 1e-10)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("order", ["given", "reversed"])
+def test_adversarial_columns_with_error_rule(comm, rng, kind, order):
+    """Truncated by an allowance (weak directions charged to it): the bound, the allowance,
+    orthonormality and the singular values (Weyl: |sigma_i - sigma_i^ref| <= bound) hold."""
+    A = adversarial(rng, kind)
+    if order == "reversed":
+        A = A[:, ::-1]
+    total = mnorm(A)
+    _, sref = msvd(A)
+    rel = 1e-4
+    est, _ = run(A, comm, block=4, rel_l2_err=rel)
+    est.check_orthonormality()
+    U = gather_rows(est.modes_, comm)
+    k = est.n_components_
+    assert np.abs(U.T @ U - np.eye(k)).max() <= 1e-12
+    proj, approx = errors(A, est, U)
+    assert proj <= est.error_bound_ + SLACK * total
+    assert approx <= est.error_bound_ + SLACK * total
+    assert est.error_bound_ <= rel * total * (1 + 1e-12)
+    assert np.all(np.abs(est.singular_values_ - sref[:k]) <= est.error_bound_ + SLACK * total)
+    assert np.sqrt(np.sum(sref[k:] ** 2)) <= est.error_bound_ + SLACK * total
+
+
 def test_nan_block_refused_state_unchanged(comm, rng):
     A = prescribed(rng, 60, 20, np.logspace(0, -2, 5))
     est, _ = run(A, comm, block=5, rank=4)

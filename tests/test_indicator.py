@@ -47,6 +47,16 @@ def test_qdeim_points_are_lapack_pivots_and_meet_drmac_gugercin_bound(comm, rng)
 
 @pytest.mark.mpi
 @pytest.mark.partition
+def test_qdeim_matches_lapack_on_a_wider_random_basis(comm, rng):
+    """The distributed pivoted Gram-Schmidt picks the rows geqp3 picks on Phi^T."""
+    Phi = np.linalg.qr(rng.standard_normal((3000, 30)))[0]
+    idx = qdeim(distribute_rows(Phi, comm), comm=comm)
+    _, _, piv = scipy.linalg.qr(Phi.T, pivoting=True, mode="economic")
+    np.testing.assert_array_equal(idx, piv[:30])
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
 def test_leverage_points_match_brute_force(comm, rng):
     n_q, n_p = 300, 4
     Phi = smooth_basis(rng, n_q, n_p)
