@@ -94,11 +94,14 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
     :math:`\\Phi^T`), so it runs distributed without gathering the basis: with residual rows
     :math:`\\rho_q` (initially :math:`\\Phi[q,:]`), each step picks
     :math:`q^* = \\arg\\max_q \\|\\rho_q\\|` (one allgather of every rank's best row; ties go to
-    the smaller global index), :math:`v = \\rho_{q^*}/\\|\\rho_{q^*}\\|`, and projects every row,
-    :math:`\\rho_q \\leftarrow \\rho_q - (\\rho_q\\cdot v)v` (twice, as in CGS2). The pivots are
-    those of ``geqp3`` on :math:`\\Phi^T` (same choices in exact arithmetic), and
+    the smaller global index; the winner's row :math:`\\rho_{q^*} = (I - VV^T)\\Phi[q^*,:]` is
+    formed with two projections, as in CGS2), :math:`v = \\rho_{q^*}/\\|\\rho_{q^*}\\|` is
+    appended to :math:`V`, and every squared norm is downdated, :math:`\\|\\rho_q\\|^2
+    \\leftarrow \\|\\rho_q\\|^2 - (\\Phi[q,:]\\cdot v)^2` (:math:`v \\perp V`), and recomputed
+    once it has dropped by :math:`\\sqrt u` (LAPACK's rule). The pivots are those of
+    ``geqp3`` on :math:`\\Phi^T` (same choices in exact arithmetic), and
     :math:`\\|\\rho_{q^*}\\|` at step :math:`j` is :math:`|R_{jj}|`. Cost
-    :math:`O(n_{q,local}\\,n_p^2)` per rank and :math:`n_p` small allgathers; the result does
+    :math:`O(n_{q,local}\\,n_p^2)` per rank (one matrix-vector product per step) and :math:`n_p` small allgathers; the result does
     not depend on the rank count (each row's arithmetic is the same on any partition).
     """
     comm = get_comm(comm)
@@ -111,28 +114,42 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
         err = f"Phi has {n_q} rows in total, fewer than its {n_p} columns"
     check_collective(err, comm)
     offset, _ = global_offset(Phi.shape[0], comm)
-    rho = np.array(Phi, dtype=np.float64, order="C")
-    taken = np.zeros(rho.shape[0], dtype=bool)
+    Phi = np.ascontiguousarray(Phi, dtype=np.float64)
+    V = np.zeros((n_p, 0))
+    score = np.einsum("ij,ij->i", Phi, Phi)  # squared residual norms, downdated
+    exact = score.copy()  # their values at the last exact computation
+    taken = np.zeros(Phi.shape[0], dtype=bool)
     piv = np.empty(n_p, dtype=np.int64)
-    diag = np.empty(n_p)
+    diag = np.zeros(n_p)
+    tol3z = np.sqrt(np.finfo(float).eps)
     for j in range(n_p):
-        score = np.einsum("ij,ij->i", rho, rho)
-        score[taken] = -1.0
-        if score.size:
-            i = int(np.argmax(score))  # first maximum: smallest local (hence global) index
-            best = (float(score[i]), offset + i, rho[i].copy())
+        cand = np.where(taken, -1.0, score)
+        if cand.size:
+            i = int(np.argmax(cand))  # first maximum: smallest local (hence global) index
+            rho = Phi[i] - V @ (V.T @ Phi[i])
+            rho -= V @ (V.T @ rho)
+            best = (float(rho @ rho), offset + i, rho)
         else:
             best = (-1.0, n_q, None)
         cands = comm.allgather(best) if comm.size > 1 else [best]
-        s_best, q_best, row = min(cands, key=lambda c: (-c[0], c[1]))
-        piv[j], diag[j] = q_best, np.sqrt(max(s_best, 0.0))
-        if 0 <= q_best - offset < rho.shape[0]:
+        s_best, q_best, rho = min(cands, key=lambda c: (-c[0], c[1]))
+        diag[j] = np.sqrt(max(s_best, 0.0))
+        piv[j] = q_best
+        if 0 <= q_best - offset < Phi.shape[0]:
             taken[q_best - offset] = True
-        if not diag[j] > 0:
+        if not diag[j] > 0 or j == n_p - 1:
             break
-        v = row / diag[j]
-        for _ in range(2):
-            rho -= np.outer(rho @ v, v)
+        v = rho / diag[j]
+        V = np.column_stack([V, v])
+        c = Phi @ v  # = rho_q . v for every row, since v is orthogonal to the earlier v
+        score -= c * c
+        # downdating loses accuracy once a norm has dropped by sqrt(u) (LAPACK geqp3's rule):
+        # recompute those exactly
+        redo = score <= tol3z * exact
+        if redo.any():
+            R = Phi[redo] - (Phi[redo] @ V) @ V.T
+            R -= (R @ V) @ V.T
+            score[redo] = exact[redo] = np.einsum("ij,ij->i", R, R)
     if not diag[-1] > n_q * np.finfo(float).eps * diag[0]:
         ratio = diag[-1] / diag[0] if diag[0] > 0 else 0.0
         check_collective(f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})",
