@@ -12,10 +12,46 @@ candidate merge (measured in the same run). Bound tightness (bound / true error)
 the clusters found by the estimator.
 
     .venv/bin/python benchmarks/bench_shamrai_advection.py --samples 200     # CI size
-    .venv/bin/python benchmarks/bench_shamrai_advection.py                   # 5000 samples
+    .venv/bin/python benchmarks/bench_shamrai_advection.py --samples 5000 --no-exact \
+        --no-published --baseline-sketch 2048 --tightness-max 50 \
+        --out benchmarks/results/shamrai_advection_5000.json              # full protocol
 
-Memory: the blocks take samples * 1.65 MB (8.2 GB at 5000). Under ``mpirun -n P`` the rows of
-every block are distributed; baselines on flattened blocks run on rank 0's copy of the data.
+Options beyond the protocol's parameters: ``--no-exact`` skips the exact-SVD merging baseline,
+``--no-published`` the fits with the published (non-guaranteed) forms (the tightness study
+still evaluates both published forms on the estimator's clusters), ``--no-hdbscan`` the
+HDBSCAN baseline; ``--tightness-max N`` evaluates the bounds on a seeded random subset of at
+most N of the estimator's non-singleton clusters (default: all). ``--baseline-sketch D`` runs
+k-means and HDBSCAN on a Johnson-Lindenstrauss sketch ``X G / sqrt(D)`` of the flattened
+blocks ``X`` (``G``: 205,824 x D standard normal, the row-major stream of
+``default_rng([seed, D])``, generated 2048 rows at a time and never held whole); ``0`` runs
+them on ``X`` itself; default ``0`` up to 1000 samples, 2048 above (k-means on ``X`` copies it
+twice, HDBSCAN's trees degenerate in 205,824 dimensions: 335 s at 1000 samples). The JSON
+records which data they ran on (``baseline_data``, and the method names say ``sketch D=..``).
+The baselines' clusters are certified by :func:`rom.merge_clustering.cluster_errors`, except
+(serial) clusters of more than 0.5 GB of blocks (k-means puts most blocks in one cluster;
+random K = 10 at 5000 samples has ~500 blocks per cluster): the same singular values from a QR
+of the transposed concatenation streamed 256 blocks at a time (equal to 1e-15, ~1.5 GB
+transient whatever the cluster size); ``n_streamed`` counts them.
+
+Memory: the blocks take samples * 1.65 MB (8.2 GB at 5000) and are held once, as the rows of
+one ``(samples, 205,824)`` array (on rank 0; serial blocks are views of its rows). The
+per-block spectra add only singular values: blocks no wider than ``r + 5`` are cached as
+themselves (a reference). The flattened blocks are that array (no copy); a sketch takes
+samples * D * 8 bytes (82 MB at 5000 x 2048). The JSON records rank 0's peak RSS after each
+phase (``memory``). Under ``mpirun -n P`` every rank keeps only its rows of every block, and
+rank 0 also the whole array for the flattened baselines.
+
+``--other-blas-threads T`` (default 1) limits the BLAS libraries other than numpy's (the
+OpenBLAS bundled with scipy's wheel) to T threads: ``rom`` calls both, and two spinning pools
+on two cores made the estimator's predictions 3x slower and identical fits vary up to 9x.
+
+Cost, serial on 2 cores with the options of the 5000-sample command above (``--tightness-max``
+N/40 at the small sizes): 200 samples 73 s, peak RSS 1.31 GB; 500 samples 237 s, 2.33 GB.
+Extrapolated to 5000 (fits and certification linear in the samples with slowly growing
+clusters, the residual ordering quadratic, random K = 10 / 100 / 1000 at 22 / 6.5 / 0.04 s per
+cluster, HDBSCAN ~80 s on the sketch): 50-65 min (~7 min more without ``--tightness-max``,
+~18 min more with the published fits) and a peak RSS of 10-11 GB (8.2 GB of blocks, ~1.5 GB
+for a streamed certification).
 Writes ``benchmarks/results/shamrai_advection.json`` (``--out`` to change).
 """
 
@@ -25,20 +61,90 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 from rom import bounds
 from rom.merge_clustering import ErrorConstrainedClustering, cluster_errors, clustering_metrics
 from rom.parallel import distribute_rows
-from rom.synthetic import advection_blocks
+from rom.synthetic import advection_sample
 
 RESULTS = Path(__file__).parent / "results"
+SKETCH_CHUNK = 2048  # rows of the sketch's Gaussian matrix held at a time
+SKETCH_AUTO = (1000, 2048)  # default --baseline-sketch: full data up to 1000 samples, else 2048
+STREAM_GB = 0.5  # baseline clusters of more than this (GB of blocks) are certified streamed
+STREAM_CHUNK = 256  # blocks per streamed QR step
+
+
+def peak_rss_gb():
+    """Peak resident set size of this process so far, GB (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def limit_other_blas(threads):
+    """Limit every BLAS library but numpy's to ``threads`` threads; their paths.
+
+    With wheels, scipy bundles its own OpenBLAS next to numpy's; ``rom`` calls both (scipy's
+    ``trtri``/``trmm`` in the range bases, numpy's elsewhere) and the idle pool's threads spin
+    while the other pool works, two pools of two threads on two cores: the estimator's
+    predictions ran 3x slower and identical fits varied up to 9x in time. scipy's calls here are
+    small (``m x r`` triangular products). Nothing is limited when only one BLAS is loaded.
+    """
+    ctl = ThreadpoolController()
+    blas = [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
+    numpy_dirs = (Path(np.__file__).parent, Path(np.__file__).parent.parent / "numpy.libs")
+    other = [lib.filepath for lib in blas
+             if not any(Path(lib.filepath).is_relative_to(d) for d in numpy_dirs)]
+    if len(blas) < 2 or len(other) == len(blas):
+        return []
+    ctl.select(filepath=other).limit(limits=threads)
+    return other
+
+
+def generate(samples, *, seed, n_cells, n_times, cols, comm):
+    """The advection blocks of :func:`rom.synthetic.advection_blocks` (same samples), held once.
+
+    Rank 0 keeps every sample flattened as a row of one ``(samples, n_times * n_cells)`` array
+    ``data`` (None elsewhere). Serial: the blocks are views of its rows reshaped to
+    ``(-1, cols)``; under MPI each rank keeps copies of its rows of every block only.
+    """
+    size = n_times * n_cells
+    if size % cols:
+        raise ValueError(f"n_times*n_cells = {size} must be divisible by the rank {cols}")
+    data = np.empty((samples, size)) if comm.rank == 0 else None
+    rng = np.random.default_rng(seed)  # the stream of advection_blocks(samples, seed=seed)
+    blocks = []
+    for i in range(samples):
+        u = advection_sample(rng, n_cells=n_cells, n_times=n_times)
+        if data is not None:
+            data[i] = u.ravel()
+        if comm.size == 1:
+            blocks.append(data[i].reshape(-1, cols))
+        else:
+            blocks.append(distribute_rows(u.reshape(-1, cols), comm))
+    return data, blocks
+
+
+def gaussian_sketch(X, dim, seed, chunk=SKETCH_CHUNK):
+    """Johnson-Lindenstrauss sketch ``X G / sqrt(dim)`` of the rows of ``X``.
+
+    ``G`` (``X.shape[1] x dim``, standard normal) comes from ``default_rng([seed, dim])`` and is
+    generated ``chunk`` rows at a time, so only ``chunk x dim`` of it is ever held; its rows come
+    in stream order, so ``G`` does not depend on ``chunk``.
+    """
+    rng = np.random.default_rng([seed, dim])
+    Y = np.zeros((X.shape[0], dim))
+    for a in range(0, X.shape[1], chunk):
+        G = rng.standard_normal((min(chunk, X.shape[1] - a), dim))
+        Y += X[:, a : a + chunk] @ G
+    Y /= np.sqrt(dim)
+    return Y
 
 
 def labels_to_clusters(labels):
@@ -55,21 +161,63 @@ def labels_to_clusters(labels):
     return clusters
 
 
+def streamed_error(blocks, members, *, r, chunk=STREAM_CHUNK):
+    """True e_r of a wide concatenation (serial) without forming it.
+
+    ``X = [A_1 ... A_K]`` and ``X^T`` have the same singular values, those of the triangular
+    factor of a QR of ``X^T``, accumulated ``chunk`` blocks at a time:
+    ``R <- qr([R; A_j^T ...], 'r')`` (Householder QR, as stable as the TSQR of
+    :func:`rom.merge_clustering.cluster_errors`). Holds ``(m + chunk * n_j) x m`` at a time.
+    """
+    m = blocks[members[0]].shape[0]
+    R = np.zeros((0, m))
+    for start in range(0, len(members), chunk):
+        R = np.linalg.qr(np.vstack([R] + [blocks[j].T for j in members[start : start + chunk]]),
+                         mode="r")
+    sv2 = np.linalg.svd(R, compute_uv=False) ** 2
+    total = float(np.sum(sv2))
+    tail = float(np.sum(np.sort(sv2[r:])))  # from the smallest term, as in rom.bounds._tail
+    return float(np.sqrt(tail / total)) if total > 0 else 0.0
+
+
+def baseline_errors(blocks, clusters, *, r, comm):
+    """:func:`cluster_errors`, except (serial) clusters whose concatenation would exceed
+    ``STREAM_GB``: :func:`streamed_error` (a k-means cluster can hold most blocks)."""
+    errors, n_streamed = np.zeros(len(clusters)), 0
+    for c, members in enumerate(clusters):
+        if len(members) < 2:
+            continue
+        width = sum(blocks[j].shape[1] for j in members)
+        if comm.size == 1 and blocks[members[0]].shape[0] * width * 8 > STREAM_GB * 1e9:
+            errors[c] = streamed_error(blocks, members, r=r)
+            n_streamed += 1
+        else:
+            errors[c] = cluster_errors(blocks, [members], rank=r, comm=comm)[0]
+    return errors, n_streamed
+
+
 def baseline_row(name, clusters, blocks, widths, *, r, eps, comm, n_rows, fit_time):
     t0 = time.perf_counter()
-    errors = cluster_errors(blocks, clusters, rank=r, comm=comm)
+    errors, n_streamed = baseline_errors(blocks, clusters, r=r, comm=comm)
     t_metric = time.perf_counter() - t0
     m = clustering_metrics(widths, clusters, errors, n_rows=n_rows, rank=r, eps=eps)
-    m.update(cluster_time=fit_time, certify_time=t_metric)
+    m.update(cluster_time=fit_time, certify_time=t_metric, n_streamed=n_streamed,
+             largest_cluster=max(len(members) for members in clusters))
     return {"method": name, **m}
 
 
-def tightness(blocks, clusters, *, r, comm):
-    """bound / true error on every non-singleton cluster (blocks in cluster order)."""
+def tightness(blocks, clusters, *, r, comm, max_clusters=None, seed=0):
+    """bound / true error on every non-singleton cluster (blocks in cluster order).
+
+    ``max_clusters``: at most that many, a seeded random subset (kept in cluster order).
+    """
+    multi = [members for members in clusters if len(members) >= 2]
+    n_total = len(multi)
+    if max_clusters is not None and n_total > max_clusters:
+        pick = np.random.default_rng([seed, 1]).choice(n_total, max_clusters, replace=False)
+        multi = [multi[c] for c in sorted(pick)]
     rows = []
-    for members in clusters:
-        if len(members) < 2:
-            continue
+    for members in multi:
         bl = [blocks[j] for j in members]
         row = {"n_blocks": len(members)}
         for key, f, kw in [
@@ -103,7 +251,8 @@ def tightness(blocks, clusters, *, r, comm):
             "time_vs_exact_svd": float(sum(row[key + "_time"] for row in rows)
                                        / sum(row["true_time"] for row in rows)) if rows else None,
         }
-    return {"n_clusters": len(rows), "summary": summary}
+    return {"n_clusters": len(rows), "n_nonsingleton_clusters": n_total,
+            "max_clusters": max_clusters, "summary": summary}
 
 
 def main():
@@ -116,36 +265,60 @@ def main():
     ap.add_argument("--n-cells", type=int, default=1024)
     ap.add_argument("--n-times", type=int, default=201)
     ap.add_argument("--no-exact", action="store_true", help="skip the exact-SVD merging baseline")
+    ap.add_argument("--no-published", action="store_true",
+                    help="skip the fits with the published (non-guaranteed) forms")
     ap.add_argument("--no-hdbscan", action="store_true")
+    ap.add_argument("--no-random", action="store_true",
+                    help="skip the random-label baselines (about 15 min at 5000 samples)")
+    ap.add_argument("--baseline-sketch", type=int, default=None, metavar="D",
+                    help="run k-means/HDBSCAN on a Gaussian sketch of the flattened blocks to D "
+                         "dimensions (0: on the flattened blocks; default: 0 up to "
+                         f"{SKETCH_AUTO[0]} samples, else {SKETCH_AUTO[1]})")
+    ap.add_argument("--tightness-max", type=int, default=None, metavar="N",
+                    help="bound tightness on at most N (seeded random) clusters (default: all)")
+    ap.add_argument("--other-blas-threads", type=int, default=1, metavar="T",
+                    help="threads of the BLAS libraries other than numpy's, e.g. scipy's "
+                         "bundled OpenBLAS (default 1; 0: leave them alone)")
     ap.add_argument("--out", type=Path, default=RESULTS / "shamrai_advection.json")
     args = ap.parse_args()
+    limited = limit_other_blas(args.other_blas_threads) if args.other_blas_threads > 0 else []
+    if args.baseline_sketch is None:
+        args.baseline_sketch = 0 if args.samples <= SKETCH_AUTO[0] else SKETCH_AUTO[1]
+    if args.baseline_sketch < 0:
+        ap.error("--baseline-sketch must be >= 0")
+    if args.tightness_max is not None and args.tightness_max < 1:
+        ap.error("--tightness-max must be >= 1")
     comm = MPI.COMM_WORLD
     root = comm.rank == 0
     r, eps = args.rank, args.eps
+    memory = {}
 
     t0 = time.perf_counter()
-    full = advection_blocks(args.samples, seed=args.seed, n_cells=args.n_cells,
-                            n_times=args.n_times, block_cols=r)
-    blocks = [distribute_rows(A, comm) for A in full] if comm.size > 1 else full
+    data, blocks = generate(args.samples, seed=args.seed, n_cells=args.n_cells,
+                            n_times=args.n_times, cols=r, comm=comm)
     t_gen = time.perf_counter() - t0
-    n_rows, widths = full[0].shape[0], [A.shape[1] for A in full]
+    n_rows, widths = args.n_times * args.n_cells // r, [A.shape[1] for A in blocks]
+    memory["data_gb"] = data.nbytes / 1e9 if root else None
+    memory["peak_rss_gb"] = {"generation": peak_rss_gb()}
     if root:
         print(f"{args.samples} blocks of {n_rows} x {r} generated in {t_gen:.1f} s "
-              f"({comm.size} rank(s))", flush=True)
+              f"({comm.size} rank(s), {memory['data_gb']:.2f} GB)", flush=True)
 
     rows = []
     runs = []
     for predictor in ("weyl", "residual", "estimator"):
         for ordering in ("norm", "residual"):
             runs.append((predictor, ordering, False))
-    runs += [("weyl", "norm", True), ("estimator", "norm", True),
-             ("estimator", "residual", True)]
+    if not args.no_published:
+        runs += [("weyl", "norm", True), ("estimator", "norm", True),
+                 ("estimator", "residual", True)]
     if not args.no_exact:
         runs += [("exact", "norm", False), ("exact", "residual", False)]
     # one set of per-block SVDs for every fit (estimator width r + 5 covers the others)
     t1 = time.perf_counter()
     spectra = bounds.block_spectra(blocks, comm=comm, keep=r + 5)
     t_spectra = time.perf_counter() - t1
+    memory["peak_rss_gb"]["spectra"] = peak_rss_gb()
     if root:
         print(f"block spectra in {t_spectra:.1f} s (shared by the fits below)", flush=True)
     fitted = {}
@@ -164,6 +337,8 @@ def main():
         if root:
             print(f"  {name:28s} {m['n_clusters']:5d} clusters  CR {m['compression_ratio']:.2f}"
                   f"  {wall:.1f} s", flush=True)
+    del spectra
+    memory["peak_rss_gb"]["fits"] = peak_rss_gb()
 
     exact_cost = next((row["time_per_evaluation"] for row in rows
                        if row["method"] == "exact/norm"), None)
@@ -171,9 +346,9 @@ def main():
         row["cost_vs_exact_svd"] = (row["time_per_evaluation"] / exact_cost
                                     if exact_cost else None)
 
-    # baselines on flattened blocks (rank 0's full copy; labels broadcast)
+    # random labels (on rank 0, broadcast)
     rng = np.random.default_rng(args.seed)
-    for K in (10, 100, 1000):
+    for K in () if args.no_random else (10, 100, 1000):
         if K > args.samples:
             continue
         t1 = time.perf_counter()
@@ -181,28 +356,48 @@ def main():
         rows.append(baseline_row(f"random K={K}", labels_to_clusters(labels), blocks, widths,
                                  r=r, eps=eps, comm=comm, n_rows=n_rows,
                                  fit_time=time.perf_counter() - t1))
+    memory["peak_rss_gb"]["random"] = peak_rss_gb()
+
+    # k-means and HDBSCAN on the flattened blocks (rows of rank 0's data: no copy) or on their
+    # sketch; labels broadcast
+    D = args.baseline_sketch
+    t1 = time.perf_counter()
+    feats = (gaussian_sketch(data, D, args.seed) if D else data) if root else None
+    baseline_data = {"kind": "sketch" if D else "full", "dim": D or n_rows * r,
+                     "dtype": "float64", "time": time.perf_counter() - t1}
+    if D:
+        baseline_data["sketch"] = (f"X G / sqrt({D}), X the flattened blocks, G standard normal "
+                                   f"(row-major stream of default_rng([{args.seed}, {D}]))")
+    if root:
+        print(f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
+              f"({baseline_data['time']:.1f} s)", flush=True)
+    suffix = f" (sketch D={D})" if D else ""
     K_est = fitted["estimator/norm"].metrics_["n_clusters"]
-    flat = np.stack([A.ravel() for A in full]) if root else None
     from sklearn.cluster import HDBSCAN, KMeans
 
     t1 = time.perf_counter()
-    labels = KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(flat) \
+    labels = KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats) \
         if root else None
     labels = comm.bcast(labels, root=0)
-    rows.append(baseline_row(f"k-means K={K_est}", labels_to_clusters(labels), blocks, widths,
-                             r=r, eps=eps, comm=comm, n_rows=n_rows,
+    rows.append(baseline_row(f"k-means K={K_est}{suffix}", labels_to_clusters(labels), blocks,
+                             widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
                              fit_time=time.perf_counter() - t1))
+    memory["peak_rss_gb"]["k-means"] = peak_rss_gb()
     if not args.no_hdbscan:
         t1 = time.perf_counter()
-        labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(flat) if root else None
+        labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats) if root else None
         labels = comm.bcast(labels, root=0)
-        rows.append(baseline_row("HDBSCAN min=2", labels_to_clusters(labels), blocks, widths,
-                                 r=r, eps=eps, comm=comm, n_rows=n_rows,
+        rows.append(baseline_row(f"HDBSCAN min=2{suffix}", labels_to_clusters(labels), blocks,
+                                 widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
                                  fit_time=time.perf_counter() - t1))
+        memory["peak_rss_gb"]["hdbscan"] = peak_rss_gb()
+    del feats
 
     t1 = time.perf_counter()
-    tight = tightness(blocks, fitted["estimator/norm"].clusters_, r=r, comm=comm)
+    tight = tightness(blocks, fitted["estimator/norm"].clusters_, r=r, comm=comm,
+                      max_clusters=args.tightness_max, seed=args.seed)
     tight["time"] = time.perf_counter() - t1
+    memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
 
     if root:
         head = (f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
@@ -216,8 +411,8 @@ def main():
                   f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
                   f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
                   f"{'' if cost is None else f'{cost:10.3f}'}")
-        print(f"\nbound / true error on the {tight['n_clusters']} non-singleton clusters of "
-              "estimator/norm:")
+        print(f"\nbound / true error on {tight['n_clusters']} of the "
+              f"{tight['n_nonsingleton_clusters']} non-singleton clusters of estimator/norm:")
         for key, s in tight["summary"].items():
             if s["median_ratio"] is not None:
                 print(f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
@@ -228,23 +423,30 @@ def main():
                 "samples": args.samples, "seed": args.seed, "rank": r, "eps": eps,
                 "patience": args.patience, "n_cells": args.n_cells, "n_times": args.n_times,
                 "block_shape": [n_rows, r], "ranks": comm.size,
+                "runs": [row["method"] for row in rows if "wall_time" in row],
             },
             "machine": {
                 "cpu": platform.machine(), "cores": os.cpu_count(),
                 "python": platform.python_version(), "numpy": np.__version__,
                 "blas": [(i["internal_api"], i.get("version"), i["num_threads"])
                          for i in threadpool_info()],
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "blas_limited": [Path(f).name for f in limited],
+                "date": datetime.now(UTC).isoformat(timespec="seconds"),
             },
             "generation_time": t_gen,
             "spectra_time": t_spectra,
+            "baseline_data": baseline_data,
+            "memory": memory,
             "notes": "violations: clusters with exact e_r > eps after certification; "
                      "precertify_violations: accepted by the predictor with e_r > eps; "
                      "cost_vs_exact_svd: time per candidate evaluation / the exact-SVD "
                      "predictor's time per candidate evaluation (same run); the per-block SVDs "
                      "(spectra_time) are computed once and shared by all fits, so wall_time "
                      "excludes them; errors: mean/std "
-                     "over non-singleton clusters that compress.",
+                     "over non-singleton clusters that compress; k-means/HDBSCAN ran on "
+                     "baseline_data (the flattened blocks or their Gaussian sketch; its time "
+                     "is not in their cluster_time); memory: rank 0's peak RSS after each "
+                     "phase.",
             "methods": rows,
             "tightness_on_estimator_clusters": tight,
         }
