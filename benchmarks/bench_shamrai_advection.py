@@ -268,6 +268,10 @@ def main():
     ap.add_argument("--no-published", action="store_true",
                     help="skip the fits with the published (non-guaranteed) forms")
     ap.add_argument("--no-hdbscan", action="store_true")
+    ap.add_argument("--fits", default=None, metavar="NAMES",
+                    help="comma-separated fits to run (e.g. exact/norm); default: all")
+    ap.add_argument("--fits-only", action="store_true",
+                    help="run the fits only: no baselines, no tightness study")
     ap.add_argument("--no-random", action="store_true",
                     help="skip the random-label baselines (about 15 min at 5000 samples)")
     ap.add_argument("--baseline-sketch", type=int, default=None, metavar="D",
@@ -314,6 +318,10 @@ def main():
                  ("estimator", "residual", True)]
     if not args.no_exact:
         runs += [("exact", "norm", False), ("exact", "residual", False)]
+    if args.fits:
+        wanted = set(args.fits.split(","))
+        runs = [run for run in runs
+                if f"{run[0]}{'-published' if run[2] else ''}/{run[1]}" in wanted]
     # one set of per-block SVDs for every fit (estimator width r + 5 covers the others)
     t1 = time.perf_counter()
     spectra = bounds.block_spectra(blocks, comm=comm, keep=r + 5)
@@ -346,58 +354,60 @@ def main():
         row["cost_vs_exact_svd"] = (row["time_per_evaluation"] / exact_cost
                                     if exact_cost else None)
 
-    # random labels (on rank 0, broadcast)
-    rng = np.random.default_rng(args.seed)
-    for K in () if args.no_random else (10, 100, 1000):
-        if K > args.samples:
-            continue
-        t1 = time.perf_counter()
-        labels = comm.bcast(rng.integers(K, size=args.samples) if root else None, root=0)
-        rows.append(baseline_row(f"random K={K}", labels_to_clusters(labels), blocks, widths,
-                                 r=r, eps=eps, comm=comm, n_rows=n_rows,
-                                 fit_time=time.perf_counter() - t1))
-    memory["peak_rss_gb"]["random"] = peak_rss_gb()
+    tight, baseline_data = None, None
+    if not args.fits_only:
+        # random labels (on rank 0, broadcast)
+        rng = np.random.default_rng(args.seed)
+        for K in () if args.no_random else (10, 100, 1000):
+            if K > args.samples:
+                continue
+            t1 = time.perf_counter()
+            labels = comm.bcast(rng.integers(K, size=args.samples) if root else None, root=0)
+            rows.append(baseline_row(f"random K={K}", labels_to_clusters(labels), blocks, widths,
+                                     r=r, eps=eps, comm=comm, n_rows=n_rows,
+                                     fit_time=time.perf_counter() - t1))
+        memory["peak_rss_gb"]["random"] = peak_rss_gb()
 
-    # k-means and HDBSCAN on the flattened blocks (rows of rank 0's data: no copy) or on their
-    # sketch; labels broadcast
-    D = args.baseline_sketch
-    t1 = time.perf_counter()
-    feats = (gaussian_sketch(data, D, args.seed) if D else data) if root else None
-    baseline_data = {"kind": "sketch" if D else "full", "dim": D or n_rows * r,
-                     "dtype": "float64", "time": time.perf_counter() - t1}
-    if D:
-        baseline_data["sketch"] = (f"X G / sqrt({D}), X the flattened blocks, G standard normal "
-                                   f"(row-major stream of default_rng([{args.seed}, {D}]))")
-    if root:
-        print(f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
-              f"({baseline_data['time']:.1f} s)", flush=True)
-    suffix = f" (sketch D={D})" if D else ""
-    K_est = fitted["estimator/norm"].metrics_["n_clusters"]
-    from sklearn.cluster import HDBSCAN, KMeans
-
-    t1 = time.perf_counter()
-    labels = KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats) \
-        if root else None
-    labels = comm.bcast(labels, root=0)
-    rows.append(baseline_row(f"k-means K={K_est}{suffix}", labels_to_clusters(labels), blocks,
-                             widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
-                             fit_time=time.perf_counter() - t1))
-    memory["peak_rss_gb"]["k-means"] = peak_rss_gb()
-    if not args.no_hdbscan:
+        # k-means and HDBSCAN on the flattened blocks (rows of rank 0's data: no copy) or on their
+        # sketch; labels broadcast
+        D = args.baseline_sketch
         t1 = time.perf_counter()
-        labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats) if root else None
+        feats = (gaussian_sketch(data, D, args.seed) if D else data) if root else None
+        baseline_data = {"kind": "sketch" if D else "full", "dim": D or n_rows * r,
+                         "dtype": "float64", "time": time.perf_counter() - t1}
+        if D:
+            baseline_data["sketch"] = (f"X G / sqrt({D}), X the flattened blocks, G standard normal "
+                                       f"(row-major stream of default_rng([{args.seed}, {D}]))")
+        if root:
+            print(f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
+                  f"({baseline_data['time']:.1f} s)", flush=True)
+        suffix = f" (sketch D={D})" if D else ""
+        K_est = fitted["estimator/norm"].metrics_["n_clusters"]
+        from sklearn.cluster import HDBSCAN, KMeans
+
+        t1 = time.perf_counter()
+        labels = KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats) \
+            if root else None
         labels = comm.bcast(labels, root=0)
-        rows.append(baseline_row(f"HDBSCAN min=2{suffix}", labels_to_clusters(labels), blocks,
+        rows.append(baseline_row(f"k-means K={K_est}{suffix}", labels_to_clusters(labels), blocks,
                                  widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
                                  fit_time=time.perf_counter() - t1))
-        memory["peak_rss_gb"]["hdbscan"] = peak_rss_gb()
-    del feats
+        memory["peak_rss_gb"]["k-means"] = peak_rss_gb()
+        if not args.no_hdbscan:
+            t1 = time.perf_counter()
+            labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats) if root else None
+            labels = comm.bcast(labels, root=0)
+            rows.append(baseline_row(f"HDBSCAN min=2{suffix}", labels_to_clusters(labels), blocks,
+                                     widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
+                                     fit_time=time.perf_counter() - t1))
+            memory["peak_rss_gb"]["hdbscan"] = peak_rss_gb()
+        del feats
 
-    t1 = time.perf_counter()
-    tight = tightness(blocks, fitted["estimator/norm"].clusters_, r=r, comm=comm,
-                      max_clusters=args.tightness_max, seed=args.seed)
-    tight["time"] = time.perf_counter() - t1
-    memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
+        t1 = time.perf_counter()
+        tight = tightness(blocks, fitted["estimator/norm"].clusters_, r=r, comm=comm,
+                          max_clusters=args.tightness_max, seed=args.seed)
+        tight["time"] = time.perf_counter() - t1
+        memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
 
     if root:
         head = (f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
@@ -411,9 +421,11 @@ def main():
                   f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
                   f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
                   f"{'' if cost is None else f'{cost:10.3f}'}")
-        print(f"\nbound / true error on {tight['n_clusters']} of the "
-              f"{tight['n_nonsingleton_clusters']} non-singleton clusters of estimator/norm:")
-        for key, s in tight["summary"].items():
+        if tight is not None:
+            print(f"\nbound / true error on {tight['n_clusters']} of the "
+                  f"{tight['n_nonsingleton_clusters']} non-singleton clusters of "
+                  "estimator/norm:")
+        for key, s in (tight or {"summary": {}})["summary"].items():
             if s["median_ratio"] is not None:
                 print(f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
                       f"  max {s['max_ratio']:9.3f}  violations {s['violations']}"
