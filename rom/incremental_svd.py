@@ -73,7 +73,6 @@ import math
 from typing import Any
 
 import numpy as np
-import scipy.linalg as sla
 from mpi4py import MPI
 
 from .parallel import (
@@ -85,7 +84,7 @@ from .parallel import (
     get_comm,
     local_inner,
 )
-from .pod import cholesky_qr, gram_matrix, orthonormalize
+from .pod import _factor_inverse, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
@@ -474,8 +473,7 @@ class IncrementalSVD:
         except np.linalg.LinAlgError:
             return self._orth_guard(U, sv, Gam)
         U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
-        Rinv = np.triu(sla.lapack.dtrtri(R, lower=0)[0])
-        _combine(U, Rinv @ U2, None, None, U, gram=False)
+        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False)
         if Gam is not None:
             Gam = U2.T @ (R @ Gam)
         self._since_check = 1
