@@ -43,6 +43,7 @@ from .parallel import (
     blas_threads,
     check_collective,
     get_comm,
+    split_rows,
     validate_finite,
     validate_local_rows,
 )
@@ -68,15 +69,74 @@ def gram_matrix(
     BLAS, faster here than scipy's bundled one.
     """
     if product is None:
-        if X.shape[0] == 0 or X.shape[1] == 0:
-            G = np.zeros((X.shape[1], X.shape[1]))
+        n, m = X.shape
+        if n == 0 or m == 0:
+            G = np.zeros((m, m))
         else:
             Xc = np.ascontiguousarray(X)
-            G = Xc.T @ Xc
+
+            def part(i0, i1):
+                Xp = Xc[i0:i1]
+                return Xp.T @ Xp
+
+            G = _ordered_sum(split_rows(part, n, work=float(n) * m * m))
     else:
         G = X.T @ apply_product(product, X)
     G = allreduce_sum(G, comm)
     return 0.5 * (G + G.T)
+
+
+_ROW_CHUNK = 8192  # rows per chunk of the fused products: 8192 x 40 doubles stay in cache
+
+
+def rows_product(
+    A: np.ndarray,
+    B: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    gram: bool = False,
+    chunk: int = _ROW_CHUNK,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    r""":math:`Y = AB` on owned rows, by row chunks, with the local Gram :math:`Y^T Y` fused.
+
+    Each chunk :math:`Y_c = A_c B` is formed and, while it is still in cache, added to
+    :math:`\sum_c Y_c^T Y_c` (``gram=True``): the Gram matrix of the result costs no second
+    pass over the tall :math:`Y`. ``out`` may be ``A`` itself (square ``B``): the product is then
+    formed in place through one chunk-sized buffer, so the tall result is not allocated again.
+
+    Returns ``(Y, G_local)``; ``G_local`` (not reduced over ranks) is ``None`` without ``gram``.
+    """
+    n, k = A.shape[0], B.shape[1]
+    inplace = out is not None and np.shares_memory(out, A)
+    if out is None:
+        out = np.empty((n, k))
+
+    def part(lo, hi):
+        G = np.zeros((k, k)) if gram else None
+        buf = np.empty((min(chunk, hi - lo), k)) if inplace else None
+        for i in range(lo, hi, chunk):
+            j = min(i + chunk, hi)
+            Yc = out[i:j]
+            if inplace:
+                tmp = buf[: j - i]
+                np.matmul(A[i:j], B, out=tmp)
+                Yc[...] = tmp
+            else:
+                np.matmul(A[i:j], B, out=Yc)
+            if gram:
+                G += Yc.T @ Yc
+        return G
+
+    parts = split_rows(part, n, work=2.0 * n * A.shape[1] * k + (n * k * k if gram else 0))
+    return out, (_ordered_sum(parts) if gram else None)
+
+
+def _ordered_sum(parts: list) -> np.ndarray:
+    """Sum of per-thread partial results in row order (deterministic)."""
+    total = parts[0].copy() if len(parts) > 1 else parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 def orthonormality_error(
@@ -379,7 +439,8 @@ def pod(
                     stacklevel=2,
                 )
             Vn = V[:, :N]
-            U = X @ (Vn / sv[:N])
+            # U = X V_N / sigma, with the Gram of the check fused into the same sweep
+            U, Gu = rows_product(X, Vn / sv[:N], gram=product is None)
             tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
         else:
@@ -394,11 +455,14 @@ def pod(
                 sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
                 total_energy=total, extra_tail=float(tail_energies(sv_all)[n_reliable]),
             )
-            U = Q @ (Finv @ Uc[:, :N])  # the last Cholesky-QR pass, applied to N columns only
+            # the last Cholesky-QR pass, applied to N columns only
+            U, Gu = rows_product(Q, Finv @ Uc[:, :N], gram=product is None)
             Vn = Vt[:N].T
             tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
-        U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol)
+        Gu = None if Gu is None else allreduce_sum(Gu, comm)
+        U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol,
+                                        gram=Gu)
         U, Vn = _fix_signs(U, Vn)
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", method, len(sv), m, tail, total)
     if return_details:
@@ -414,20 +478,22 @@ def _check_finite_result(G: np.ndarray, X: np.ndarray, comm) -> None:
         check_collective("snapshot matrix gives a non-finite Gram matrix (overflow?)", comm)
 
 
-def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol):
+def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol, gram=None):
     r"""Re-orthonormalize modes that drifted and redo the small SVD so that U Σ Vᵀ is kept.
 
     One Cholesky-QR pass per round, reusing the Gram matrix of the check:
     :math:`U^T M U = R^T R`, :math:`U R^{-1}` is orthonormal to :math:`u\,\kappa(U)^2`, and
     :math:`U \Sigma V^T = (U R^{-1})(R \Sigma) V^T` with :math:`R\Sigma = U_r\Sigma_r V_r^T`
-    gives modes :math:`U R^{-1} U_r` (one tall product), values :math:`\Sigma_r`, right
-    vectors :math:`V V_r`. The next round's check confirms the result (at most three rounds).
+    gives modes :math:`U R^{-1} U_r` (one tall product, in place), values :math:`\Sigma_r`,
+    right vectors :math:`V V_r`. The next round's check confirms the result (at most three
+    rounds). ``gram``: the replicated :math:`U^T U` when the caller already has it (Euclidean
+    case); the Euclidean rounds then form the next Gram inside the product that updates ``U``.
     """
     k = U.shape[1]
     for _ in range(3):
         if k == 0:
             break
-        G = gram_matrix(U, product=product, comm=comm)
+        G = gram_matrix(U, product=product, comm=comm) if gram is None else 0.5 * (gram + gram.T)
         err = float(np.max(np.abs(G - np.eye(k))))
         if err <= orth_tol:
             break
@@ -435,7 +501,9 @@ def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol):
         R = np.linalg.cholesky(G).T
         Ur, sr, Vrt = np.linalg.svd(R * sv, full_matrices=False)
         Rinv = sla.lapack.dtrtri(R, lower=0)[0]
-        U, sv, V = U @ (np.triu(Rinv) @ Ur), sr, V @ Vrt.T
+        U, gram = rows_product(U, np.triu(Rinv) @ Ur, out=U, gram=product is None)
+        gram = None if gram is None else allreduce_sum(gram, comm)
+        sv, V = sr, V @ Vrt.T
     return U, sv, V
 
 

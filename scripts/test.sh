@@ -9,13 +9,14 @@ rm -f .pytest-rank*.log
 status=0
 
 EXTRA=("$@")
+EXTRA_Q=$(printf '%q ' "$@")  # quoted again for the other ranks' bash -c (e.g. -k "a or b")
 run_mpi() {  # run_mpi NPROCS MARKER: rank 0 on the console, other ranks into log files
   local n=$1 marker=$2 rc=0
   echo "=== mpirun -n $n: tests marked '$marker' ==="
   timeout 1500 "$MPIRUN" -n 1 "$PY" -m pytest -m "$marker" -p no:cacheprovider \
       --junitxml="$LOGDIR/mpi$n-r0.xml" "${EXTRA[@]}" \
     : -n $((n - 1)) bash -c "exec '$PY' -m pytest -m '$marker' -p no:cacheprovider \
-      --junitxml='$LOGDIR/mpi$n-r'\$PMI_RANK.xml ${EXTRA[*]} > .pytest-rank\$PMI_RANK.log 2>&1" || rc=$?
+      --junitxml='$LOGDIR/mpi$n-r'\$PMI_RANK.xml $EXTRA_Q > .pytest-rank\$PMI_RANK.log 2>&1" || rc=$?
   if [ $rc -ne 0 ]; then
     for f in .pytest-rank*.log; do echo "--- $f ---"; tail -n 60 "$f"; done
   fi
