@@ -20,13 +20,15 @@ The reconstruction of the internal variables at :math:`t_{k-1}` by Gappy-POD is 
 confirmed in the paper): it keeps "one full-order step" literal. The full-order model is an
 object with the interface of ``solvers.mechanics.ViscoplasticModel`` (``comm``, ``n_owned``,
 ``n_qp_local``, ``n_comp``, ``qp_weights``, ``qp_coordinates``, ``mass``, ``initial_time``,
-``initial_state()``, ``step(state, t)``, ``strain_at_qp(U)``, ``constitutive(...)``,
+``initial_state()``, ``step(state, t)`` (optionally ``step(state, t, u_guess=u)``, Newton's
+first iterate), ``strain_at_qp(U)``, ``constitutive(...)``,
 ``set_temperature(T)``); :class:`FullState` is what it is handed. This module never imports
 dolfinx.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -246,6 +248,10 @@ class AdaptiveROM:
         check_collective(err, comm)
         self.fom_ = fom
         self._comm = comm
+        try:
+            self._fom_takes_guess = "u_guess" in inspect.signature(fom.step).parameters
+        except (TypeError, ValueError):
+            self._fom_takes_guess = False
         opts = dict(rtol=self.svd_rtol, comm=comm)
         self.svd_u_ = IncrementalSVD(product=fom.mass, **opts)
         self.svd_p_ = IncrementalSVD(**opts)
@@ -385,7 +391,12 @@ class AdaptiveROM:
                         fom_steps += 1
                 else:
                     x = self._full_state(state)
-                full, _ = fom.step(x, t)
+                # the reduced prediction at t (when the reduced step succeeded) as Newton's
+                # first iterate: the same converged step in fewer iterations
+                if new is not None and self._fom_takes_guess:
+                    full, _ = fom.step(x, t, u_guess=self.svd_u_.modes_ @ new.c)
+                else:
+                    full, _ = fom.step(x, t)
                 fom_steps += 1
                 last_fom = (full, k + 1)
                 self.svd_u_.partial_fit(full.u[:, None])

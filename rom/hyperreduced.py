@@ -504,10 +504,14 @@ def internal_force_cubature(
     order = np.argsort(-s_norm, kind="stable")
     tail = np.sqrt(np.maximum(np.cumsum((s_norm[order] ** 2)[::-1])[::-1], 0.0))
     keep = order[tail >= svd_tol * max(tail[0] if tail.size else 0.0, 1e-300)]
-    S = S[:, :, np.sort(keep)]
+    keep = np.sort(keep)
+    if keep.size < S.shape[2]:  # a view when the kept ones lead (singular-value order)
+        S = S[:, :, : keep.size] if keep[-1] == keep.size - 1 else S[:, :, keep]
     logger.debug("cubature: %d modes x %d stress directions", B.shape[2], S.shape[2])
     sw = np.sqrt(w)
-    Gt = np.einsum("qcn,qck->qnk", B, S).reshape(n_q, -1) * sw[:, None]
+    # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
+    # product per point (numpy's matmul loop; 4x faster here than the einsum)
+    Gt = np.matmul((B * sw[:, None, None]).transpose(0, 2, 1), S).reshape(n_q, -1)
     offset, n_q_global = global_offset(n_q, comm)
     if Gt.shape[1] >= n_q_global:
         # more integrands than points (small meshes): one SVD of the gathered n_q x n_g matrix,

@@ -624,20 +624,32 @@ class ViscoplasticModel:
         self._sig.x.array.reshape(-1, nc)[self._sig_dofs] = sigma
         self._tan.x.array.reshape(-1, nc * nc)[self._tan_dofs] = tangent.reshape(-1, nc * nc)
 
-    def step(self, state: State, t_next: float) -> tuple[State, StepInfo]:
+    def step(
+        self, state: State, t_next: float, *, u_guess: np.ndarray | None = None
+    ) -> tuple[State, StepInfo]:
         """One implicit (backward Euler) step from ``state`` to ``t_next``: global Newton.
 
-        ``state`` may come from anywhere (e.g. a reduced model's reconstruction). Collective;
-        raises ``RuntimeError`` on every rank if Newton or the local integration fails.
+        ``state`` may come from anywhere (e.g. a reduced model's reconstruction). ``u_guess``
+        (owned rows, optional) is Newton's first iterate for :math:`u(t_{next})`, by default
+        ``state.u``; the converged step depends on it only within the Newton tolerance, and a
+        close guess (a reduced model's prediction) saves iterations. Collective; raises
+        ``RuntimeError`` on every rank if Newton or the local integration fails.
         """
         t_next = float(t_next)
         self._check_state(state, t_next)
+        if u_guess is not None:
+            g = np.asarray(u_guess, dtype=np.float64)
+            check_collective(
+                None if g.shape == (self.n_owned,) and np.all(np.isfinite(g))
+                else f"u_guess must be finite with shape ({self.n_owned},), got {g.shape}",
+                self.comm,
+            )
         dt = t_next - state.t
         T = self.temperature_at_qp(t_next)
         self._set_loads(t_next)
         u = self._u
         n = self.n_owned
-        u.x.array[:n] = state.u
+        u.x.array[:n] = state.u if u_guess is None else g
         u.x.scatter_forward()
         eps_vp_old = np.asarray(state.eps_vp, dtype=np.float64)
         p_old = np.asarray(state.p, dtype=np.float64)

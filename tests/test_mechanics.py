@@ -460,3 +460,29 @@ def test_step_rejects_bad_state_on_every_rank(comm):
         model.step(state, 1.0)
     with pytest.raises(ValueError, match="must be finite and greater than state.t"):
         model.step(model.initial_state(), 0.0)
+
+
+@pytest.mark.fem
+@pytest.mark.mpi
+def test_newton_first_iterate_changes_iterations_not_the_step(comm):
+    """``u_guess`` is only Newton's first iterate: from a perturbed converged solution the step
+    converges to the same state (within the Newton tolerance) as from ``state.u``, and from the
+    converged solution itself it needs no iteration. A guess of the wrong shape is refused on
+    every rank."""
+    model = _rotating_plate(comm, size=8)
+    s0 = model.initial_state()
+    s1, info = model.step(s0, 0.5)
+    assert info.iterations >= 2 and info.n_plastic > 0
+    rng = np.random.default_rng(comm.rank)
+    guess = s1.u * (1.0 + 1e-3 * rng.standard_normal(s1.u.shape))
+    s1g, info_g = model.step(s0, 0.5, u_guess=guess)
+    scale = np.sqrt(comm.allreduce(float(s1.u @ s1.u)))
+    du = np.sqrt(comm.allreduce(float((s1g.u - s1.u) @ (s1g.u - s1.u))))
+    assert du <= 1e-8 * scale
+    dp = comm.allreduce(float(np.max(np.abs(s1g.p - s1.p))), op=MPI.MAX)
+    assert dp <= 1e-8 * comm.allreduce(float(np.max(s1.p)), op=MPI.MAX)
+    _, info_0 = model.step(s0, 0.5, u_guess=s1.u)
+    assert info_0.iterations == 0  # already converged: one residual evaluation
+    bad = np.zeros(s1.u.size + (1 if comm.rank == 0 else 0))
+    with pytest.raises(ValueError, match="u_guess must be finite"):
+        model.step(s0, 0.5, u_guess=bad)
