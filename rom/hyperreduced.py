@@ -443,6 +443,7 @@ def internal_force_cubature(
     max_points: int | None = None,
     seed: int = 0,
     comm: MPI.Comm | None = None,
+    workspace: dict | None = None,
 ) -> CubatureResult:
     r"""Empirical cubature of the reduced internal forces (``METHODS.md`` 5.1).
 
@@ -482,6 +483,12 @@ def internal_force_cubature(
         Warm start (global indices), e.g. the previous rule after an enrichment.
     max_points, seed, comm
         As in :func:`rom.ecm.empirical_cubature`.
+    workspace : dict, optional
+        Kept by the caller between calls (e.g. one rebuild per enrichment): the tall work
+        arrays (integrands, basis rows, about ``n_q (N n_s + r)`` doubles) are reused from it
+        when large enough instead of being allocated again. Fresh memory costs its page faults
+        on first touch (on the VM of ``docs/performance.md`` about 2 s per GB, more than the
+        products that fill it).
     """
     comm = get_comm(comm)
     err = None
@@ -509,9 +516,20 @@ def internal_force_cubature(
         S = S[:, :, : keep.size] if keep[-1] == keep.size - 1 else S[:, :, keep]
     logger.debug("cubature: %d modes x %d stress directions", B.shape[2], S.shape[2])
     sw = np.sqrt(w)
+    work = {} if workspace is None else workspace
+
+    def buffer(name, shape):
+        size = int(np.prod(shape))
+        buf = work.get(name)
+        if buf is None or buf.size < size:  # headroom for the next enrichments' growth
+            buf = work[name] = np.empty(size + size // 2 if workspace is not None else size)
+        return buf[:size].reshape(shape)
+
     # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
     # product per point (numpy's matmul loop; 4x faster here than the einsum)
-    Gt = np.matmul((B * sw[:, None, None]).transpose(0, 2, 1), S).reshape(n_q, -1)
+    Bw = np.multiply(B, sw[:, None, None], out=buffer("strains", B.shape))
+    Gt = np.matmul(Bw.transpose(0, 2, 1), S,
+                   out=buffer("integrands", (n_q, B.shape[2], S.shape[2]))).reshape(n_q, -1)
     offset, n_q_global = global_offset(n_q, comm)
     if Gt.shape[1] >= n_q_global:
         # more integrands than points (small meshes): one SVD of the gathered n_q x n_g matrix,
@@ -532,7 +550,7 @@ def internal_force_cubature(
         r = min(r, int(np.count_nonzero(sv > 1e-8 * sv[0]))) if sv.size and sv[0] > 0 else 0
         # rows phi_j = U_j / sqrt(w) formed transposed by one product, U^T = (V / sv)^T Gt^T
         volume = float(allreduce_sum(w.sum(), comm))
-        rows = np.empty((r + 1, n_q))
+        rows = buffer("rows", (r + 1, n_q))
         np.matmul((V[:, :r] / sv[:r]).T, Gt.T, out=rows[:r])
         rows[:r] /= sw
         rows[r] = 1.0 / np.sqrt(volume)

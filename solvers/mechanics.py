@@ -625,18 +625,22 @@ class ViscoplasticModel:
         self._tan.x.array.reshape(-1, nc * nc)[self._tan_dofs] = tangent.reshape(-1, nc * nc)
 
     def step(
-        self, state: State, t_next: float, *, u_guess: np.ndarray | None = None
+        self, state: State, t_next: float, *, u_guess: np.ndarray | None = None,
+        rtol: float | None = None,
     ) -> tuple[State, StepInfo]:
         """One implicit (backward Euler) step from ``state`` to ``t_next``: global Newton.
 
         ``state`` may come from anywhere (e.g. a reduced model's reconstruction). ``u_guess``
         (owned rows, optional) is Newton's first iterate for :math:`u(t_{next})`, by default
         ``state.u``; the converged step depends on it only within the Newton tolerance, and a
-        close guess (a reduced model's prediction) saves iterations. Collective; raises
-        ``RuntimeError`` on every rank if Newton or the local integration fails.
+        close guess (a reduced model's prediction) saves iterations. ``rtol`` replaces the
+        model's relative Newton tolerance for this step. Collective; raises ``RuntimeError`` on
+        every rank if Newton or the local integration fails.
         """
         t_next = float(t_next)
         self._check_state(state, t_next)
+        rtol = self.rtol if rtol is None else float(rtol)
+        check_collective(None if rtol >= 0 else f"rtol must be >= 0, got {rtol}", self.comm)
         if u_guess is not None:
             g = np.asarray(u_guess, dtype=np.float64)
             check_collective(
@@ -685,7 +689,7 @@ class ViscoplasticModel:
             info.reference_norm = float(ref)
             if not np.isfinite(r):
                 raise RuntimeError(f"Newton residual is not finite at t={t_next} (iteration {it})")
-            if gap == 0.0 and r <= self.rtol * ref + self.atol:
+            if gap == 0.0 and r <= rtol * ref + self.atol:
                 break
             if it == self.max_newton:
                 raise RuntimeError(

@@ -124,8 +124,44 @@ def test_replay_fallback_uses_more_full_order_steps_and_meets_the_target(problem
     assert max(eu.max(), ep.max()) <= TARGET
 
 
+class _RecordingModel:
+    """The full-order model, recording the options of every ``step`` call."""
+
+    def __init__(self, fom):
+        self._fom, self.calls = fom, []
+
+    def __getattr__(self, name):
+        return getattr(self._fom, name)
+
+    def step(self, state, t, *, u_guess=None, rtol=None):
+        self.calls.append({"u_guess": u_guess, "rtol": rtol})
+        return self._fom.step(state, t, u_guess=u_guess, rtol=rtol)
+
+
+def test_enrichment_steps_start_from_the_prediction_at_their_tolerance(problem):
+    """Each enrichment's full-order step gets the reduced prediction as Newton's first iterate
+    (close to the step's result) and ``fom_rtol`` (never tighter than the model's own)."""
+    fom, trajs, ref = problem
+    rec = _RecordingModel(fom)
+    rom = AdaptiveROM(svd_rtol=1e-6, cubature_tol=1e-5, tol_E=3e-3, max_enrichments=5,
+                      fom_rtol=1e-7).fit(rec, trajs)
+    run = rom.run(_temperature(*NEW), TIMES)
+    assert len(rec.calls) == run.fom_steps >= 1
+    assert all(c["rtol"] == max(1e-7, fom.rtol) for c in rec.calls)
+    assert all(c["u_guess"] is not None for c in rec.calls[1:])  # step 0 may fail instead
+    for k, call in zip(np.flatnonzero(run.enriched), rec.calls):
+        if call["u_guess"] is not None:
+            u_k = run.bases[int(run.version[k])] @ run.coefficients[k]  # restarted from FOM
+            err = np.linalg.norm(call["u_guess"] - u_k) / np.linalg.norm(u_k)
+            assert err < 0.1
+    eu, ep = _errors(fom, run, ref)
+    assert max(eu.max(), ep.max()) <= TARGET
+
+
 def test_invalid_options_and_unfitted_use_raise(problem):
     fom, trajs, _ = problem
+    with pytest.raises(ValueError, match="fom_rtol must be None or lie in"):
+        AdaptiveROM(fom_rtol=-1.0).fit(fom, trajs)
     with pytest.raises(ValueError, match="reconstruction must be"):
         AdaptiveROM(reconstruction="guess").fit(fom, trajs)
     with pytest.raises(ValueError, match="cubature_tol must lie in"):

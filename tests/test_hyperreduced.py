@@ -88,6 +88,26 @@ def test_cubature_integrates_training_internal_forces_to_its_tolerance(training)
     assert cub.points.size < n_qp  # a real reduction
 
 
+def test_cubature_workspace_reuse_gives_the_same_rule(training):
+    """A workspace kept between calls (as the adaptive ROM does between enrichments) gives
+    the rule of a call without one, also when the next call has more integrands (the buffers
+    grow) or fewer (views of them), and its buffers are reused, not allocated again."""
+    fom, traj, Psi, B = training
+    comm = fom.comm
+    work = {}
+    for n_modes in (B.shape[2] - 1, B.shape[2], B.shape[2] - 2):
+        args = (B[:, :, :n_modes], traj.stresses, fom.qp_weights)
+        ref = internal_force_cubature(*args, tol=1e-4, comm=comm)
+        before = {k: v for k, v in work.items()}
+        cub = internal_force_cubature(*args, tol=1e-4, comm=comm, workspace=work)
+        np.testing.assert_array_equal(cub.points, ref.points)
+        np.testing.assert_allclose(cub.weights, ref.weights, rtol=1e-12)
+        if n_modes < B.shape[2]:
+            assert set(before) <= set(work)
+    assert {"integrands", "rows"} <= set(work)
+    assert all(work[k] is before[k] for k in before)  # the last call, smallest: all reused
+
+
 def test_linear_law_is_one_newton_step_to_the_closed_form(rng):
     """sigma = C (eps - eps_th): the reduced solution is solve(sum w B^T C B, sum w B^T C eps_th)
     (numpy.linalg.solve), reached in one Newton iteration."""
