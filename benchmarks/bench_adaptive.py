@@ -65,8 +65,9 @@ def build(comm, dim, size, times, train, args):
     for load in train:
         fom.set_temperature(case.blade_temperature(*load))
         trajs.append(fom.solve(times=times))
+    fom_rtol = None if str(args.fom_rtol).lower() == "none" else float(args.fom_rtol)
     rom = AdaptiveROM(svd_rtol=args.svd_rtol, cubature_tol=args.cubature_tol, tol_E=args.tol_E,
-                      max_enrichments=args.max_enrichments).fit(fom, trajs)
+                      max_enrichments=args.max_enrichments, fom_rtol=fom_rtol).fit(fom, trajs)
     return fom, rom
 
 
@@ -97,6 +98,9 @@ def main():
     p.add_argument("--max-enrichments", type=int, default=3)
     p.add_argument("--cubature-tol", type=float, default=1e-4)
     p.add_argument("--svd-rtol", type=float, default=1e-5)
+    p.add_argument("--fom-rtol", default="1e-8",
+                   help="Newton tolerance of the enrichment steps (AdaptiveROM fom_rtol; "
+                        "'none': the full-order model's own 1e-10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-coarse", action="store_true", help="no indicator scaling study")
     p.add_argument("--out", default=str(HERE / "results" / "adaptive.json"))
