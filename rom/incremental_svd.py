@@ -21,7 +21,10 @@ Brand, Linear Algebra Appl. 415, 2006)::
                                       U <- U R^{-1} U'' (one product), ...
 
 Both Gram-Schmidt passes are applied: the first explicitly (:math:`H`), the second
-(:math:`-UP`) inside the mode update, so the tall arrays are swept three times per block;
+(:math:`-UP`) inside the mode update, so the tall arrays are swept three times per block.
+In the Euclidean case :math:`H` is never stored: the second sweep forms it one cache-sized
+row block at a time for :math:`U^TH` and :math:`H^TH`, and the mode update uses
+:math:`HT = CT - U(LT)`, reading the block :math:`C` again instead of a stored residual;
 in the Euclidean case the third sweep also accumulates :math:`U^TU` for the check, which runs
 after every block that adds directions (the eigen route leaves :math:`J` orthonormal only to
 about :math:`u\\lambda_1/\\lambda_k`, which one Cholesky pass on the new modes removes) and
@@ -30,8 +33,9 @@ at least every few blocks otherwise. The eigen route needs every kept eigenvalue
 into :math:`D` when the truncation allowance covers them, or the update falls back to the
 rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
 :math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
-check. Memory: :math:`U`, one :math:`n_{local}\\times c` residual and, when the rank grows,
-the new modes, i.e. :math:`O(n_{local}(k + c))`; :math:`U` is updated in place when its rank
+check. Memory: :math:`U`, the block, and, when the rank grows, the new modes, i.e.
+:math:`O(n_{local}(k + c))` (plus one :math:`n_{local}\\times c` residual with a
+product :math:`M`, or on the accurate route); :math:`U` is updated in place when its rank
 is unchanged.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
@@ -119,15 +123,23 @@ def _row_blocks(n: int, width: int):
 
 
 def _residual_sweep(
-    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray
+    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``H = C - U L`` and the local parts of :math:`U^TH` and :math:`H^TH`, one
-    cache-sized row block at a time (a single sweep over ``C`` and ``U``)."""
+    """The local parts of :math:`U^TH` and :math:`H^TH` for ``H = C - U L``, one
+    cache-sized row block at a time (a single sweep over ``C`` and ``U``). ``H`` is stored
+    only when an array is given; otherwise each block lives in one cache-sized buffer."""
     k, c = L.shape
     P = np.zeros((k, c))
     G = np.zeros((c, c))
+    buf = None
     for i0, i1 in _row_blocks(C.shape[0], k + c):
-        Hb, Ub = H[i0:i1], U[i0:i1]
+        Ub = U[i0:i1]
+        if H is None:
+            if buf is None:
+                buf = np.empty((i1 - i0, c))
+            Hb = buf[: i1 - i0]
+        else:
+            Hb = H[i0:i1]
         np.matmul(Ub, L, out=Hb)
         np.subtract(C[i0:i1], Hb, out=Hb)
         P += local_inner(Ub, Hb)
@@ -156,8 +168,8 @@ def _combine(
 
 
 def _residual_basis(
-    H: np.ndarray, G: np.ndarray, P0: np.ndarray, thresh2: float, budget: float,
-    U: np.ndarray, *, product, comm
+    H: np.ndarray | None, G: np.ndarray, P0: np.ndarray, thresh2: float, budget: float,
+    U: np.ndarray, *, product, comm, C: np.ndarray | None = None, L: np.ndarray | None = None
 ) -> dict:
     """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
 
@@ -181,9 +193,13 @@ def _residual_basis(
     otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr`
     and an SVD of its :math:`R` are used (``B`` is an explicit, orthonormal :math:`J`; two
     more passes and two more :math:`n\\times c` arrays).
+
+    ``H=None`` (Euclidean streaming): the residual was never stored. The eigen route then
+    returns ``B=None``: the caller forms :math:`HT = CT - U(LT)` from the block itself; the
+    accurate route forms :math:`H = C - UL` from ``C`` and ``L`` first.
     """
     k = U.shape[1]
-    c = H.shape[1]
+    c = G.shape[0]
     G2 = G - P0.T @ P0 if k else G
     G2 = 0.5 * (G2 + G2.T)
     lam, W = np.linalg.eigh(G2)
@@ -199,6 +215,8 @@ def _residual_basis(
         dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
         return {"B": H, "Pb": P0, "Bmap": Wk / sk, "K": sk[:, None] * Wk.T, "Ladd": P0,
                 "dropped": dropped}
+    if H is None:
+        H = C - U @ L if k else np.array(C)
     normH2 = float(np.trace(G))
     Q, Rq = cholesky_qr(H, product=product, comm=comm)
     Ur, sr, Vrt = np.linalg.svd(Rq, full_matrices=False)
@@ -379,14 +397,13 @@ class IncrementalSVD:
             self.partial_fit(X[:, j : j + block_size])
         if X.shape[1]:
             self.check_orthonormality()
-        self._work = None  # the residual buffer is only needed while streaming
         return self
 
     def _reset(self) -> None:
         for name in ("modes_", "singular_values_", "coefficients_", "n_samples_seen_",
                      "discarded_energy_", "error_bound_", "total_energy_", "n_features_",
                      "n_components_", "block_discarded_energy_", "block_allowance_", "_carry",
-                     "_fit_n_total", "_since_check", "_work"):
+                     "_fit_n_total", "_since_check"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -444,14 +461,6 @@ class IncrementalSVD:
             if Gam is not None:
                 Gam = U2.T @ (Ro @ Gam)
         return U, sv, Gam
-
-    def _residual_buffer(self, n_loc: int, c: int) -> np.ndarray:
-        """An (n_loc, c) work array for the residual, kept between blocks: a fresh 10-100 MB
-        array per block costs its page faults again (measured: a third of the sweep)."""
-        work = getattr(self, "_work", None)
-        if work is None or work.size < n_loc * c:
-            work = self._work = np.empty(n_loc * c)
-        return work[: n_loc * c].reshape(n_loc, c)
 
     def _orth_fix(self, U, sv, Gam, G):
         """Orthonormality check with the Gram matrix :math:`G = U^TU` measured by the update's
@@ -536,9 +545,9 @@ class IncrementalSVD:
             L = allreduce_sum(local_inner(U, apply_product(P, C)), comm)
             if not np.all(np.isfinite(L)):
                 self._raise_nonfinite(C, comm)
-            if P is None:
-                H = self._residual_buffer(n_loc, c)
-                P0, G = _residual_sweep(C, U, L, H)
+            if P is None:  # H is not stored: the mode update forms H T from C (below)
+                H = None
+                P0, G = _residual_sweep(C, U, L)
                 P0, G = allreduce_sum(P0, comm), allreduce_sum(G, comm)
             else:
                 H = C - U @ L
@@ -561,9 +570,9 @@ class IncrementalSVD:
         else:
             # rank-revealing factorization of the residual, H ~ U (L add) + J K
             res = _residual_basis(H, G, P0, thresh2, allowance if any_err_rule else -1.0, U,
-                                  product=P, comm=comm)
+                                  product=P, comm=comm, C=C, L=L)
             K, dropped = res["K"], res["dropped"]
-            L = L + res["Ladd"]
+            L1, L = L, L + res["Ladd"]
         r = K.shape[0]
         core = np.zeros((k + r, k + c))
         core[:k, :k] = np.diag(sv)
@@ -603,6 +612,10 @@ class IncrementalSVD:
             T = Uk[k:] if res["Bmap"] is None else res["Bmap"] @ Uk[k:]
             if k and res["Pb"] is not None:
                 A = A - res["Pb"] @ T
+            if B is None:  # implicit residual: H T = C T - U (L1 T)
+                B = C
+                if k:
+                    A = A - L1 @ T
         out = U if N == k and k else np.empty((n_loc, N))
         # new directions are orthonormal only to about u lambda_1 / lambda_k: check now
         self._since_check = getattr(self, "_since_check", 0) + 1
