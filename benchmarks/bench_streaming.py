@@ -19,6 +19,10 @@ projection error ``||X - U U^T X||_F / ||X||_F``. IncrementalPCA centers the dat
 the column mean of the snapshots): its subspace and singular values are those of the centered
 matrix, so its singular-value error is reported for information only.
 
+The incremental SVD and pyMOR also run ``--rounds`` (default 7) interleaved rounds; the
+median of the per-round ratios is the head-to-head figure (the VM has slow and fast phases
+of minutes, which blocks of repeats per method would compare as well).
+
 Targets: incremental >= 2x faster than pyMOR's ``inc_vectorarray_hapod`` at equal accuracy
 (same eps and omega), >= 20x faster than IncrementalPCA; peak memory of the incremental SVD
 <= 1.3 n (rank + block) 8 bytes + 8 MiB. Results: ``benchmarks/results/streaming.json``.
@@ -194,6 +198,22 @@ def serial(args):
                                                **metrics(U, s)}
         runs["pymor_inc_vectorarray_hapod"]["peak_mib"] = traced_peak(pymor_inc) / MIB
         print("pymor", json.dumps(runs["pymor_inc_vectorarray_hapod"]), flush=True)
+        # head to head in interleaved rounds (ours, pyMOR, ours, ...): this VM has slow and
+        # fast phases of minutes, so separate blocks of repeats compare phases as well
+        rounds = {"rom_incremental_svd": [], "pymor_inc_vectorarray_hapod": []}
+        for _ in range(args.rounds):
+            for name, fn in (("rom_incremental_svd", isvd), ("pymor_inc_vectorarray_hapod",
+                                                             pymor_inc)):
+                gc.collect()
+                tic = time.perf_counter()
+                fn()
+                rounds[name].append(time.perf_counter() - tic)
+        head_to_head = {
+            "times_s": rounds,
+            "per_round_ratio": [p / o for o, p in zip(*rounds.values())],
+        }
+        head_to_head["median_ratio"] = float(np.median(head_to_head["per_round_ratio"]))
+        print("head to head", json.dumps(head_to_head), flush=True)
         del A
     except ImportError as e:
         runs["pymor_inc_vectorarray_hapod"] = {"error": str(e)}
@@ -226,8 +246,13 @@ def serial(args):
     equal_acc = ("proj_rel_err" in pm
                  and runs["rom_incremental_svd"]["proj_rel_err"]
                  <= max(pm["proj_rel_err"], args.rel_err))
+    h2h = locals().get("head_to_head")
+    if h2h is not None:
+        ratios["pymor_inc_hapod_over_rom_incremental_round_median"] = h2h["median_ratio"]
     targets = {
-        "incremental >= 2x faster than pyMOR inc HAPOD":
+        "incremental >= 2x faster than pyMOR inc HAPOD (median of interleaved rounds)":
+            h2h is not None and h2h["median_ratio"] >= 2,
+        "incremental >= 2x faster than pyMOR inc HAPOD (best of separate repeats)":
             ratios["pymor_inc_hapod_over_rom_incremental"] >= 2,
         "incremental accuracy within the target (as pyMOR's)": bool(equal_acc),
         "incremental >= 20x faster than IncrementalPCA": ratios["ipca_over_rom_incremental"] >= 20,
@@ -238,6 +263,7 @@ def serial(args):
         "shape": [n, m], "block": c, "rel_err_target": args.rel_err, "eps_mean_square": eps,
         "omega": omega, "numpy_svd_time_s": t_svd, "memory_target_mib": mem_target,
         "runs": runs, "ratios": ratios, "targets": targets, "machine": machine(),
+        "head_to_head_pymor": h2h,
     }
 
 
@@ -307,6 +333,8 @@ def main():
     p.add_argument("--block", type=int, default=None)
     p.add_argument("--rel-err", type=float, default=1e-3)
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=7,
+                   help="interleaved rounds of the incremental SVD against pyMOR")
     p.add_argument("--large", action="store_true")
     p.add_argument("--store", default="/tmp/bench_streaming.h5")
     p.add_argument("--write-cols", type=int, default=50)
