@@ -9,7 +9,8 @@ structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123). Online, per time s
         x <- full state at t_{k-1}: u = Psi_u c_{k-1}; eps_vp, p at all points by Gappy-POD
              from their values at Z^ (one POD basis per internal variable)
              [fallback "replay": the full-order model re-run from its last state]
-        (u_k, sigma_k, p_k, eps_vp_k) <- ONE full-order step from x
+        (u_k, sigma_k, p_k, eps_vp_k) <- ONE full-order step from x (Newton from the
+             reduced prediction at t_k, to the tolerance fom_rtol)
         Psi_u, Phi_p, Phi_vp, Phi_sigma <- incremental SVD update by one column (product M
              for u; Brand 2006, METHODS 2.1)
         (Z, w^) <- empirical cubature of sigma : eps(Psi_u), warm-started from the previous Z
