@@ -51,7 +51,7 @@ from .truncation import tail_energies, truncation_rank, validate_truncation
 
 __all__ = [
     "pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "right_solve_upper", "gram_matrix",
-    "orthonormality_error",
+    "orthonormality_error", "rows_product",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,9 +64,10 @@ def gram_matrix(
 ) -> np.ndarray:
     """Gram matrix :math:`X^T M X` of row-distributed columns, replicated on every rank.
 
-    Without a product, ``X.T @ X``: numpy recognizes the transposed pair and calls the
-    symmetric rank-k update (BLAS ``syrk``, half the flops of a general product) of its own
-    BLAS, faster here than scipy's bundled one.
+    Without a product, ``X.T @ X`` per row range (:func:`rom.parallel.split_rows`, one range
+    per BLAS thread): numpy recognizes the transposed pair and calls the symmetric rank-k
+    update (BLAS ``syrk``, half the flops of a general product) of its own BLAS, faster here
+    than scipy's bundled one; the partial Gram matrices are summed in row order.
     """
     if product is None:
         n, m = X.shape
