@@ -21,8 +21,8 @@ The reconstruction of the internal variables at :math:`t_{k-1}` by Gappy-POD is 
 confirmed in the paper): it keeps "one full-order step" literal. The full-order model is an
 object with the interface of ``solvers.mechanics.ViscoplasticModel`` (``comm``, ``n_owned``,
 ``n_qp_local``, ``n_comp``, ``qp_weights``, ``qp_coordinates``, ``mass``, ``initial_time``,
-``initial_state()``, ``step(state, t)`` (optionally ``step(state, t, u_guess=u)``, Newton's
-first iterate), ``strain_at_qp(U)``, ``constitutive(...)``,
+``initial_state()``, ``step(state, t)`` (optionally ``step(state, t, u_guess=u, rtol=r)``:
+Newton's first iterate and tolerance), ``strain_at_qp(U)``, ``constitutive(...)``,
 ``set_temperature(T)``); :class:`FullState` is what it is handed. This module never imports
 dolfinx.
 """
@@ -44,6 +44,7 @@ from .hyperreduced import (
     build_hyperreduced,
     gather_at_points,
     internal_force_cubature,
+    work_array,
 )
 from .incremental_svd import IncrementalSVD
 from .indicator import GappyIndicator
@@ -167,8 +168,8 @@ class AdaptiveROM:
         ``None`` or looser). The step feeds a reduced model accurate to about ``tol_E``
         (1e-3 to 1e-2): a residual of 1e-8 of the force scale leaves an error some five orders
         below that, where the model's own 1e-10 costs one more Newton iteration (a sparse LU)
-        per enrichment (blade benchmark: residuals 2e-1, 4e-4, 1e-8, 1e-11 from the reduced
-        prediction, ``docs/performance.md``).
+        per enrichment (blade case at 101,250 dofs: residuals 2e-1, 4e-4, 1e-8, 1e-11 from the
+        reduced prediction, ``docs/performance.md``).
     rtol, max_newton : float, int
         Reduced Newton options (:class:`rom.hyperreduced.HyperReducedModel`).
     seed : int
@@ -267,7 +268,8 @@ class AdaptiveROM:
             params = inspect.signature(fom.step).parameters
         except (TypeError, ValueError):
             params = {}
-        self._step_options = {}  # Newton first iterate and tolerance, if the model takes them
+        # Newton's first iterate and tolerance for the enrichment steps, if the model takes them
+        self._step_options = {}
         self._fom_takes_guess = "u_guess" in params
         own = getattr(fom, "rtol", None)
         if "rtol" in params and self.fom_rtol is not None:
@@ -304,10 +306,8 @@ class AdaptiveROM:
         Psi = self.svd_u_.modes_
         strains = fom.strain_at_qp(Psi).reshape(nq, nc, Psi.shape[1])
         Us, sv = self.svd_sigma_.modes_, self.svd_sigma_.singular_values_
-        buf = self._cubature_work.get("stresses")
-        if buf is None or buf.size < Us.size:  # reused, with headroom (page faults)
-            buf = self._cubature_work["stresses"] = np.empty(Us.size + Us.size // 2)
-        S = np.multiply(Us, sv, out=buf[: Us.size].reshape(Us.shape)).reshape(nq, nc, -1)
+        S = np.multiply(Us, sv, out=work_array(self._cubature_work, "stresses", Us.shape))
+        S = S.reshape(nq, nc, -1)
         self.cubature_ = internal_force_cubature(
             strains, S, fom.qp_weights, tol=self.cubature_tol, initial_points=initial_points,
             seed=self.seed, comm=comm, workspace=self._cubature_work,

@@ -417,6 +417,21 @@ def build_hyperreduced(
     )
 
 
+def work_array(workspace: dict | None, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """A C-ordered array of ``shape`` (contents undefined): a view of ``workspace[name]``,
+    reallocated with 50 % headroom when too small, or a fresh array without a workspace.
+
+    Callers that rebuild tall arrays of slowly growing size (one per enrichment) keep the
+    workspace between calls, so that the memory is touched once, not on every rebuild."""
+    size = int(np.prod(shape))
+    if workspace is None:
+        return np.empty(shape)
+    buf = workspace.get(name)
+    if buf is None or buf.size < size:
+        buf = workspace[name] = np.empty(size + size // 2)
+    return buf[:size].reshape(shape)
+
+
 def _leading_eigenpairs(G: np.ndarray, rel_tol: float) -> tuple[np.ndarray, np.ndarray]:
     """Eigenpairs of the SPD ``G`` (descending) that a truncation at relative
     :math:`\\ell^2` tail ``rel_tol`` can keep: every eigenvalue above
@@ -513,17 +528,13 @@ def internal_force_cubature(
     keep = order[tail >= svd_tol * max(tail[0] if tail.size else 0.0, 1e-300)]
     keep = np.sort(keep)
     if keep.size < S.shape[2]:  # a view when the kept ones lead (singular-value order)
-        S = S[:, :, : keep.size] if keep[-1] == keep.size - 1 else S[:, :, keep]
+        leading = keep.size == 0 or keep[-1] == keep.size - 1
+        S = S[:, :, : keep.size] if leading else S[:, :, keep]
     logger.debug("cubature: %d modes x %d stress directions", B.shape[2], S.shape[2])
     sw = np.sqrt(w)
-    work = {} if workspace is None else workspace
 
     def buffer(name, shape):
-        size = int(np.prod(shape))
-        buf = work.get(name)
-        if buf is None or buf.size < size:  # headroom for the next enrichments' growth
-            buf = work[name] = np.empty(size + size // 2 if workspace is not None else size)
-        return buf[:size].reshape(shape)
+        return work_array(workspace, name, shape)
 
     # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
     # product per point (numpy's matmul loop; 4x faster here than the einsum)

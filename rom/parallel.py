@@ -15,30 +15,30 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
 __all__ = [
-    "get_comm",
-    "allreduce_sum",
     "allreduce_max",
+    "allreduce_sum",
+    "apply_product",
+    "blas_threads",
     "check_collective",
-    "validate_finite",
-    "validate_local_rows",
-    "row_range",
     "distribute_rows",
     "gather_rows",
-    "blas_threads",
-    "split_rows",
-    "limit_blas_per_rank",
-    "apply_product",
+    "get_comm",
     "inner",
+    "limit_blas_per_rank",
     "local_inner",
     "norms",
+    "row_range",
+    "split_rows",
+    "validate_finite",
+    "validate_local_rows",
 ]
 
 

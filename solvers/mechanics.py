@@ -639,8 +639,11 @@ class ViscoplasticModel:
         """
         t_next = float(t_next)
         self._check_state(state, t_next)
-        rtol = self.rtol if rtol is None else float(rtol)
-        check_collective(None if rtol >= 0 else f"rtol must be >= 0, got {rtol}", self.comm)
+        if rtol is None:
+            rtol = self.rtol
+        else:  # a collective check only when a tolerance is given
+            rtol = float(rtol)
+            check_collective(None if rtol >= 0 else f"rtol must be >= 0, got {rtol}", self.comm)
         if u_guess is not None:
             g = np.asarray(u_guess, dtype=np.float64)
             check_collective(

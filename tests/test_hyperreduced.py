@@ -92,20 +92,32 @@ def test_cubature_workspace_reuse_gives_the_same_rule(training):
     """A workspace kept between calls (as the adaptive ROM does between enrichments) gives
     the rule of a call without one, also when the next call has more integrands (the buffers
     grow) or fewer (views of them), and its buffers are reused, not allocated again."""
-    fom, traj, Psi, B = training
+    fom, traj, _, B = training
     comm = fom.comm
     work = {}
+    buffers = []
     for n_modes in (B.shape[2] - 1, B.shape[2], B.shape[2] - 2):
         args = (B[:, :, :n_modes], traj.stresses, fom.qp_weights)
         ref = internal_force_cubature(*args, tol=1e-4, comm=comm)
-        before = {k: v for k, v in work.items()}
         cub = internal_force_cubature(*args, tol=1e-4, comm=comm, workspace=work)
         np.testing.assert_array_equal(cub.points, ref.points)
         np.testing.assert_allclose(cub.weights, ref.weights, rtol=1e-12)
-        if n_modes < B.shape[2]:
-            assert set(before) <= set(work)
+        buffers.append(dict(work))
     assert {"integrands", "rows"} <= set(work)
-    assert all(work[k] is before[k] for k in before)  # the last call, smallest: all reused
+    # the buffers grow when a call needs more than they hold (with 50 % headroom); the
+    # third, smallest call reuses every buffer of the second
+    assert all(buffers[2][k] is buffers[1][k] for k in buffers[1])
+
+
+def test_cubature_of_zero_stresses_integrates_the_volume(rng, comm):
+    """All stress directions vanish (an unloaded state): no integrand is kept, and the rule
+    still integrates the constant, sum w^ = sum w (full quadrature as the reference)."""
+    B = rng.standard_normal((400, 3, 4))
+    w = rng.random(400) + 0.1
+    cub = internal_force_cubature(B, np.zeros((400, 3, 5)), w, tol=1e-6, comm=comm)
+    volume = float(allreduce_sum(w.sum(), comm))
+    assert cub.points.size >= 1 and np.all(cub.weights > 0)
+    assert abs(cub.weights.sum() - volume) <= 1e-6 * volume
 
 
 def test_linear_law_is_one_newton_step_to_the_closed_form(rng):

@@ -475,7 +475,7 @@ def test_newton_first_iterate_changes_iterations_not_the_step(comm):
     assert info.iterations >= 2 and info.n_plastic > 0
     rng = np.random.default_rng(comm.rank)
     guess = s1.u * (1.0 + 1e-3 * rng.standard_normal(s1.u.shape))
-    s1g, info_g = model.step(s0, 0.5, u_guess=guess)
+    s1g, _ = model.step(s0, 0.5, u_guess=guess)
     scale = np.sqrt(comm.allreduce(float(s1.u @ s1.u)))
     du = np.sqrt(comm.allreduce(float((s1g.u - s1.u) @ (s1g.u - s1.u))))
     assert du <= 1e-8 * scale
@@ -483,6 +483,12 @@ def test_newton_first_iterate_changes_iterations_not_the_step(comm):
     assert dp <= 1e-8 * comm.allreduce(float(np.max(s1.p)), op=MPI.MAX)
     _, info_0 = model.step(s0, 0.5, u_guess=s1.u)
     assert info_0.iterations == 0  # already converged: one residual evaluation
+    # a looser per-step tolerance: no more iterations, and the residual it stopped at meets it
+    _, info_r = model.step(s0, 0.5, rtol=1e-4)
+    assert info_r.iterations <= info.iterations
+    assert info_r.residual_norms[-1] <= 1e-4 * info_r.reference_norm + model.atol
+    with pytest.raises(ValueError, match="rtol must be >= 0"):
+        model.step(s0, 0.5, rtol=-1.0)
     bad = np.zeros(s1.u.size + (1 if comm.rank == 0 else 0))
     with pytest.raises(ValueError, match="u_guess must be finite"):
         model.step(s0, 0.5, u_guess=bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import numpy as np
@@ -112,7 +113,7 @@ def test_split_rows_covers_the_rows_once_with_one_blas_thread_each(pool):
         small = par.split_rows(lambda a, b: (a, b), 10_000, work=1.0)
         after = blas_pools()
     assert out[0][0] == 0 and out[-1][1] == 10_000
-    assert all(a[1] == b[0] for a, b in zip(out, out[1:]))  # contiguous, in row order
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(out))  # contiguous, in order
     assert len(out) == max(before)  # one range per thread of the largest pool
     if max(before) > 1:
         assert all(all(t == 1 for t in threads) for *_, threads in seen)
