@@ -1,7 +1,7 @@
 """Batch POD benchmark (issue 2): our fast and accurate methods against the bare limit,
 pyMOR's method of snapshots and LAPACK, in one run.
 
-Serial (all timings in one process, in interleaved rounds: best of ``--repeat``, default 5)::
+Serial (all timings in one process, in ``--repeat`` interleaved rounds, default 7)::
 
     .venv/bin/python benchmarks/bench_pod.py [--rows 200000 --cols 400 --rank 40]
 
@@ -9,14 +9,22 @@ MPI scaling (2 ranks, one BLAS thread each, against 1 rank with one thread, same
 
     .venv/bin/mpirun -n 2 .venv/bin/python benchmarks/bench_pod.py --mpi
 
-On this VM, memory the process frees is given back to the host, and touching fresh memory
-costs about 2 s per GB (measured: the first fill of a 640 MB array 1.39 s, a refill 0.07 s).
-Methods that allocate a tall array per call (the accurate method's ``Q``) pay that in every
-round. To measure the methods without it, keep freed memory in the process::
+Memory protocols. This VM reports memory its kernel has had free for about 2 s to the
+host (free page reporting), and touching such memory again costs up to 1.4 s per GB
+(measured: refilling a freed 640 MB array right away 0.07 s, after 2 s idle 0.49 s, after
+5 s 0.90 s). A method that allocates a tall array per call (the accurate method's ``Q``) then
+pays a host fault that depends on what ran seconds before it, not on the method. So every
+round times each method twice:
 
-    MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 .venv/bin/python benchmarks/bench_pod.py
+``cold``
+    as it comes (after the other methods of the round, and a ``gc.collect()``);
+``warm``
+    right after touching and freeing ``--warm-gb`` (default 1.6) GB, so the method's
+    allocations find memory the guest kernel still holds, as on a bare-metal node.
 
-(the settings are recorded in the JSON's ``machine.malloc_env``).
+The targets are judged on ``warm``; ``cold`` is reported next to it. Settings that keep
+freed memory inside the process (``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``) are
+recorded in ``machine.malloc_env`` when set, but slowed numpy's threaded ``syrk`` here.
 
 Targets: fast method within 1.15x of the bare limit (one Gram product, ``eigh``, one basis
 product) and at least 1.5x faster than pyMOR at equal orthonormality (1e-12); accurate method
@@ -98,23 +106,57 @@ def machine():
     }
 
 
-def interleaved(fns, repeat):
+def touch(gb):
+    """Fill and free ``gb`` GB, so that the next allocations find guest-held memory."""
+    if gb > 0:
+        a = np.empty(int(gb * 1e9) // 8)
+        a.fill(0.0)
+        del a
+
+
+def interleaved(fns, repeat, *, warm_gb=0.0):
     """Time every function once per round, for ``repeat`` rounds (A B C A B C ...).
 
     This machine (a 2-vCPU VM) has slow and fast phases lasting tens of seconds (the same
     call measured 0.85 s and 1.3 s minutes apart): timing each method in its own block of
-    repeats would compare phases, not methods. Returns ``{name: [times]}`` and the last
-    outputs.
+    repeats would compare phases, not methods. Each call is timed twice per round, cold and
+    after :func:`touch` (``warm_gb`` > 0; module docstring). Returns
+    ``{protocol: {name: [times]}}`` and the last outputs.
     """
-    times = {name: [] for name in fns}
+    protocols = ["cold"] + (["warm"] if warm_gb > 0 else [])
+    times = {p: {name: [] for name in fns} for p in protocols}
     outs = {}
     for _ in range(repeat):
-        for name, fn in fns.items():
-            gc.collect()
-            t0 = time.perf_counter()
-            outs[name] = fn()
-            times[name].append(time.perf_counter() - t0)
+        for p in protocols:
+            for name, fn in fns.items():
+                gc.collect()
+                if p == "warm":
+                    touch(warm_gb)
+                t0 = time.perf_counter()
+                outs[name] = fn()
+                times[p][name].append(time.perf_counter() - t0)
     return times, outs
+
+
+def ratios(rec):
+    """Best-time, median and per-round-median ratios of one protocol's timings."""
+    T = {k: min(v) for k, v in rec.items()}
+    med = {k: float(np.median(v)) for k, v in rec.items()}
+
+    def per_round(a, b):
+        return float(np.median(np.asarray(rec[a]) / np.asarray(rec[b])))
+
+    pairs = {"fast_over_bare": ("rom_snapshots", "bare_limit"),
+             "accurate_over_bare": ("rom_qr", "bare_limit")}
+    if "pymor_method_of_snapshots" in rec:
+        pairs["pymor_over_fast"] = ("pymor_method_of_snapshots", "rom_snapshots")
+    return {
+        "best_s": T,
+        "median_s": med,
+        "ratios": {k: T[a] / T[b] for k, (a, b) in pairs.items()},
+        "median_ratios": {k: med[a] / med[b] for k, (a, b) in pairs.items()},
+        "round_ratio_medians": {k: per_round(a, b) for k, (a, b) in pairs.items()},
+    }
 
 
 def serial(args):
@@ -145,9 +187,10 @@ def serial(args):
         res["pymor_version"] = pymor.__version__
     except ImportError as e:  # the bench extra is not installed
         res["pymor_error"] = str(e)
-    rec, outs = interleaved(fns, args.repeat)
+    rec, outs = interleaved(fns, args.repeat, warm_gb=args.warm_gb)
     res["all_times_s"] = rec
-    res["timings_s"].update({k: min(v) for k, v in rec.items()})
+    res["timing"] = (f"interleaved rounds, {args.repeat} of them; every method timed cold and "
+                     f"after touching {args.warm_gb} GB (warm) in each round")
     for method in ("snapshots", "qr"):
         U, s = outs[f"rom_{method}"]
         res["orth_err"][f"rom_{method}"] = float(np.abs(U.T @ U - np.eye(U.shape[1])).max())
@@ -156,38 +199,17 @@ def serial(args):
         Upn = outs["pymor_method_of_snapshots"][0].to_numpy()
         res["orth_err"]["pymor_method_of_snapshots"] = float(
             np.abs(Upn.T @ Upn - np.eye(Upn.shape[1])).max())
-    T = res["timings_s"]
-    res["ratios"] = {
-        "fast_over_bare": T["rom_snapshots"] / T["bare_limit"],
-        "accurate_over_bare": T["rom_qr"] / T["bare_limit"],
-    }
-    if "pymor_method_of_snapshots" in T:
-        res["ratios"]["pymor_over_fast"] = T["pymor_method_of_snapshots"] / T["rom_snapshots"]
-    # medians over the repeats: on a shared machine the best time alone can flatter a ratio
-    med = {k: float(np.median(v)) for k, v in rec.items()}
-    res["median_ratios"] = {
-        "fast_over_bare": med["rom_snapshots"] / med["bare_limit"],
-        "accurate_over_bare": med["rom_qr"] / med["bare_limit"],
-    }
-    if "pymor_method_of_snapshots" in med:
-        res["median_ratios"]["pymor_over_fast"] = (med["pymor_method_of_snapshots"]
-                                                   / med["rom_snapshots"])
-    # the same ratios per round (the methods of one round ran within seconds of each other,
-    # in the same machine phase), then their median
-    def per_round(a, b):
-        return float(np.median(np.asarray(rec[a]) / np.asarray(rec[b])))
-
-    res["round_ratio_medians"] = {
-        "fast_over_bare": per_round("rom_snapshots", "bare_limit"),
-        "accurate_over_bare": per_round("rom_qr", "bare_limit"),
-    }
-    if "pymor_method_of_snapshots" in rec:
-        res["round_ratio_medians"]["pymor_over_fast"] = per_round(
-            "pymor_method_of_snapshots", "rom_snapshots")
+    res["protocols"] = {p: ratios(r) for p, r in rec.items()}
+    judged = res["protocols"]["warm" if "warm" in rec else "cold"]
+    res["judged_protocol"] = "warm" if "warm" in rec else "cold"
+    res["timings_s"].update(judged["best_s"])
+    # per-round ratio medians decide: the methods of one round ran within seconds of each
+    # other, in the same machine phase
+    rr = judged["round_ratio_medians"]
     res["targets"] = {
-        "fast_over_bare <= 1.15": res["ratios"]["fast_over_bare"] <= 1.15,
-        "accurate_over_bare <= 3": res["ratios"]["accurate_over_bare"] <= 3.0,
-        "pymor_over_fast >= 1.5": res["ratios"].get("pymor_over_fast", 0.0) >= 1.5,
+        "fast_over_bare <= 1.15": rr["fast_over_bare"] <= 1.15,
+        "accurate_over_bare <= 3": rr["accurate_over_bare"] <= 3.0,
+        "pymor_over_fast >= 1.5": rr.get("pymor_over_fast", 0.0) >= 1.5,
     }
     return res
 
@@ -227,7 +249,9 @@ def main():
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--cols", type=int, default=400)
     p.add_argument("--rank", type=int, default=40)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--warm-gb", type=float, default=1.6,
+                   help="GB touched before each warm call (0: cold protocol only)")
     p.add_argument("--mpi", action="store_true")
     args = p.parse_args()
     res = mpi_scaling(args) if args.mpi else serial(args)

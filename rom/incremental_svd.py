@@ -72,6 +72,7 @@ allowance, so the bound stays rigorous up to rounding.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from typing import Any
@@ -87,6 +88,8 @@ from .parallel import (
     check_collective,
     get_comm,
     local_inner,
+    row_threads,
+    split_rows,
 )
 from .pod import _factor_inverse, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
@@ -115,56 +118,89 @@ _CHECK_EVERY = 4  # exact orthonormality check at least every this many blocks
 _ROW_BLOCK_ELEMENTS = 2**19  # 4 MiB of float64 per row-block temporary (fewer, larger BLAS calls)
 
 
-def _row_blocks(n: int, width: int):
-    """Row ranges whose temporaries of ``width`` columns stay under 4 MiB."""
+def _row_blocks(n: int, width: int, lo: int = 0):
+    """Row ranges of ``[lo, n)`` whose temporaries of ``width`` columns stay under 4 MiB."""
     step = max(256, _ROW_BLOCK_ELEMENTS // max(width, 1))
-    for i0 in range(0, n, step):
+    for i0 in range(lo, n, step):
         yield i0, min(n, i0 + step)
 
 
+def _sum_parts(parts):
+    """Sum per-range partial results (tuples of arrays, or arrays) in row order."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(_sum_parts([p[i] for p in parts]) for i in range(len(first)))
+    if first is None:
+        return None
+    total = first.copy()
+    for p in parts[1:]:
+        total += p
+    return total
+
+
+def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
+    """The local part of :math:`U^TC` (Euclidean), as row ranges (:func:`split_rows`)."""
+    k, c = U.shape[1], C.shape[1]
+    parts = split_rows(lambda lo, hi: local_inner(U[lo:hi], C[lo:hi]), U.shape[0],
+                       work=2.0 * U.shape[0] * k * c, threads=threads)
+    return _sum_parts(parts)
+
+
 def _residual_sweep(
-    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray | None = None
+    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray | None = None,
+    *, threads: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The local parts of :math:`U^TH` and :math:`H^TH` for ``H = C - U L``, one
     cache-sized row block at a time (a single sweep over ``C`` and ``U``). ``H`` is stored
-    only when an array is given; otherwise each block lives in one cache-sized buffer."""
+    only when an array is given; otherwise each block lives in one cache-sized buffer.
+    The sweep runs as row ranges, one per thread (:func:`rom.parallel.split_rows`)."""
     k, c = L.shape
-    P = np.zeros((k, c))
-    G = np.zeros((c, c))
-    buf = None
-    for i0, i1 in _row_blocks(C.shape[0], k + c):
-        Ub = U[i0:i1]
-        if H is None:
-            if buf is None:
-                buf = np.empty((i1 - i0, c))
-            Hb = buf[: i1 - i0]
-        else:
-            Hb = H[i0:i1]
-        np.matmul(Ub, L, out=Hb)
-        np.subtract(C[i0:i1], Hb, out=Hb)
-        P += local_inner(Ub, Hb)
-        G += Hb.T @ Hb
-    return P, G
+
+    def part(lo, hi):
+        P = np.zeros((k, c))
+        G = np.zeros((c, c))
+        buf = None
+        for i0, i1 in _row_blocks(hi, k + c, lo):
+            Ub = U[i0:i1]
+            if H is None:
+                if buf is None:
+                    buf = np.empty((i1 - i0, c))
+                Hb = buf[: i1 - i0]
+            else:
+                Hb = H[i0:i1]
+            np.matmul(Ub, L, out=Hb)
+            np.subtract(C[i0:i1], Hb, out=Hb)
+            P += local_inner(Ub, Hb)
+            G += Hb.T @ Hb
+        return P, G
+
+    n = C.shape[0]
+    return _sum_parts(split_rows(part, n, work=2.0 * n * c * (2 * k + c), threads=threads))
 
 
 def _combine(
     U: np.ndarray, A: np.ndarray, B: np.ndarray | None, T: np.ndarray | None,
-    out: np.ndarray, *, gram: bool
+    out: np.ndarray, *, gram: bool, threads: int | None = None
 ) -> np.ndarray | None:
     """``out = U A + B T`` by row blocks (``out`` may be ``U``: each block is formed in a
     temporary first) and, with ``gram``, the local part of ``out^T out`` from the same
-    sweep."""
+    sweep; as row ranges, one per thread."""
     N = A.shape[1]
-    G = np.zeros((N, N)) if gram else None
     width = U.shape[1] + (0 if B is None else B.shape[1]) + N
-    for i0, i1 in _row_blocks(U.shape[0], width):
-        Ob = U[i0:i1] @ A
-        if B is not None and B.shape[1]:
-            Ob += B[i0:i1] @ T
-        out[i0:i1] = Ob
-        if gram:
-            G += Ob.T @ Ob
-    return G
+
+    def part(lo, hi):
+        G = np.zeros((N, N)) if gram else None
+        for i0, i1 in _row_blocks(hi, width, lo):
+            Ob = U[i0:i1] @ A
+            if B is not None and B.shape[1]:
+                Ob += B[i0:i1] @ T
+            out[i0:i1] = Ob
+            if gram:
+                G += Ob.T @ Ob
+        return G
+
+    n = U.shape[0]
+    return _sum_parts(split_rows(part, n, work=2.0 * n * width * N, threads=threads))
 
 
 def _residual_basis(
@@ -424,8 +460,9 @@ class IncrementalSVD:
             self._init_state(C.shape[0], comm)
         if C.shape[1] == 0:
             return self
-        with blas_threads(comm):
-            self._update(C, comm)
+        split = self.product is None
+        with blas_threads(comm), (row_threads() if split else contextlib.nullcontext()) as T:
+            self._update(C, comm, threads=T)
         return self
 
     def _init_state(self, n_local: int, comm: MPI.Comm) -> None:
@@ -442,7 +479,7 @@ class IncrementalSVD:
         self.n_features_ = int(allreduce_sum(float(n_local), comm))
         self._carry = 0.0
 
-    def _orth_guard(self, U, sv, Gam):
+    def _orth_guard(self, U, sv, Gam, threads=None):
         """Re-orthonormalization guard: if :math:`\\max|U^TMU - I| >` ``orth_tol``,
         :math:`U = QR` (Cholesky-QR2), :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
         QU''`, :math:`\\Gamma \\leftarrow U''^TR\\Gamma` (collective)."""
@@ -450,19 +487,19 @@ class IncrementalSVD:
         N = U.shape[1]
         if N == 0:
             return U, sv, Gam
-        G = gram_matrix(U, product=self.product, comm=self.comm)
+        G = gram_matrix(U, product=self.product, comm=self.comm, threads=threads)
         orth = float(np.max(np.abs(G - np.eye(N))))
         if orth > self.orth_tol:
             logger.debug("incremental SVD: orthonormality %.2e > %.1e, re-orthonormalizing",
                          orth, self.orth_tol)
-            Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm)
+            Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm, threads=threads)
             U2, s2, _ = np.linalg.svd(Ro * sv, full_matrices=False)
             U, sv = Qo @ U2, s2
             if Gam is not None:
                 Gam = U2.T @ (Ro @ Gam)
         return U, sv, Gam
 
-    def _orth_fix(self, U, sv, Gam, G):
+    def _orth_fix(self, U, sv, Gam, G, threads=None):
         """Orthonormality check with the Gram matrix :math:`G = U^TU` measured by the update's
         last sweep; if :math:`\\max|G - I| >` ``orth_tol``, one Cholesky-QR pass with it:
         :math:`G = R^TR`, :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
@@ -480,9 +517,9 @@ class IncrementalSVD:
         try:
             R = np.linalg.cholesky(0.5 * (G + G.T)).T
         except np.linalg.LinAlgError:
-            return self._orth_guard(U, sv, Gam)
+            return self._orth_guard(U, sv, Gam, threads)
         U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
-        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False)
+        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False, threads=threads)
         if Gam is not None:
             Gam = U2.T @ (R @ Gam)
         self._since_check = 1
@@ -529,7 +566,7 @@ class IncrementalSVD:
             return float(self.column_allowance) * c
         return 0.0
 
-    def _update(self, C: np.ndarray, comm: MPI.Comm) -> None:
+    def _update(self, C: np.ndarray, comm: MPI.Comm, *, threads: int | None = None) -> None:
         P = self.product
         U, sv = self.modes_, self.singular_values_
         n_loc, k, c = U.shape[0], U.shape[1], C.shape[1]
@@ -539,15 +576,17 @@ class IncrementalSVD:
         # mode update, whose sweep also measures the orthonormality of the new modes.
         if k == 0:
             H = C
-            G = allreduce_sum(C.T @ apply_product(P, C), comm)
+            G = (gram_matrix(C, comm=comm, threads=threads) if P is None
+                 else allreduce_sum(C.T @ apply_product(P, C), comm))
             L = P0 = np.zeros((0, c))
         else:
-            L = allreduce_sum(local_inner(U, apply_product(P, C)), comm)
+            L = allreduce_sum(local_inner(U, apply_product(P, C)) if P is not None
+                              else _first_inner(U, C, threads=threads), comm)
             if not np.all(np.isfinite(L)):
                 self._raise_nonfinite(C, comm)
             if P is None:  # H is not stored: the mode update forms H T from C (below)
                 H = None
-                P0, G = _residual_sweep(C, U, L)
+                P0, G = _residual_sweep(C, U, L, threads=threads)
                 P0, G = allreduce_sum(P0, comm), allreduce_sum(G, comm)
             else:
                 H = C - U @ L
@@ -621,13 +660,14 @@ class IncrementalSVD:
         self._since_check = getattr(self, "_since_check", 0) + 1
         check = r > 0 or self._since_check >= _CHECK_EVERY
         fused = P is None and check and N > 0  # the check's Gram from the same sweep
-        G_U = _combine(U, A, B, T, out, gram=fused)
+        G_U = _combine(U, A, B, T, out, gram=fused, threads=threads)
         del H, B, res
         Unew, svnew = out, sc[:N].copy()
         if fused:
-            Unew, svnew, Gnew = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm))
+            Unew, svnew, Gnew = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm),
+                                               threads)
         elif check:
-            Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew)
+            Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew, threads)
         block_D = dropped + tail
         # commit the new state (nothing above modified self, except U's rows in place)
         self.modes_ = Unew

@@ -37,6 +37,7 @@ __all__ = [
     "norms",
     "row_range",
     "split_rows",
+    "row_threads",
     "validate_finite",
     "validate_local_rows",
 ]
@@ -257,7 +258,9 @@ def blas_threads(comm: MPI.Comm | None = None, *, threads: int | None = None) ->
 _SPLIT_MIN_WORK = 5e7  # flops below which one plain BLAS call beats threads (about 1 ms)
 
 
-def split_rows(fn: Callable[[int, int], Any], n_rows: int, *, work: float = math.inf) -> list:
+def split_rows(
+    fn: Callable[[int, int], Any], n_rows: int, *, work: float = math.inf, threads: int | None = None
+) -> list:
     r"""Run ``fn(i0, i1)`` on contiguous row ranges of ``[0, n_rows)``, one per BLAS thread.
 
     Tall-and-thin products whose output is small, :math:`X^TY` with :math:`X, Y` of
@@ -277,6 +280,9 @@ def split_rows(fn: Callable[[int, int], Any], n_rows: int, *, work: float = math
     n_rows : int
     work : float
         Approximate flops; below about ``5e7`` (a millisecond) ``fn(0, n_rows)`` runs directly.
+    threads : int, optional
+        Number of ranges, from an enclosing :func:`row_threads` block (which already holds
+        the BLAS pools at one thread). Detected from the BLAS pools when ``None``.
 
     Returns
     -------
@@ -285,22 +291,44 @@ def split_rows(fn: Callable[[int, int], Any], n_rows: int, *, work: float = math
     """
     if work < _SPLIT_MIN_WORK or n_rows < 1024:
         return [fn(0, n_rows)]
-    from threadpoolctl import ThreadpoolController
+    if threads is not None:
+        return _run_ranges(fn, n_rows, threads)
+    with row_threads() as T:
+        return _run_ranges(fn, n_rows, T)
 
-    ctl = ThreadpoolController()
-    # the largest BLAS pool is numpy's (others, e.g. a PETSc wheel's one-thread OpenBLAS
-    # loaded by an import, do not run these products)
-    T = max((lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"),
-            default=1)
+
+def _run_ranges(fn, n_rows, T):
     T = int(min(max(T, 1), n_rows // 512))
     if T <= 1:
         return [fn(0, n_rows)]
+    edges = [n_rows * t // T for t in range(T + 1)]
+    with ThreadPoolExecutor(max_workers=T - 1) as pool:
+        futures = [pool.submit(fn, edges[t], edges[t + 1]) for t in range(1, T)]
+        first = fn(edges[0], edges[1])
+        return [first] + [f.result() for f in futures]
+
+
+@contextlib.contextmanager
+def row_threads() -> Iterator[int]:
+    """Hold every BLAS pool at one thread; yield the thread count :math:`T` for :func:`split_rows`.
+
+    :math:`T` is the largest BLAS pool's size on entry (numpy's; a PETSc wheel's one-thread
+    OpenBLAS loaded by an import does not count). Inside the block, tall products run as
+    :math:`T` row ranges (``split_rows(..., threads=T)``) and small dense factorizations
+    (``eigh``, ``svd``, ``cholesky`` of :math:`m\times m` matrices) run on one thread. That
+    is the point of one block around a whole algorithm: after a threaded BLAS call,
+    OpenBLAS's idle workers busy-wait for about 0.1 s and take a core from the row ranges that
+    follow (measured: a 200,000 x 400 by 400 x 40 product after a two-thread ``eigh`` took
+    0.20 s, after a one-thread one 0.16 s). Under ``blas_threads`` with one thread per rank,
+    :math:`T = 1` and nothing changes.
+    """
+    from threadpoolctl import ThreadpoolController
+
+    ctl = ThreadpoolController()
+    T = max((lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"),
+            default=1)
     with ctl.limit(limits=1, user_api="blas"):
-        edges = [n_rows * t // T for t in range(T + 1)]
-        with ThreadPoolExecutor(max_workers=T - 1) as pool:
-            futures = [pool.submit(fn, edges[t], edges[t + 1]) for t in range(1, T)]
-            first = fn(edges[0], edges[1])
-            return [first] + [f.result() for f in futures]
+        yield int(max(T, 1))
 
 
 Product = np.ndarray | Callable[[np.ndarray], np.ndarray] | Any

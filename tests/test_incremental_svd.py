@@ -287,3 +287,40 @@ def test_fit_equals_partial_fit_stream(comm, rng):
                                                                   block_size=5)
     np.testing.assert_allclose(est2.singular_values_, est.singular_values_, rtol=1e-13)
     assert est2.error_bound_ == pytest.approx(est.error_bound_, rel=1e-10, abs=1e-300)
+
+
+def test_row_split_sweeps_match_lapack_and_one_thread(rng, monkeypatch):
+    """With two BLAS threads the Euclidean sweeps run as two row ranges (one-thread BLAS
+    each, ``rom.parallel.row_threads``); the result matches LAPACK and the one-thread run."""
+    from threadpoolctl import threadpool_limits
+
+    import rom.incremental_svd as isvd_mod
+
+    n, m = 60_000, 120
+    sv = np.logspace(0, -5, 30)
+    A = prescribed(rng, n, m, sv)
+    ranges = []
+    real_split = isvd_mod.split_rows
+
+    def recording(fn, n_rows, **kw):
+        out = real_split(fn, n_rows, **kw)
+        ranges.append(len(out))
+        return out
+
+    monkeypatch.setattr(isvd_mod, "split_rows", recording)
+    fits = {}
+    for pool in (1, 2):
+        ranges.clear()
+        with threadpool_limits(limits=pool, user_api="blas"):
+            est = IncrementalSVD(rank=30).fit(A, block_size=30)
+        fits[pool] = (est, max(ranges))
+    assert fits[1][1] == 1 and fits[2][1] == 2  # the two-thread run did split the sweeps
+    Uref, sref, _ = np.linalg.svd(A, full_matrices=False)
+    for est, _ in fits.values():
+        assert est.n_components_ == 30
+        np.testing.assert_allclose(est.singular_values_, sref[:30], rtol=0, atol=1e-11)
+        assert sin_largest_angle(est.modes_, Uref[:, :30]) <= 1e-9
+        assert np.abs(est.modes_.T @ est.modes_ - np.eye(30)).max() <= 1e-12
+    e1, e2 = fits[1][0], fits[2][0]
+    np.testing.assert_allclose(e2.singular_values_, e1.singular_values_, rtol=1e-13, atol=0)
+    assert abs(e2.error_bound_ - e1.error_bound_) <= 1e-12

@@ -139,3 +139,28 @@ def test_split_rows_gram_matches_one_product(rng):
     Z2, _ = rows_product(Z, np.eye(7)[::-1], out=Z, chunk=999)  # in place, reversed columns
     assert Z2 is Z
     np.testing.assert_allclose(Z, X[:, 6::-1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+def test_row_threads_holds_blas_at_one_thread_and_passes_the_count(pool):
+    """Inside ``row_threads`` every BLAS pool runs one thread and the yielded count is the
+    largest pool's size on entry; ``split_rows(threads=T)`` then runs T ranges without
+    touching the pools, and the pools are given back on exit."""
+    from threadpoolctl import threadpool_limits
+
+    def blas_pools():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    with threadpool_limits(limits=pool, user_api="blas"):
+        before = blas_pools()
+        with par.row_threads() as T:
+            inside = blas_pools()
+            seen = []
+            out = par.split_rows(lambda a, b: seen.append(blas_pools()) or (a, b), 10_000,
+                                 work=1e12, threads=T)
+        after = blas_pools()
+    assert T == max(before)
+    assert all(t == 1 for t in inside)
+    assert len(out) == T and out[0][0] == 0 and out[-1][1] == 10_000
+    assert all(all(t == 1 for t in pools) for pools in seen)
+    assert after == before

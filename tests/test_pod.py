@@ -221,3 +221,40 @@ def test_snapshot_method_warns_below_its_floor(rng):
     A = prescribed(rng, 200, 20, np.logspace(0, -12, 20))
     with pytest.warns(UserWarning, match="method='qr'"):
         rom.pod(A, method="snapshots", rel_l2_err=1e-11)
+
+
+def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, monkeypatch):
+    """With two BLAS threads the Euclidean method of snapshots runs its tall products as two
+    row ranges (``rom.parallel.row_threads``); modes and values match LAPACK and the
+    one-thread run, and the modes are orthonormal to 1e-12."""
+    from threadpoolctl import threadpool_limits
+
+    import sys
+
+    pod_mod = sys.modules["rom.pod"]  # the module (rom.pod is also the function's name)
+    n, m = 40_000, 90
+    sv = np.logspace(0, -6, 30)
+    A = prescribed(rng, n, m, sv)
+    ranges = []
+    real_split = pod_mod.split_rows
+
+    def recording(fn, n_rows, **kw):
+        out = real_split(fn, n_rows, **kw)
+        ranges.append(len(out))
+        return out
+
+    monkeypatch.setattr(pod_mod, "split_rows", recording)
+    Uref, sref, _ = lapack_msvd(A)
+    runs = {}
+    for pool in (1, 2):
+        ranges.clear()
+        with threadpool_limits(limits=pool, user_api="blas"):
+            U, s = rom.pod(A, rank=30)
+        runs[pool] = (U, s, max(ranges))
+        np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-10)
+        assert projector_distance(U, Uref[:, :30]) <= 1e-4  # sigma_30 = 1e-6: angle ~ u/s^2
+        assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
+    assert runs[1][2] == 1 and runs[2][2] == 2
+    # the two runs differ by round-off only: Gram eigenvalues to about u * sigma_1^2
+    np.testing.assert_allclose(runs[2][1], runs[1][1], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(runs[2][0][:, :20], runs[1][0][:, :20], rtol=0, atol=1e-9)
