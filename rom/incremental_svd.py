@@ -33,7 +33,11 @@ at least every few blocks otherwise. The eigen route needs every kept eigenvalue
 into :math:`D` when the truncation allowance covers them, or the update falls back to the
 rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
 :math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
-check. Memory: :math:`U`, the block, and, when the rank grows, the new modes, i.e.
+check. In the Euclidean case each update runs inside one :func:`rom.parallel.row_threads`
+block: the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
+BLAS each, and the small core factorizations on one thread (the rarely taken accurate route
+and re-orthonormalization then run their triangular products on one thread). Memory:
+:math:`U`, the block, and, when the rank grows, the new modes, i.e.
 :math:`O(n_{local}(k + c))` (plus one :math:`n_{local}\\times c` residual with a
 product :math:`M`, or on the accurate route); :math:`U` is updated in place when its rank
 is unchanged.
@@ -72,7 +76,6 @@ allowance, so the bound stays rigorous up to rounding.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from typing import Any
@@ -88,8 +91,10 @@ from .parallel import (
     check_collective,
     get_comm,
     local_inner,
-    row_threads,
     split_rows,
+)
+from .parallel import (
+    thread_block as _thread_block,
 )
 from .pod import _factor_inverse, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
@@ -460,8 +465,11 @@ class IncrementalSVD:
             self._init_state(C.shape[0], comm)
         if C.shape[1] == 0:
             return self
-        split = self.product is None
-        with blas_threads(comm), (row_threads() if split else contextlib.nullcontext()) as T:
+        # Euclidean updates large enough to split (about a millisecond of work per sweep; a
+        # thread-pool query costs about 2 ms) run as row ranges (module docstring)
+        k = self.modes_.shape[1]
+        split = self.product is None and 2.0 * C.shape[0] * C.shape[1] * (k + C.shape[1]) >= 5e7
+        with blas_threads(comm) as nt, _thread_block(nt, split) as T:
             self._update(C, comm, threads=T)
         return self
 

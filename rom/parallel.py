@@ -38,6 +38,7 @@ __all__ = [
     "row_range",
     "split_rows",
     "row_threads",
+    "thread_block",
     "validate_finite",
     "validate_local_rows",
 ]
@@ -234,25 +235,28 @@ def limit_blas_per_rank(*, world_size: int | None = None) -> int | None:
 
 
 @contextlib.contextmanager
-def blas_threads(comm: MPI.Comm | None = None, *, threads: int | None = None) -> Iterator[None]:
+def blas_threads(
+    comm: MPI.Comm | None = None, *, threads: int | None = None
+) -> Iterator[int | None]:
     """Limit BLAS/OpenMP threads to the cores of this rank while the block runs.
 
     With ``comm.size > 1`` the ranks sharing a node split its cores:
     ``threads = max(1, cpu_count // ranks_on_node)``. Serial runs are left alone.
     Oversubscription (every rank running a full BLAS thread pool) makes a 2-rank run several
     times slower than a serial one. Collective over ``comm`` when it has several ranks.
+    Yields the thread count set, or ``None`` when the pools were left alone.
     """
     comm = get_comm(comm)
     if threads is None:
         if comm.size == 1:
-            yield
+            yield None
             return
         ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         threads = max(1, (ncpu or 1) // _local_size(comm))
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=threads):
-        yield
+        yield threads
 
 
 _SPLIT_MIN_WORK = 5e7  # flops below which one plain BLAS call beats threads (about 1 ms)
@@ -306,6 +310,18 @@ def _run_ranges(fn, n_rows, T):
         futures = [pool.submit(fn, edges[t], edges[t + 1]) for t in range(1, T)]
         first = fn(edges[0], edges[1])
         return [first] + [f.result() for f in futures]
+
+
+def thread_block(blas: int | None, split: bool):
+    """The threading context of one tall algorithm, for the ``threads=`` of its products.
+
+    ``blas`` is what :func:`blas_threads` yielded. One BLAS thread per rank: nothing to split,
+    yields 1 (no thread-pool query per product). Otherwise :func:`row_threads` when
+    ``split``, else ``None`` (each product decides for itself).
+    """
+    if blas == 1:
+        return contextlib.nullcontext(1)
+    return row_threads() if split else contextlib.nullcontext(None)
 
 
 @contextlib.contextmanager

@@ -29,7 +29,6 @@ right singular vector is positive, making results identical (to round-off) at an
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 
@@ -44,8 +43,8 @@ from .parallel import (
     blas_threads,
     check_collective,
     get_comm,
-    row_threads,
     split_rows,
+    thread_block,
     validate_finite,
     validate_local_rows,
 )
@@ -242,15 +241,16 @@ def right_solve_upper(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
     Rinv = np.asfortranarray(np.triu(Rinv))
     n = Q.shape[0]
     out = np.empty((n, k))
-    # (Q R^{-1})^T = R^{-T} Q^T: a chunk's Q^T is the Fortran-ordered view of its C-ordered
-    # rows. Each chunk is copied into the result and multiplied there while in cache (BLAS
-    # threads), instead of one copy pass and one trmm pass over the whole (0.45 s against
-    # 0.51 s on 200,000 x 400).
-    chunk = max(512, (1 << 21) // max(k, 1))
-    for i in range(0, n, chunk):
-        Yc = out[i : i + chunk]
-        Yc[...] = Q[i : i + chunk]
-        sla.blas.dtrmm(1.0, Rinv, Yc.T, side=0, lower=0, trans_a=1, overwrite_b=1)
+
+    def copy(lo, hi):
+        out[lo:hi] = Q[lo:hi]
+
+    # The copy is the first touch of the fresh result: on a VM that hands freed memory back
+    # to its host, faulting 640 MB in took 0.4-1.5 s; row ranges in parallel threads share
+    # that out. Then one in-place trmm, threaded by BLAS: (Q R^{-1})^T = R^{-T} Q^T, and
+    # Q^T is the Fortran-ordered view of the C-ordered result.
+    split_rows(copy, n, work=float(n) * k * k)
+    sla.blas.dtrmm(1.0, Rinv, out.T, side=0, lower=0, trans_a=1, overwrite_b=1)
     return out
 
 
@@ -453,8 +453,9 @@ def pod(
     # and everything else runs on one (``row_threads``: no busy-waiting BLAS workers between
     # the split products); the accurate method's triangular products run faster threaded by
     # BLAS itself (measured: 0.49 s against 0.79 s as two one-thread row halves).
-    split = product is None and method == "snapshots"
-    with blas_threads(comm), (row_threads() if split else contextlib.nullcontext()) as T:
+    # (only where the Gram product is worth splitting: a thread-pool query costs about 2 ms)
+    split = product is None and method == "snapshots" and float(X.shape[0]) * m * m >= 5e7
+    with blas_threads(comm) as nt, thread_block(nt, split) as T:
         if method == "snapshots":
             G = gram_matrix(X, product=product, comm=comm, threads=T)
             _check_finite_result(G, X, comm)

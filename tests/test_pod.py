@@ -227,9 +227,9 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, monkey
     """With two BLAS threads the Euclidean method of snapshots runs its tall products as two
     row ranges (``rom.parallel.row_threads``); modes and values match LAPACK and the
     one-thread run, and the modes are orthonormal to 1e-12."""
-    from threadpoolctl import threadpool_limits
-
     import sys
+
+    from threadpoolctl import threadpool_limits
 
     pod_mod = sys.modules["rom.pod"]  # the module (rom.pod is also the function's name)
     n, m = 40_000, 90
