@@ -92,11 +92,9 @@ from .parallel import (
     get_comm,
     local_inner,
     split_rows,
+    thread_block,
 )
-from .parallel import (
-    thread_block as _thread_block,
-)
-from .pod import _factor_inverse, cholesky_qr, gram_matrix, orthonormalize
+from .pod import _factor_inverse, _ordered_sum, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
@@ -130,25 +128,12 @@ def _row_blocks(n: int, width: int, lo: int = 0):
         yield i0, min(n, i0 + step)
 
 
-def _sum_parts(parts):
-    """Sum per-range partial results (tuples of arrays, or arrays) in row order."""
-    first = parts[0]
-    if isinstance(first, tuple):
-        return tuple(_sum_parts([p[i] for p in parts]) for i in range(len(first)))
-    if first is None:
-        return None
-    total = first.copy()
-    for p in parts[1:]:
-        total += p
-    return total
-
-
 def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The local part of :math:`U^TC` (Euclidean), as row ranges (:func:`split_rows`)."""
     k, c = U.shape[1], C.shape[1]
     parts = split_rows(lambda lo, hi: local_inner(U[lo:hi], C[lo:hi]), U.shape[0],
                        work=2.0 * U.shape[0] * k * c, threads=threads)
-    return _sum_parts(parts)
+    return _ordered_sum(parts)
 
 
 def _residual_sweep(
@@ -180,7 +165,7 @@ def _residual_sweep(
         return P, G
 
     n = C.shape[0]
-    return _sum_parts(split_rows(part, n, work=2.0 * n * c * (2 * k + c), threads=threads))
+    return _ordered_sum(split_rows(part, n, work=2.0 * n * c * (2 * k + c), threads=threads))
 
 
 def _combine(
@@ -205,7 +190,7 @@ def _combine(
         return G
 
     n = U.shape[0]
-    return _sum_parts(split_rows(part, n, work=2.0 * n * width * N, threads=threads))
+    return _ordered_sum(split_rows(part, n, work=2.0 * n * width * N, threads=threads))
 
 
 def _residual_basis(
@@ -469,7 +454,7 @@ class IncrementalSVD:
         # thread-pool query costs about 2 ms) run as row ranges (module docstring)
         k = self.modes_.shape[1]
         split = self.product is None and 2.0 * C.shape[0] * C.shape[1] * (k + C.shape[1]) >= 5e7
-        with blas_threads(comm) as nt, _thread_block(nt, split) as T:
+        with blas_threads(comm) as nt, thread_block(nt, split) as T:
             self._update(C, comm, threads=T)
         return self
 
@@ -527,7 +512,8 @@ class IncrementalSVD:
         except np.linalg.LinAlgError:
             return self._orth_guard(U, sv, Gam, threads)
         U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
-        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False, threads=threads)
+        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False,
+                 threads=1 if threads is None else threads)
         if Gam is not None:
             Gam = U2.T @ (R @ Gam)
         self._since_check = 1
@@ -575,6 +561,10 @@ class IncrementalSVD:
         return 0.0
 
     def _update(self, C: np.ndarray, comm: MPI.Comm, *, threads: int | None = None) -> None:
+        # ``threads``: from the update's thread block; outside one (None) the sweeps run as one
+        # range with the BLAS threads as they are, as before (splitting each sweep on its own
+        # measured slower)
+        sweep = 1 if threads is None else threads
         P = self.product
         U, sv = self.modes_, self.singular_values_
         n_loc, k, c = U.shape[0], U.shape[1], C.shape[1]
@@ -589,12 +579,12 @@ class IncrementalSVD:
             L = P0 = np.zeros((0, c))
         else:
             L = allreduce_sum(local_inner(U, apply_product(P, C)) if P is not None
-                              else _first_inner(U, C, threads=threads), comm)
+                              else _first_inner(U, C, threads=sweep), comm)
             if not np.all(np.isfinite(L)):
                 self._raise_nonfinite(C, comm)
             if P is None:  # H is not stored: the mode update forms H T from C (below)
                 H = None
-                P0, G = _residual_sweep(C, U, L, threads=threads)
+                P0, G = _residual_sweep(C, U, L, threads=sweep)
                 P0, G = allreduce_sum(P0, comm), allreduce_sum(G, comm)
             else:
                 H = C - U @ L
@@ -668,7 +658,7 @@ class IncrementalSVD:
         self._since_check = getattr(self, "_since_check", 0) + 1
         check = r > 0 or self._since_check >= _CHECK_EVERY
         fused = P is None and check and N > 0  # the check's Gram from the same sweep
-        G_U = _combine(U, A, B, T, out, gram=fused, threads=threads)
+        G_U = _combine(U, A, B, T, out, gram=fused, threads=sweep)
         del H, B, res
         Unew, svnew = out, sc[:N].copy()
         if fused:

@@ -141,9 +141,15 @@ def rows_product(
     return out, (_ordered_sum(parts) if gram else None)
 
 
-def _ordered_sum(parts: list) -> np.ndarray:
-    """Sum of per-thread partial results in row order (deterministic)."""
-    total = parts[0].copy() if len(parts) > 1 else parts[0]
+def _ordered_sum(parts: list):
+    """Sum of per-thread partial results in row order (deterministic); the parts may be
+    arrays, tuples of arrays (summed elementwise) or ``None``."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        return tuple(_ordered_sum([p[i] for p in parts]) for i in range(len(first)))
+    if first is None or len(parts) == 1:
+        return first
+    total = first.copy()
     for p in parts[1:]:
         total += p
     return total
