@@ -128,6 +128,13 @@ def _row_blocks(n: int, width: int, lo: int = 0):
         yield i0, min(n, i0 + step)
 
 
+def _split_worth(n: int, c: int, k: int) -> bool:
+    """Whether an update of ``c`` columns against ``k`` modes on ``n`` rows is worth running
+    as row ranges: about a millisecond of work per sweep (a thread-pool query costs about
+    2 ms)."""
+    return 2.0 * n * c * (k + c) >= 5e7
+
+
 def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The local part of :math:`U^TC` (Euclidean), as row ranges (:func:`split_rows`)."""
     k, c = U.shape[1], C.shape[1]
@@ -419,8 +426,12 @@ class IncrementalSVD:
         check_collective(err, comm)
         self._reset()
         self._fit_n_total = X.shape[1]
-        for j in range(0, X.shape[1], int(block_size)):
-            self.partial_fit(X[:, j : j + block_size])
+        b = int(block_size)
+        # one thread block for all updates (one thread-pool query, not one per block)
+        split = self.product is None and _split_worth(X.shape[0], min(b, X.shape[1]), 0)
+        with blas_threads(comm) as nt, thread_block(nt, split) as T:
+            for j in range(0, X.shape[1], b):
+                self._partial_fit(X[:, j : j + b], threads=T, own_block=not split)
         if X.shape[1]:
             self.check_orthonormality()
         return self
@@ -439,6 +450,11 @@ class IncrementalSVD:
         A block with NaN/Inf or the wrong number of rows raises ``ValueError`` on every rank
         and leaves the state unchanged. Returns ``self``.
         """
+        return self._partial_fit(block, threads=None, own_block=True)
+
+    def _partial_fit(self, block, *, threads: int | None, own_block: bool) -> IncrementalSVD:
+        """:meth:`partial_fit`; ``own_block``: enter this update's own thread block, else run
+        with ``threads`` from the caller's (:meth:`fit`)."""
         comm = get_comm(self.comm)
         first = not hasattr(self, "modes_")
         err = self._option_error() if first else None
@@ -450,10 +466,11 @@ class IncrementalSVD:
             self._init_state(C.shape[0], comm)
         if C.shape[1] == 0:
             return self
-        # Euclidean updates large enough to split (about a millisecond of work per sweep; a
-        # thread-pool query costs about 2 ms) run as row ranges (module docstring)
-        k = self.modes_.shape[1]
-        split = self.product is None and 2.0 * C.shape[0] * C.shape[1] * (k + C.shape[1]) >= 5e7
+        if not own_block:
+            self._update(C, comm, threads=threads)
+            return self
+        split = self.product is None and _split_worth(C.shape[0], C.shape[1],
+                                                      self.modes_.shape[1])
         with blas_threads(comm) as nt, thread_block(nt, split) as T:
             self._update(C, comm, threads=T)
         return self
