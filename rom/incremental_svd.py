@@ -33,8 +33,12 @@ at least every few blocks otherwise. The eigen route needs every kept eigenvalue
 into :math:`D` when the truncation allowance covers them, or the update falls back to the
 rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
 :math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
-check. In the Euclidean case each update runs inside one :func:`rom.parallel.row_threads`
-block: the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
+check. :meth:`IncrementalSVD.fit` (Euclidean) fuses sweep 1 of each block into sweep 3 of
+the one before: while a row block of the new modes is in cache, its part of
+:math:`U_{new}^TC_{next}` is accumulated; a Cholesky-QR pass on the new modes,
+:math:`U \\leftarrow UM`, maps it to :math:`M^T(U_{new}^TC_{next})`. So a block costs two
+sweeps after the first. In the Euclidean case each update runs inside one
+:func:`rom.parallel.row_threads` block (for :meth:`IncrementalSVD.fit`, one for all of them): the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
 BLAS each, and the small core factorizations on one thread (the rarely taken accurate route
 and re-orthonormalization then run their triangular products on one thread). Memory:
 :math:`U`, the block, and, when the rank grows, the new modes, i.e.
@@ -177,27 +181,34 @@ def _residual_sweep(
 
 def _combine(
     U: np.ndarray, A: np.ndarray, B: np.ndarray | None, T: np.ndarray | None,
-    out: np.ndarray, *, gram: bool, threads: int | None = None
-) -> np.ndarray | None:
+    out: np.ndarray, *, gram: bool, threads: int | None = None, ahead: np.ndarray | None = None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``out = U A + B T`` by row blocks (``out`` may be ``U``: each block is formed in a
-    temporary first) and, with ``gram``, the local part of ``out^T out`` from the same
-    sweep; as row ranges, one per thread."""
+    temporary first); as row ranges, one per thread. From the same sweep, while each block
+    of ``out`` is in cache: with ``gram`` the local part of ``out^T out``, and with ``ahead``
+    (the next block of columns, Euclidean) the local part of ``out^T ahead``, the next
+    update's first sweep. Returns ``(G, L_ahead)`` (``None`` where not asked)."""
     N = A.shape[1]
     width = U.shape[1] + (0 if B is None else B.shape[1]) + N
+    ca = 0 if ahead is None else ahead.shape[1]
 
     def part(lo, hi):
         G = np.zeros((N, N)) if gram else None
-        for i0, i1 in _row_blocks(hi, width, lo):
+        La = np.zeros((N, ca)) if ca else None
+        for i0, i1 in _row_blocks(hi, width + ca, lo):
             Ob = U[i0:i1] @ A
             if B is not None and B.shape[1]:
                 Ob += B[i0:i1] @ T
             out[i0:i1] = Ob
             if gram:
                 G += Ob.T @ Ob
-        return G
+            if ca:
+                La += local_inner(Ob, ahead[i0:i1])
+        return G, La
 
     n = U.shape[0]
-    return _ordered_sum(split_rows(part, n, work=2.0 * n * width * N, threads=threads))
+    G, La = _ordered_sum(split_rows(part, n, work=2.0 * n * (width + ca) * N, threads=threads))
+    return G, (La if ca else None)
 
 
 def _residual_basis(
@@ -429,9 +440,15 @@ class IncrementalSVD:
         b = int(block_size)
         # one thread block for all updates (one thread-pool query, not one per block)
         split = self.product is None and _split_worth(X.shape[0], min(b, X.shape[1]), 0)
+        # lookahead (Euclidean, float64): each update's last sweep also forms U^T C of the
+        # next block, which then skips its first sweep
+        look = self.product is None and X.dtype == np.float64
+        L_next = None
         with blas_threads(comm) as nt, thread_block(nt, split) as T:
             for j in range(0, X.shape[1], b):
-                self._partial_fit(X[:, j : j + b], threads=T, own_block=not split)
+                ahead = X[:, j + b : j + 2 * b] if look and j + b < X.shape[1] else None
+                L_next = self._partial_fit(X[:, j : j + b], threads=T, own_block=not split,
+                                           ahead=ahead, L_local=L_next)
         if X.shape[1]:
             self.check_orthonormality()
         return self
@@ -450,11 +467,14 @@ class IncrementalSVD:
         A block with NaN/Inf or the wrong number of rows raises ``ValueError`` on every rank
         and leaves the state unchanged. Returns ``self``.
         """
-        return self._partial_fit(block, threads=None, own_block=True)
+        self._partial_fit(block, threads=None, own_block=True)
+        return self
 
-    def _partial_fit(self, block, *, threads: int | None, own_block: bool) -> IncrementalSVD:
+    def _partial_fit(self, block, *, threads: int | None, own_block: bool, ahead=None,
+                     L_local=None) -> np.ndarray | None:
         """:meth:`partial_fit`; ``own_block``: enter this update's own thread block, else run
-        with ``threads`` from the caller's (:meth:`fit`)."""
+        with ``threads`` from the caller's (:meth:`fit`). ``ahead``, ``L_local``: the
+        lookahead of :meth:`_update`, whose result for the next block is returned."""
         comm = get_comm(self.comm)
         first = not hasattr(self, "modes_")
         err = self._option_error() if first else None
@@ -465,15 +485,13 @@ class IncrementalSVD:
         if first:
             self._init_state(C.shape[0], comm)
         if C.shape[1] == 0:
-            return self
+            return None
         if not own_block:
-            self._update(C, comm, threads=threads)
-            return self
+            return self._update(C, comm, threads=threads, ahead=ahead, L_local=L_local)
         split = self.product is None and _split_worth(C.shape[0], C.shape[1],
                                                       self.modes_.shape[1])
         with blas_threads(comm) as nt, thread_block(nt, split) as T:
-            self._update(C, comm, threads=T)
-        return self
+            return self._update(C, comm, threads=T, ahead=ahead, L_local=L_local)
 
     def _init_state(self, n_local: int, comm: MPI.Comm) -> None:
         self.modes_ = np.zeros((n_local, 0))
@@ -509,32 +527,37 @@ class IncrementalSVD:
                 Gam = U2.T @ (Ro @ Gam)
         return U, sv, Gam
 
-    def _orth_fix(self, U, sv, Gam, G, threads=None):
+    def _orth_fix(self, U, sv, Gam, G, threads=None, La=None):
         """Orthonormality check with the Gram matrix :math:`G = U^TU` measured by the update's
         last sweep; if :math:`\\max|G - I| >` ``orth_tol``, one Cholesky-QR pass with it:
         :math:`G = R^TR`, :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
         U R^{-1}U''` (one product, in place), :math:`\\Gamma \\leftarrow U''^TR\\Gamma`.
         The lean update keeps :math:`\\kappa(U) - 1` far below :math:`u^{-1/2}`, so one pass
         restores orthonormality to round-off; the next update's sweep (or
-        :meth:`check_orthonormality`) measures it again."""
+        :meth:`check_orthonormality`) measures it again.
+
+        ``La``: the local :math:`U^TC_{next}` of :meth:`fit`'s lookahead; returned as
+        :math:`(UM)^TC_{next} = M^T(U^TC_{next})` for the map :math:`M = R^{-1}U''` applied to
+        :math:`U`, or ``None`` (to be recomputed) after the full guard. Returns
+        ``(U, sv, Gam, La)``."""
         N = U.shape[1]
         orth = float(np.max(np.abs(G - np.eye(N))))
         if orth <= self.orth_tol:
             self._since_check = 0
-            return U, sv, Gam
+            return U, sv, Gam, La
         logger.debug("incremental SVD: orthonormality %.2e > %.1e, one Cholesky-QR pass",
                      orth, self.orth_tol)
         try:
             R = np.linalg.cholesky(0.5 * (G + G.T)).T
         except np.linalg.LinAlgError:
-            return self._orth_guard(U, sv, Gam, threads)
+            return (*self._orth_guard(U, sv, Gam, threads), None)
         U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
-        _combine(U, _factor_inverse(R) @ U2, None, None, U, gram=False,
-                 threads=1 if threads is None else threads)
+        M = _factor_inverse(R) @ U2
+        _combine(U, M, None, None, U, gram=False, threads=1 if threads is None else threads)
         if Gam is not None:
             Gam = U2.T @ (R @ Gam)
         self._since_check = 1
-        return U, s2, Gam
+        return U, s2, Gam, (None if La is None else M.T @ La)
 
     def check_orthonormality(self) -> IncrementalSVD:
         """Run the re-orthonormalization guard now (collective); returns ``self``.
@@ -577,7 +600,14 @@ class IncrementalSVD:
             return float(self.column_allowance) * c
         return 0.0
 
-    def _update(self, C: np.ndarray, comm: MPI.Comm, *, threads: int | None = None) -> None:
+    def _update(
+        self, C: np.ndarray, comm: MPI.Comm, *, threads: int | None = None,
+        ahead: np.ndarray | None = None, L_local: np.ndarray | None = None
+    ) -> np.ndarray | None:
+        """One block update. ``L_local``: this rank's :math:`U^TC`, formed by the previous
+        update's last sweep (:meth:`fit`'s lookahead); ``ahead``: the next block, whose
+        :math:`U_{new}^TC_{next}` this update's last sweep forms and returns (Euclidean
+        only; ``None`` otherwise)."""
         # ``threads``: from the update's thread block; outside one (None) the sweeps run as one
         # range with the BLAS threads as they are, as before (splitting each sweep on its own
         # measured slower)
@@ -595,8 +625,11 @@ class IncrementalSVD:
                  else allreduce_sum(C.T @ apply_product(P, C), comm))
             L = P0 = np.zeros((0, c))
         else:
-            L = allreduce_sum(local_inner(U, apply_product(P, C)) if P is not None
-                              else _first_inner(U, C, threads=sweep), comm)
+            if P is not None:
+                L_local = local_inner(U, apply_product(P, C))
+            elif L_local is None or L_local.shape != (k, c):
+                L_local = _first_inner(U, C, threads=sweep)
+            L = allreduce_sum(L_local, comm)
             if not np.all(np.isfinite(L)):
                 self._raise_nonfinite(C, comm)
             if P is None:  # H is not stored: the mode update forms H T from C (below)
@@ -675,14 +708,16 @@ class IncrementalSVD:
         self._since_check = getattr(self, "_since_check", 0) + 1
         check = r > 0 or self._since_check >= _CHECK_EVERY
         fused = P is None and check and N > 0  # the check's Gram from the same sweep
-        G_U = _combine(U, A, B, T, out, gram=fused, threads=sweep)
+        ahead = ahead if P is None and N > 0 else None
+        G_U, La = _combine(U, A, B, T, out, gram=fused, threads=sweep, ahead=ahead)
         del H, B, res
         Unew, svnew = out, sc[:N].copy()
         if fused:
-            Unew, svnew, Gnew = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm),
-                                               threads)
+            Unew, svnew, Gnew, La = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm),
+                                                   threads, La)
         elif check:
             Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew, threads)
+            La = None  # U may have been replaced: the next update forms U^T C itself
         block_D = dropped + tail
         # commit the new state (nothing above modified self, except U's rows in place)
         self.modes_ = Unew
@@ -698,6 +733,7 @@ class IncrementalSVD:
         self._carry = carry
         logger.debug("incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e",
                      c, r, N, block_D)
+        return La
 
     def truncate(
         self, *, rank: int | None = None, rtol: float | None = None, l2_err: float | None = None

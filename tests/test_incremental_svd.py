@@ -287,6 +287,26 @@ def test_fit_equals_partial_fit_stream(comm, rng):
                                                                   block_size=5)
     np.testing.assert_allclose(est2.singular_values_, est.singular_values_, rtol=1e-13)
     assert est2.error_bound_ == pytest.approx(est.error_bound_, rel=1e-10, abs=1e-300)
+    # fit forms each block's U^T C in the previous update's last sweep (lookahead); the
+    # modes and coefficients are those of the plain stream, to round-off
+    np.testing.assert_allclose(gather_rows(est2.modes_, comm), U, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(est2.coefficients_, est.coefficients_, rtol=0, atol=1e-12)
+
+
+@pytest.mark.partition
+def test_fit_with_nan_in_a_later_block_keeps_the_earlier_blocks(comm, rng):
+    """A NaN in block 3 of ``fit`` (seen first by the lookahead of block 2's last sweep) is
+    refused on every rank, and the state is that of the first two blocks."""
+    A = prescribed(rng, 80, 30, np.logspace(0, -3, 12))
+    ref, Uref = run(A[:, :20], comm, block=10, rank=8)
+    bad = A.copy()
+    bad[-1, 24] = np.nan  # last row: on the last rank only
+    est = IncrementalSVD(comm=comm, rank=8)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        est.fit(distribute_rows(bad, comm), block_size=10)
+    assert est.n_samples_seen_ == 20
+    np.testing.assert_allclose(est.singular_values_, ref.singular_values_, rtol=1e-13)
+    np.testing.assert_allclose(gather_rows(est.modes_, comm), Uref, rtol=0, atol=1e-12)
 
 
 def test_row_split_sweeps_match_lapack_and_one_thread(rng, monkeypatch):
