@@ -309,7 +309,7 @@ def test_fit_with_nan_in_a_later_block_keeps_the_earlier_blocks(comm, rng):
     np.testing.assert_allclose(gather_rows(est.modes_, comm), Uref, rtol=0, atol=1e-12)
 
 
-def test_row_split_sweeps_match_lapack_and_one_thread(rng, monkeypatch):
+def test_row_split_sweeps_match_lapack_and_one_thread(rng, split_ranges):
     """With two BLAS threads the Euclidean sweeps run as two row ranges (one-thread BLAS
     each, ``rom.parallel.row_threads``); the result matches LAPACK and the one-thread run."""
     from threadpoolctl import threadpool_limits
@@ -319,15 +319,7 @@ def test_row_split_sweeps_match_lapack_and_one_thread(rng, monkeypatch):
     n, m = 60_000, 120
     sv = np.logspace(0, -5, 30)
     A = prescribed(rng, n, m, sv)
-    ranges = []
-    real_split = isvd_mod.split_rows
-
-    def recording(fn, n_rows, **kw):
-        out = real_split(fn, n_rows, **kw)
-        ranges.append(len(out))
-        return out
-
-    monkeypatch.setattr(isvd_mod, "split_rows", recording)
+    ranges = split_ranges(isvd_mod)
     fits = {}
     for pool in (1, 2):
         ranges.clear()

@@ -223,7 +223,7 @@ def test_snapshot_method_warns_below_its_floor(rng):
         rom.pod(A, method="snapshots", rel_l2_err=1e-11)
 
 
-def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, monkeypatch):
+def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_ranges):
     """With two BLAS threads the Euclidean method of snapshots runs its tall products as two
     row ranges (``rom.parallel.row_threads``); modes and values match LAPACK and the
     one-thread run, and the modes are orthonormal to 1e-12."""
@@ -235,15 +235,7 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, monkey
     n, m = 40_000, 90
     sv = np.logspace(0, -6, 30)
     A = prescribed(rng, n, m, sv)
-    ranges = []
-    real_split = pod_mod.split_rows
-
-    def recording(fn, n_rows, **kw):
-        out = real_split(fn, n_rows, **kw)
-        ranges.append(len(out))
-        return out
-
-    monkeypatch.setattr(pod_mod, "split_rows", recording)
+    ranges = split_ranges(pod_mod)
     Uref, sref, _ = lapack_msvd(A)
     runs = {}
     for pool in (1, 2):
