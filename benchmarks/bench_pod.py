@@ -10,9 +10,9 @@ MPI scaling (2 ranks, one BLAS thread each, against 1 rank with one thread, same
     .venv/bin/mpirun -n 2 .venv/bin/python benchmarks/bench_pod.py --mpi
 
 Memory protocols. This VM reports memory its kernel has had free for about 2 s to the
-host (free page reporting), and touching such memory again costs up to 1.4 s per GB
+host (free page reporting), and touching such memory again costs up to about 2.4 s per GB
 (measured: refilling a freed 640 MB array right away 0.07 s, after 2 s idle 0.49 s, after
-5 s 0.90 s). A method that allocates a tall array per call (the accurate method's ``Q``) then
+5 s 0.90 s, the first fill in a fresh process 1.54 s). A method that allocates a tall array per call (the accurate method's ``Q``) then
 pays a host fault that depends on what ran seconds before it, not on the method. So every
 round times each method twice:
 

@@ -38,7 +38,8 @@ the one before: while a row block of the new modes is in cache, its part of
 :math:`U_{new}^TC_{next}` is accumulated; a Cholesky-QR pass on the new modes,
 :math:`U \\leftarrow UM`, maps it to :math:`M^T(U_{new}^TC_{next})`. So a block costs two
 sweeps after the first. In the Euclidean case each update runs inside one
-:func:`rom.parallel.row_threads` block (for :meth:`IncrementalSVD.fit`, one for all of them): the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
+:func:`rom.parallel.row_threads` block (for :meth:`IncrementalSVD.fit`, one for all of
+them): the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
 BLAS each, and the small core factorizations on one thread (the rarely taken accurate route
 and re-orthonormalization then run their triangular products on one thread). Memory:
 :math:`U`, the block, and, when the rank grows, the new modes, i.e.
@@ -98,7 +99,7 @@ from .parallel import (
     split_rows,
     thread_block,
 )
-from .pod import _factor_inverse, _ordered_sum, cholesky_qr, gram_matrix, orthonormalize
+from .pod import _factor_inverse, _ordered_sum, _signs, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
@@ -522,6 +523,7 @@ class IncrementalSVD:
                          orth, self.orth_tol)
             Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm, threads=threads)
             U2, s2, _ = np.linalg.svd(Ro * sv, full_matrices=False)
+            U2 = U2 * _signs(U2)  # keep each mode's orientation (U2 is near a permutation)
             U, sv = Qo @ U2, s2
             if Gam is not None:
                 Gam = U2.T @ (Ro @ Gam)
@@ -552,6 +554,10 @@ class IncrementalSVD:
         except np.linalg.LinAlgError:
             return (*self._orth_guard(U, sv, Gam, threads), None)
         U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
+        # LAPACK's signs for the nearly diagonal R Sigma are not stable under round-off: keep
+        # each mode's orientation (largest entry of each column of U2 positive), so that the
+        # modes do not depend on the rounding of the sweeps (rank count, thread split)
+        U2 = U2 * _signs(U2)
         M = _factor_inverse(R) @ U2
         _combine(U, M, None, None, U, gram=False, threads=1 if threads is None else threads)
         if Gam is not None:

@@ -89,8 +89,7 @@ def gram_matrix(
             G = _ordered_sum(split_rows(part, n, work=float(n) * m * m, threads=threads))
     else:
         G = X.T @ apply_product(product, X)
-    G = allreduce_sum(G, comm)
-    return 0.5 * (G + G.T)
+    return _sym(allreduce_sum(G, comm))
 
 
 _ROW_CHUNK = 8192  # rows per chunk of the fused products: 8192 x 40 doubles stay in cache
@@ -365,6 +364,7 @@ def _apply_factor(Q, F, R, *, gram=False):
 
 
 def _sym(G: np.ndarray) -> np.ndarray:
+    """The symmetric part :math:`(G + G^T)/2` (a reduced Gram matrix, exactly symmetric)."""
     return 0.5 * (G + G.T)
 
 
@@ -546,7 +546,7 @@ def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol, gram=None, threads
         if k == 0:
             break
         G = (gram_matrix(U, product=product, comm=comm, threads=threads) if gram is None
-             else 0.5 * (gram + gram.T))
+             else _sym(gram))
         err = float(np.max(np.abs(G - np.eye(k))))
         if err <= orth_tol:
             break

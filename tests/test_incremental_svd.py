@@ -336,3 +336,34 @@ def test_row_split_sweeps_match_lapack_and_one_thread(rng, split_ranges):
     e1, e2 = fits[1][0], fits[2][0]
     np.testing.assert_allclose(e2.singular_values_, e1.singular_values_, rtol=1e-13, atol=0)
     assert abs(e2.error_bound_ - e1.error_bound_) <= 1e-12
+
+
+@pytest.mark.partition
+def test_fit_lookahead_through_the_cholesky_qr_pass(comm, rng, monkeypatch):
+    """Weak new directions (sigma down to 1e-6) leave the eigen route's new modes orthonormal
+    only to about u/sigma^2, so the update's Cholesky-QR pass U <- U M runs; fit's lookahead
+    U^T C_next is then mapped to M^T (U^T C_next). The result equals the plain partial_fit
+    stream and LAPACK, and the mapped path did run."""
+    import rom.incremental_svd as isvd_mod
+
+    A = prescribed(rng, 300, 60, np.logspace(0, -6, 30))
+    mapped = []
+    real_fix = isvd_mod.IncrementalSVD._orth_fix
+
+    def recording(self, U, sv, Gam, G, threads=None, La=None):
+        fixes = float(np.max(np.abs(G - np.eye(U.shape[1])))) > self.orth_tol
+        mapped.append(fixes and La is not None)
+        return real_fix(self, U, sv, Gam, G, threads, La)
+
+    monkeypatch.setattr(isvd_mod.IncrementalSVD, "_orth_fix", recording)
+    est = IncrementalSVD(comm=comm, rank=30).fit(distribute_rows(A, comm), block_size=10)
+    assert any(mapped)
+    ref, Uref = run(A, comm, block=10, rank=30)
+    U = gather_rows(est.modes_, comm)
+    np.testing.assert_allclose(est.singular_values_, ref.singular_values_, rtol=0, atol=1e-13)
+    np.testing.assert_allclose(U, Uref, rtol=0, atol=1e-9)  # sigma_30 = 1e-6: u / sigma
+    Ul, sl, _ = np.linalg.svd(A, full_matrices=False)
+    np.testing.assert_allclose(est.singular_values_, sl[:30], rtol=0, atol=1e-12)
+    assert sin_largest_angle(U, Ul[:, :30]) <= 1e-8
+    assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
+    np.testing.assert_allclose(est.coefficients_, U.T @ A, rtol=0, atol=1e-11)

@@ -250,3 +250,25 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_
     # the two runs differ by round-off only: Gram eigenvalues to about u * sigma_1^2
     np.testing.assert_allclose(runs[2][1], runs[1][1], rtol=0, atol=1e-13)
     np.testing.assert_allclose(runs[2][0][:, :20], runs[1][0][:, :20], rtol=0, atol=1e-9)
+
+
+def test_right_solve_upper_split_first_touch_matches_triangular_solve(rng, split_ranges):
+    """Q R^{-1} with the result first touched in two parallel row ranges (then one in-place
+    trmm) equals LAPACK's triangular solve; the input is not modified."""
+    import sys
+
+    import scipy.linalg as sla
+    from threadpoolctl import threadpool_limits
+
+    from rom.pod import right_solve_upper
+
+    ranges = split_ranges(sys.modules["rom.pod"])
+    Q = rng.standard_normal((40_000, 60))
+    Q0 = Q.copy()
+    R = np.triu(rng.standard_normal((60, 60))) + 10.0 * np.eye(60)
+    with threadpool_limits(limits=2, user_api="blas"):
+        Y = right_solve_upper(Q, R)
+    assert ranges == [2]
+    ref = sla.solve_triangular(R, Q.T, trans="T", lower=False).T  # Y R = Q
+    np.testing.assert_allclose(Y, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    np.testing.assert_array_equal(Q, Q0)
