@@ -181,6 +181,7 @@ def serial(args):
         print(name, json.dumps(runs[name]), flush=True)
     k_inc = runs["rom_incremental_svd"]["n_modes"]
 
+    head_to_head = None  # the interleaved rounds against pyMOR, when it is installed
     try:
         import pymor
         from pymor.algorithms.hapod import inc_vectorarray_hapod
@@ -246,7 +247,7 @@ def serial(args):
     equal_acc = ("proj_rel_err" in pm
                  and runs["rom_incremental_svd"]["proj_rel_err"]
                  <= max(pm["proj_rel_err"], args.rel_err))
-    h2h = locals().get("head_to_head")
+    h2h = head_to_head
     if h2h is not None:
         ratios["pymor_inc_hapod_over_rom_incremental_round_median"] = h2h["median_ratio"]
     targets = {
