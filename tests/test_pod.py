@@ -82,6 +82,21 @@ def test_small_singular_values_accuracy(comm, rng, method):
         np.testing.assert_allclose(s[:8], sref[:8], rtol=1e-6)
 
 
+def test_accurate_method_floor_is_the_documented_one(comm, rng):
+    """The accurate method returns every value above its documented floor
+    u sqrt(11 m (n m + m (m + 1))) sigma_1 (1.3e-11 at 40,000 x 90) to LAPACK's accuracy, and
+    none far below it."""
+    n, m = 40_000, 90
+    sv = np.logspace(0, -13, 40)
+    A = prescribed(rng, n, m, sv)
+    _, s = rom.pod(distribute_rows(A, comm), comm=comm, method="qr")
+    u = np.finfo(float).eps
+    floor = u * np.sqrt(11 * m * (n * m + m * (m + 1)))
+    above = sv > 3 * floor
+    assert np.count_nonzero(above) <= len(s) <= np.count_nonzero(sv > floor / 3)
+    np.testing.assert_allclose(s[: np.count_nonzero(above)], sv[above], rtol=1e-3, atol=0)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_rank_deficient_duplicate_and_zero_columns(comm, rng, method):
     n = 400
@@ -252,9 +267,37 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_
     np.testing.assert_allclose(runs[2][0][:, :20], runs[1][0][:, :20], rtol=0, atol=1e-9)
 
 
+def test_row_split_accurate_method_matches_lapack_and_one_thread(rng, split_ranges):
+    """With two BLAS threads the Euclidean accurate method runs every tall product, the
+    triangular ones of its Cholesky-QR passes included, as two row ranges; values far below
+    the sqrt(u) floor of the method of snapshots (down to 1e-10, above this size's floor of
+    about u m sqrt(11 n) = 1.3e-11) match LAPACK in both runs."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    n, m = 40_000, 90
+    sv = np.logspace(0, -10, 30)  # beyond the method of snapshots
+    A = prescribed(rng, n, m, sv)
+    rec_pod = split_ranges(sys.modules["rom.pod"])
+    Uref, sref, _ = lapack_msvd(A)
+    runs = {}
+    for pool in (1, 2):
+        rec_pod.clear()
+        with threadpool_limits(limits=pool, user_api="blas"):
+            U, s = rom.pod(A, method="qr", rank=30)
+        runs[pool] = (U, s, max(rec_pod), len(rec_pod))
+        np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-14)
+        assert projector_distance(U[:, :20], Uref[:, :20]) <= 1e-8
+        assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
+    assert runs[1][2] == 1 and runs[2][2] == 2
+    assert runs[2][3] >= 4  # Gram, triangular, Gram, ... products all went through split_rows
+    np.testing.assert_allclose(runs[2][1], runs[1][1], rtol=0, atol=1e-14)
+
+
 def test_right_solve_upper_split_first_touch_matches_triangular_solve(rng, split_ranges):
-    """Q R^{-1} with the result first touched in two parallel row ranges (then one in-place
-    trmm) equals LAPACK's triangular solve; the input is not modified."""
+    """Q R^{-1} with the result first touched and multiplied in two parallel row ranges equals
+    LAPACK's triangular solve; the input is not modified."""
     import sys
 
     import scipy.linalg as sla
