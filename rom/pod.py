@@ -258,7 +258,7 @@ def right_solve_upper(Q: np.ndarray, R: np.ndarray, *, threads: int | None = Non
 
     def part(lo, hi):
         # the copy is also the first touch of these rows of the fresh result: on a VM that
-        # hands freed memory back to its host, faulting 640 MB in took 0.4-1.5 s
+        # hands freed memory back to its host, faulting 640 MB in took 0.05 s to over 1 s
         out[lo:hi] = Q[lo:hi]
         trmm_rows(out[lo:hi], Rinv)
 
