@@ -7,20 +7,22 @@ a general product). Row ranges of such a product run in parallel threads
 do; scipy's Python-level wrappers (``scipy.linalg.blas.dtrmm``) do not (measured on 2 cores,
 200,000 x 400: two one-thread row halves in two threads took 0.79 s, the same as one after
 the other). So :func:`trmm_rows` calls the Fortran ``dtrmm`` that scipy exports for Cython
-(:mod:`scipy.linalg.cython_blas`, whose function pointers are public capsules) through a
-:mod:`ctypes` prototype, and ctypes releases the GIL for the call: the two halves then take
-0.42 s, as fast as one BLAS-threaded call.
+(:mod:`scipy.linalg.cython_blas`; its function pointers sit in the capsules that Cython's
+``cimport`` reads, ``__pyx_capi__``) through a :mod:`ctypes` prototype, and ctypes releases
+the GIL for the call: the two halves then take 0.42 s, as fast as one BLAS-threaded call.
+The pointer is looked up once per process (a cached constant, not state).
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 
 import numpy as np
 
 __all__ = ["trmm_rows"]
 
-_INT_MAX = 2**31 - 1  # cython_blas takes C ints: one call covers at most this many rows
+_INT_MAX = 2**31 - 1  # cython_blas takes C ints: rows per call and the row stride
 
 # void dtrmm(char *side, char *uplo, char *transa, char *diag, int *m, int *n, double *alpha,
 #            double *a, int *lda, double *b, int *ldb)   (Fortran BLAS, arguments by reference)
@@ -28,14 +30,18 @@ _DTRMM = ctypes.CFUNCTYPE(None, *([ctypes.c_void_p] * 11))
 
 
 def _capsule_pointer(capsule) -> int:
-    """The C pointer inside a PyCapsule (its name is the Cython signature string)."""
-    get_name = ctypes.pythonapi.PyCapsule_GetName
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    """The C pointer inside a PyCapsule (its name is the Cython signature string).
+
+    Private prototypes: the shared ``ctypes.pythonapi`` functions are not reconfigured."""
+    api = ctypes.pythonapi
+    get_name = ctypes.PYFUNCTYPE(ctypes.c_char_p, ctypes.py_object)(("PyCapsule_GetName", api))
+    get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ("PyCapsule_GetPointer", api)
+    )
     return get_pointer(capsule, get_name(capsule))
 
 
+@functools.cache
 def _dtrmm():
     """ctypes function for scipy's Cython-level ``dtrmm``, or ``None`` where unavailable."""
     try:
@@ -58,9 +64,12 @@ def trmm_rows(B: np.ndarray, U: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    B : ndarray of shape (n, k), float64
-        Rows contiguous (``B.strides[1] == 8``), e.g. a row slice of a C-ordered array.
-    U : ndarray of shape (k, k)
+    B : ndarray of shape (n, k), float64, writeable
+        Rows contiguous and aligned (``B.strides[1] == 8``, row stride a positive multiple
+        of 8 bytes), e.g. a row slice or a leading column block of a C-ordered array.
+        Other layouts raise ``ValueError`` (the BLAS call would read and write past them).
+    U : ndarray of shape (k, k), real
+        Cast to float64.
 
     Returns
     -------
@@ -70,16 +79,25 @@ def trmm_rows(B: np.ndarray, U: np.ndarray) -> np.ndarray:
     n, k = B.shape
     if U.shape != (k, k):
         raise ValueError(f"trmm_rows: U has shape {U.shape}, expected ({k}, {k})")
-    if (
-        B.dtype != np.float64
-        or (n > 1 and k > 0 and B.strides[1] != 8)
-        or (n > 1 and B.strides[0] < 8 * k)
-    ):
-        raise ValueError("trmm_rows: B must be a float64 array with contiguous rows")
-    if not B.flags.writeable:
-        raise ValueError("trmm_rows: B is read-only")
+    if np.iscomplexobj(U):
+        raise ValueError("trmm_rows: U must be real")
     if n == 0 or k == 0:
         return B
+    row_stride = B.strides[0] if n > 1 else 8 * k
+    if (
+        B.dtype != np.float64
+        or not B.flags.aligned
+        or (k > 1 and B.strides[1] != 8)
+        or row_stride < 8 * k
+        or row_stride % 8
+        or row_stride // 8 > _INT_MAX
+    ):
+        raise ValueError(
+            "trmm_rows: B must be an aligned float64 array with contiguous rows "
+            f"(dtype {B.dtype}, strides {B.strides})"
+        )
+    if not B.flags.writeable:
+        raise ValueError("trmm_rows: B is read-only")
     Uc = np.ascontiguousarray(U, dtype=np.float64)
     f = _dtrmm()
     if f is None:
@@ -92,7 +110,7 @@ def trmm_rows(B: np.ndarray, U: np.ndarray) -> np.ndarray:
             B[...] = res.T
         return B
     chars = [ctypes.c_char(c) for c in (b"L", b"L", b"N", b"N")]
-    m_, lda, ldb = ctypes.c_int(k), ctypes.c_int(k), ctypes.c_int(B.strides[0] // 8 if n > 1 else k)
+    m_, lda, ldb = ctypes.c_int(k), ctypes.c_int(k), ctypes.c_int(row_stride // 8)
     alpha = ctypes.c_double(1.0)
     for i in range(0, n, _INT_MAX):
         rows = min(_INT_MAX, n - i)

@@ -57,6 +57,19 @@ def test_trmm_rows_rejects_bad_layouts_and_shapes(rng):
         triangular.trmm_rows(np.asfortranarray(rng.standard_normal((5, 4))), U)
     with pytest.raises(ValueError, match="float64"):
         triangular.trmm_rows(np.zeros((5, 4), dtype=np.float32), U)
+    # one row with strided columns: BLAS would take k packed doubles (and write past the row)
+    A = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        triangular.trmm_rows(A[-1:, ::-1], U)
+    with pytest.raises(ValueError, match="contiguous rows"):
+        triangular.trmm_rows(A[:1, ::2], np.eye(2))
+    np.testing.assert_array_equal(A, np.arange(12.0).reshape(3, 4))
+    # a field of a structured array: row stride not a multiple of 8 bytes, unaligned
+    rec = np.zeros(5, dtype=[("a", "i4"), ("b", "f8", (4,))])
+    with pytest.raises(ValueError, match="contiguous rows"):
+        triangular.trmm_rows(rec["b"], U)
+    with pytest.raises(ValueError, match="real"):
+        triangular.trmm_rows(np.zeros((5, 4)), U.astype(complex))
     frozen = np.ones((5, 4))
     frozen.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
