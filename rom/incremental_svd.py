@@ -41,7 +41,8 @@ sweeps after the first. In the Euclidean case each update runs inside one
 :func:`rom.parallel.row_threads` block (for :meth:`IncrementalSVD.fit`, one for all of
 them): the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
 BLAS each, and the small core factorizations on one thread (the rarely taken accurate route
-and re-orthonormalization then run their triangular products on one thread). Memory:
+and the re-orthonormalization run their Gram and triangular products as the same row
+ranges). Memory:
 :math:`U`, the block, and, when the rank grows, the new modes, i.e.
 :math:`O(n_{local}(k + c))` (plus one :math:`n_{local}\\times c` residual with a
 product :math:`M`, or on the accurate route); :math:`U` is updated in place when its rank
@@ -98,6 +99,7 @@ from .parallel import (
     local_inner,
     split_rows,
     thread_block,
+    worth_splitting,
 )
 from .pod import _factor_inverse, _ordered_sum, _signs, cholesky_qr, gram_matrix, orthonormalize
 from .truncation import truncation_rank, validate_truncation
@@ -137,7 +139,7 @@ def _split_worth(n: int, c: int, k: int) -> bool:
     """Whether an update of ``c`` columns against ``k`` modes on ``n`` rows is worth running
     as row ranges: about a millisecond of work per sweep (a thread-pool query costs about
     2 ms)."""
-    return 2.0 * n * c * (k + c) >= 5e7
+    return worth_splitting(2.0 * n * c * (k + c))
 
 
 def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
@@ -214,7 +216,8 @@ def _combine(
 
 def _residual_basis(
     H: np.ndarray | None, G: np.ndarray, P0: np.ndarray, thresh2: float, budget: float,
-    U: np.ndarray, *, product, comm, C: np.ndarray | None = None, L: np.ndarray | None = None
+    U: np.ndarray, *, product, comm, C: np.ndarray | None = None, L: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
 
@@ -237,11 +240,17 @@ def _residual_basis(
     in ``budget`` (the truncation could discard them anyway; the energy is charged to it);
     otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr`
     and an SVD of its :math:`R` are used (``B`` is an explicit, orthonormal :math:`J`; two
-    more passes and two more :math:`n\\times c` arrays).
+    more passes and two more :math:`n\\times c` arrays). Its dropped energy is that of the
+    values of :math:`R` below ``thresh2`` and of the factorization's own residual
+    :math:`E = H - QR` (what its rank-revealing passes left out), formed explicitly:
+    :math:`(\\|E\\|_M + (\\sum_{dropped}\\sigma^2)^{1/2})^2`, never as
+    :math:`\\|H\\|_M^2 - \\sum\\sigma^2`, whose rounding (about :math:`u\\|H\\|_M^2`) would
+    put a :math:`\\sqrt{u}\\,\\|H\\|_M` floor under the error bound (``METHODS.md`` section 1).
 
     ``H=None`` (Euclidean streaming): the residual was never stored. The eigen route then
     returns ``B=None``: the caller forms :math:`HT = CT - U(LT)` from the block itself; the
-    accurate route forms :math:`H = C - UL` from ``C`` and ``L`` first.
+    accurate route forms :math:`H = C - UL` from ``C`` and ``L`` first. ``threads``: as in
+    :func:`rom.pod.gram_matrix`, for the accurate route's products.
     """
     k = U.shape[1]
     c = G.shape[0]
@@ -262,17 +271,20 @@ def _residual_basis(
                 "dropped": dropped}
     if H is None:
         H = C - U @ L if k else np.array(C)
-    normH2 = float(np.trace(G))
-    Q, Rq = cholesky_qr(H, product=product, comm=comm)
+    Q, Rq = cholesky_qr(H, product=product, comm=comm, threads=threads)
     Ur, sr, Vrt = np.linalg.svd(Rq, full_matrices=False)
     keep = sr**2 > thresh2
     J = Q @ Ur[:, keep]
     K = sr[keep, None] * Vrt[keep]
-    dropped = float(np.sum(sr[~keep][::-1] ** 2)) + max(normH2 - float(np.sum(sr**2)), 0.0)
+    E = H - Q @ Rq
+    unresolved = float(np.trace(gram_matrix(E, product=product, comm=comm, threads=threads)))
+    del E
+    small = float(np.sum(sr[~keep][::-1] ** 2))
+    dropped = (np.sqrt(max(unresolved, 0.0)) + np.sqrt(small)) ** 2
     if k and J.shape[1]:  # second Gram-Schmidt pass against U
         P1 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
         J -= U @ P1
-        Jq, Rj = orthonormalize(J, product=product, comm=comm)
+        Jq, Rj = orthonormalize(J, product=product, comm=comm, threads=threads)
         return {"B": Jq, "Pb": None, "Bmap": None, "K": Rj @ K, "Ladd": P1 @ K,
                 "dropped": dropped}
     return {"B": J, "Pb": None, "Bmap": None, "K": K, "Ladd": np.zeros((k, c)),
@@ -663,7 +675,7 @@ class IncrementalSVD:
         else:
             # rank-revealing factorization of the residual, H ~ U (L add) + J K
             res = _residual_basis(H, G, P0, thresh2, allowance if any_err_rule else -1.0, U,
-                                  product=P, comm=comm, C=C, L=L)
+                                  product=P, comm=comm, C=C, L=L, threads=threads)
             K, dropped = res["K"], res["dropped"]
             L1, L = L, L + res["Ladd"]
         r = K.shape[0]

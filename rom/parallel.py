@@ -41,6 +41,7 @@ __all__ = [
     "thread_block",
     "validate_finite",
     "validate_local_rows",
+    "worth_splitting",
 ]
 
 
@@ -262,6 +263,12 @@ def blas_threads(
 _SPLIT_MIN_WORK = 5e7  # flops below which one plain BLAS call beats threads (about 1 ms)
 
 
+def worth_splitting(work: float) -> bool:
+    """Whether ``work`` flops (about a millisecond or more) pay for row ranges in threads
+    and the thread-pool query of a :func:`row_threads` block (about 2 ms)."""
+    return work >= _SPLIT_MIN_WORK
+
+
 def split_rows(
     fn: Callable[[int, int], Any], n_rows: int, *, work: float = math.inf, threads: int | None = None
 ) -> list:
@@ -293,7 +300,7 @@ def split_rows(
     list
         The results, in row order (sum them in that order for a deterministic reduction).
     """
-    if work < _SPLIT_MIN_WORK or n_rows < 1024:
+    if not worth_splitting(work) or n_rows < 1024:
         return [fn(0, n_rows)]
     if threads is not None:
         return _run_ranges(fn, n_rows, threads)

@@ -52,6 +52,7 @@ from .parallel import (
     thread_block,
     validate_finite,
     validate_local_rows,
+    worth_splitting,
 )
 from .triangular import trmm_rows
 from .truncation import tail_energies, truncation_rank, validate_truncation
@@ -473,7 +474,7 @@ def pod(
     # BLAS workers between the split products; measured on the accurate method, 200,000 x
     # 400: 1.39 s against 1.76 s with BLAS-threaded triangular products between split Grams).
     # (only where the Gram product is worth splitting: a thread-pool query costs about 2 ms)
-    split = product is None and float(X.shape[0]) * m * m >= 5e7
+    split = product is None and worth_splitting(float(X.shape[0]) * m * m)
     with blas_threads(comm) as nt, thread_block(nt, split) as T:
         if method == "snapshots":
             G = gram_matrix(X, product=product, comm=comm, threads=T)
