@@ -88,7 +88,7 @@ def main():
     out = np.zeros_like(X)
     ref = X @ np.triu(U)
     with threadpool_limits(limits=2, user_api="blas"):  # two row ranges, two BLAS threads
-        times, outs = interleaved(variants(X, U, out), args.repeat)
+        times, _ = interleaved(variants(X, U, out), args.repeat)
         errors = {}
         for name, fn in variants(X, U, out).items():
             errors[name] = float(np.abs(fn() - ref).max() / np.abs(ref).max())
