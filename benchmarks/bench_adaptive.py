@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE.parent / "cases"))
 
 import adaptive_blade as case  # noqa: E402
 
-from rom.enrichment import AdaptiveROM  # noqa: E402
+from rom.adaptive.enrichment import AdaptiveROM  # noqa: E402
 from rom.parallel import blas_threads  # noqa: E402
 
 
@@ -66,8 +66,13 @@ def build(comm, dim, size, times, train, args):
         fom.set_temperature(case.blade_temperature(*load))
         trajs.append(fom.solve(times=times))
     fom_rtol = None if str(args.fom_rtol).lower() == "none" else float(args.fom_rtol)
-    rom = AdaptiveROM(svd_rtol=args.svd_rtol, cubature_tol=args.cubature_tol, tol_E=args.tol_E,
-                      max_enrichments=args.max_enrichments, fom_rtol=fom_rtol).fit(fom, trajs)
+    rom = AdaptiveROM(
+        svd_rtol=args.svd_rtol,
+        cubature_tol=args.cubature_tol,
+        tol_E=args.tol_E,
+        max_enrichments=args.max_enrichments,
+        fom_rtol=fom_rtol,
+    ).fit(fom, trajs)
     return fom, rom
 
 
@@ -98,9 +103,12 @@ def main():
     p.add_argument("--max-enrichments", type=int, default=3)
     p.add_argument("--cubature-tol", type=float, default=1e-4)
     p.add_argument("--svd-rtol", type=float, default=1e-5)
-    p.add_argument("--fom-rtol", default="1e-8",
-                   help="Newton tolerance of the enrichment steps (AdaptiveROM fom_rtol; "
-                        "'none': the full-order model's own 1e-10)")
+    p.add_argument(
+        "--fom-rtol",
+        default="1e-8",
+        help="Newton tolerance of the enrichment steps (AdaptiveROM fom_rtol; "
+        "'none': the full-order model's own 1e-10)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-coarse", action="store_true", help="no indicator scaling study")
     p.add_argument("--out", default=str(HERE / "results" / "adaptive.json"))
@@ -112,8 +120,7 @@ def main():
     rng = np.random.default_rng(args.seed)
     train = case.sample_loads(args.n_train, rng, s2_max=60.0)
     T_new = case.blade_temperature(*case.TEST_LOAD)
-    res: dict = {"ranks": comm.size, "dim": args.dim, "n_steps": args.n_steps,
-                 "args": vars(args)}
+    res: dict = {"ranks": comm.size, "dim": args.dim, "n_steps": args.n_steps, "args": vars(args)}
     with blas_threads(comm):
         tic = time.perf_counter()
         fom, rom = build(comm, args.dim, args.size, times, train, args)
@@ -130,11 +137,17 @@ def main():
         t_rom = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
         eu, ep = case.step_errors(fom, run.displacement(), run.plastic_strain(), ref)
         res.update(
-            n_dofs=fom.n_dofs, n_qp=int(comm.allreduce(fom.n_qp_local)), fom_s=t_fom,
-            adaptive_rom_s=t_rom, speedup=t_fom / t_rom, fom_steps=run.fom_steps,
+            n_dofs=fom.n_dofs,
+            n_qp=int(comm.allreduce(fom.n_qp_local)),
+            fom_s=t_fom,
+            adaptive_rom_s=t_rom,
+            speedup=t_fom / t_rom,
+            fom_steps=run.fom_steps,
             enriched_steps=np.flatnonzero(run.enriched).tolist(),
-            rom_wall_split_s=run.wall_time, max_error_u=float(eu.max()),
-            max_error_p=float(ep.max()), indicator_max=float(run.indicator.max()),
+            rom_wall_split_s=run.wall_time,
+            max_error_u=float(eu.max()),
+            max_error_p=float(ep.max()),
+            indicator_max=float(run.indicator.max()),
             fine=fine_unenriched,
         )
         if not args.skip_coarse:

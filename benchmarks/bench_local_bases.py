@@ -41,12 +41,29 @@ def main():
     p.add_argument("--clusters", default="1,2,4,8")
     p.add_argument("--out", default="run/bench_local_bases")
     a = p.parse_args()
-    res = local_bases.main([
-        "--size", str(a.size), "--n-train", str(a.n_train), "--n-test", str(a.n_test),
-        "--n-steps", str(a.n_steps), "--tol", str(a.tol), "--clusters", a.clusters,
-        "--clusterings", ",".join(["kmeans-parameters", EUCLID, *SINE]), "--out", a.out,
-        "--no-plots", "--log-level", "WARNING",
-    ])
+    res = local_bases.main(
+        [
+            "--size",
+            str(a.size),
+            "--n-train",
+            str(a.n_train),
+            "--n-test",
+            str(a.n_test),
+            "--n-steps",
+            str(a.n_steps),
+            "--tol",
+            str(a.tol),
+            "--clusters",
+            a.clusters,
+            "--clusterings",
+            ",".join(["kmeans-parameters", EUCLID, *SINE]),
+            "--out",
+            a.out,
+            "--no-plots",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     comm = MPI.COMM_WORLD
     if comm.rank != 0:
         return
@@ -80,13 +97,19 @@ def main():
         best_sine = min(modes(f"{s}/K={K}") for s in SINE if f"{s}/K={K}" in cfg)
         euclid = modes(f"{EUCLID}/K={K}")
         # None: neither reaches the global error at this K (no comparison)
-        beats[K] = None if math.isinf(best_sine) and math.isinf(euclid) else bool(
-            best_sine <= euclid)
+        beats[K] = (
+            None if math.isinf(best_sine) and math.isinf(euclid) else bool(best_sine <= euclid)
+        )
         table.append(row)
     out = {
-        "n_dofs": res["n_dofs"], "ranks": comm.size, "n_train": res["n_train"],
-        "n_test": res["n_test"], "n_steps": res["n_steps"], "tol": res["tol"],
-        "global_basis_size": n1, "global_test_rom_error_mean": res["global"]["test_rom_error_mean"],
+        "n_dofs": res["n_dofs"],
+        "ranks": comm.size,
+        "n_train": res["n_train"],
+        "n_test": res["n_test"],
+        "n_steps": res["n_steps"],
+        "tol": res["tol"],
+        "global_basis_size": n1,
+        "global_test_rom_error_mean": res["global"]["test_rom_error_mean"],
         "online_cost": res["online_cost"],
         "by_K": table,
         "best_sine_mode_ratio": ratio_best,
@@ -98,8 +121,10 @@ def main():
             and all(v for v in beats.values() if v is not None),
         },
     }
-    print(f"\nglobal basis: N_1 = {n1} modes, held-out ROM error "
-          f"{res['global']['test_rom_error_mean']:.3e}")
+    print(
+        f"\nglobal basis: N_1 = {n1} modes, held-out ROM error "
+        f"{res['global']['test_rom_error_mean']:.3e}"
+    )
     for row in table:
         parts = [f"K={row['K']}:"]
         for c in ("kmeans-parameters", EUCLID, *SINE):
@@ -111,7 +136,8 @@ def main():
         print(f"target {t}: {'met' if ok else 'NOT met'}")
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "local_bases.json").write_text(
-        json.dumps(local_bases.common.jsonable(out), indent=2))
+        json.dumps(local_bases.common.jsonable(out), indent=2)
+    )
 
 
 if __name__ == "__main__":

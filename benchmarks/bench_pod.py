@@ -49,7 +49,7 @@ import json
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +78,9 @@ def synthetic(n, m, r, *, seed=0, lo=0, hi=None):
         Ub = g.standard_normal((block, r)) / np.sqrt(n)
         Nb = g.standard_normal((block, m)) * (1e-10 / np.sqrt(n * m))
         rows = slice(max(lo, b0), min(hi, b0 + block))
-        out[rows.start - lo : rows.stop - lo] = ((Ub * s) @ V.T + Nb)[rows.start - b0 : rows.stop - b0]
+        out[rows.start - lo : rows.stop - lo] = ((Ub * s) @ V.T + Nb)[
+            rows.start - b0 : rows.stop - b0
+        ]
     return out
 
 
@@ -108,8 +110,11 @@ def machine():
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": [(i.get("internal_api"), i.get("version"), i.get("num_threads")) for i in threadpool_info()],
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "blas": [
+            (i.get("internal_api"), i.get("version"), i.get("num_threads"))
+            for i in threadpool_info()
+        ],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         # glibc settings that keep freed memory mapped (see the module docstring)
         "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
@@ -158,8 +163,10 @@ def ratios(rec):
     def per_round(a, b):
         return float(np.median(np.asarray(rec[a]) / np.asarray(rec[b])))
 
-    pairs = {"fast_over_bare": ("rom_snapshots", "bare_limit"),
-             "accurate_over_bare": ("rom_qr", "bare_limit")}
+    pairs = {
+        "fast_over_bare": ("rom_snapshots", "bare_limit"),
+        "accurate_over_bare": ("rom_qr", "bare_limit"),
+    }
     if "pymor_method_of_snapshots" in rec:
         pairs["pymor_over_fast"] = ("pymor_method_of_snapshots", "rom_snapshots")
     return {
@@ -176,8 +183,15 @@ def ratios(rec):
 def serial(args):
     X = synthetic(args.rows, args.cols, args.rank)
     r = args.rank
-    res = {"shape": list(X.shape), "rank": r, "machine": machine(), "timings_s": {}, "orth_err": {},
-           "all_times_s": {}, "timing": f"interleaved rounds, best and median of {args.repeat}"}
+    res = {
+        "shape": list(X.shape),
+        "rank": r,
+        "machine": machine(),
+        "timings_s": {},
+        "orth_err": {},
+        "all_times_s": {},
+        "timing": f"interleaved rounds, best and median of {args.repeat}",
+    }
     t, sv_np = best_of(lambda: np.linalg.svd(X, full_matrices=False, compute_uv=True), 1)
     res["timings_s"]["numpy_svd"] = t
     sref = sv_np[1]
@@ -188,33 +202,37 @@ def serial(args):
         "rom_qr": lambda: rom.pod(X, method="qr", rank=r),
     }
     try:
+        import pymor
         from pymor.algorithms.pod import pod as pymor_pod
         from pymor.core.logger import set_log_levels
         from pymor.vectorarrays.numpy import NumpyVectorSpace
-        import pymor
 
         set_log_levels({"pymor": "WARNING"})
         space = NumpyVectorSpace(args.rows)
         # pyMOR >= 2024.1 stores vectors as columns: from_numpy takes (dim, len).
         A = space.from_numpy(X)
         fns["pymor_method_of_snapshots"] = lambda: pymor_pod(
-            A, modes=r, method="method_of_snapshots", orth_tol=1e-12, rtol=0)
+            A, modes=r, method="method_of_snapshots", orth_tol=1e-12, rtol=0
+        )
         res["pymor_version"] = pymor.__version__
     except ImportError as e:  # the bench extra is not installed
         res["pymor_error"] = str(e)
     rec, outs = interleaved(fns, args.repeat, warm_gb=args.warm_gb)
     res["all_times_s"] = rec
-    res["timing"] = (f"interleaved rounds, {args.repeat} of them; every method timed cold, "
-                     f"after touching {args.warm_gb} GB (warm) and right after an untimed "
-                     f"call of itself (repeat) in each round")
+    res["timing"] = (
+        f"interleaved rounds, {args.repeat} of them; every method timed cold, "
+        f"after touching {args.warm_gb} GB (warm) and right after an untimed "
+        f"call of itself (repeat) in each round"
+    )
     for method in ("snapshots", "qr"):
         U, s = outs[f"rom_{method}"]
         res["orth_err"][f"rom_{method}"] = float(np.abs(U.T @ U - np.eye(U.shape[1])).max())
-        res[f"sv_rel_err_{method}"] = float(np.max(np.abs(s - sref[:len(s)]) / sref[:len(s)]))
+        res[f"sv_rel_err_{method}"] = float(np.max(np.abs(s - sref[: len(s)]) / sref[: len(s)]))
     if "pymor_method_of_snapshots" in outs:
         Upn = outs["pymor_method_of_snapshots"][0].to_numpy()
         res["orth_err"]["pymor_method_of_snapshots"] = float(
-            np.abs(Upn.T @ Upn - np.eye(Upn.shape[1])).max())
+            np.abs(Upn.T @ Upn - np.eye(Upn.shape[1])).max()
+        )
     res["protocols"] = {p: ratios(r) for p, r in rec.items()}
     judged = res["protocols"]["repeat"]
     res["judged_protocol"] = "repeat"
@@ -251,9 +269,11 @@ def mpi_scaling(args):
     tp = comm.allreduce(tp, op=MPI.MAX)
     if comm.rank == 0:
         res.update(
-            t_1rank_1thread=t1, t_nranks=tp, speedup_vs_1rank_1thread=t1 / tp,
+            t_1rank_1thread=t1,
+            t_nranks=tp,
+            speedup_vs_1rank_1thread=t1 / tp,
             note="1 rank with all cores is timed by the serial run (pod.json): here the other "
-                 "ranks would spin in MPI while rank 0 ran, and take a core from it",
+            "ranks would spin in MPI while rank 0 ran, and take a core from it",
             sv_max_rel_diff=float(np.max(np.abs(sp - s1) / s1)),
         )
         res["targets"] = {"speedup >= 1.7": res["speedup_vs_1rank_1thread"] >= 1.7}
@@ -266,8 +286,12 @@ def main():
     p.add_argument("--cols", type=int, default=400)
     p.add_argument("--rank", type=int, default=40)
     p.add_argument("--repeat", type=int, default=7)
-    p.add_argument("--warm-gb", type=float, default=1.6,
-                   help="GB touched before each warm call (0: cold protocol only)")
+    p.add_argument(
+        "--warm-gb",
+        type=float,
+        default=1.6,
+        help="GB touched before each warm call (0: cold protocol only)",
+    )
     p.add_argument("--mpi", action="store_true")
     args = p.parse_args()
     res = mpi_scaling(args) if args.mpi else serial(args)

@@ -27,7 +27,7 @@ blocks ``X`` (``G``: 205,824 x D standard normal, the row-major stream of
 them on ``X`` itself; default ``0`` up to 1000 samples, 2048 above (k-means on ``X`` copies it
 twice, HDBSCAN's trees degenerate in 205,824 dimensions: 335 s at 1000 samples). The JSON
 records which data they ran on (``baseline_data``, and the method names say ``sketch D=..``).
-The baselines' clusters are certified by :func:`rom.merge_clustering.cluster_errors`, except
+The baselines' clusters are certified by :func:`rom.local.merge_clustering.cluster_errors`, except
 (serial) clusters of more than 0.5 GB of blocks (k-means puts most blocks in one cluster;
 random K = 10 at 5000 samples has ~500 blocks per cluster): the same singular values from a QR
 of the transposed concatenation streamed 256 blocks at a time (equal to 1e-15, ~1.5 GB
@@ -70,8 +70,12 @@ import numpy as np
 from mpi4py import MPI
 from threadpoolctl import ThreadpoolController, threadpool_info
 
-from rom import bounds
-from rom.merge_clustering import ErrorConstrainedClustering, cluster_errors, clustering_metrics
+from rom.local import bounds
+from rom.local.merge_clustering import (
+    ErrorConstrainedClustering,
+    cluster_errors,
+    clustering_metrics,
+)
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_sample
 
@@ -99,8 +103,11 @@ def limit_other_blas(threads):
     ctl = ThreadpoolController()
     blas = [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
     numpy_dirs = (Path(np.__file__).parent, Path(np.__file__).parent.parent / "numpy.libs")
-    other = [lib.filepath for lib in blas
-             if not any(Path(lib.filepath).is_relative_to(d) for d in numpy_dirs)]
+    other = [
+        lib.filepath
+        for lib in blas
+        if not any(Path(lib.filepath).is_relative_to(d) for d in numpy_dirs)
+    ]
     if len(blas) < 2 or len(other) == len(blas):
         return []
     ctl.select(filepath=other).limit(limits=threads)
@@ -167,16 +174,17 @@ def streamed_error(blocks, members, *, r, chunk=STREAM_CHUNK):
     ``X = [A_1 ... A_K]`` and ``X^T`` have the same singular values, those of the triangular
     factor of a QR of ``X^T``, accumulated ``chunk`` blocks at a time:
     ``R <- qr([R; A_j^T ...], 'r')`` (Householder QR, as stable as the TSQR of
-    :func:`rom.merge_clustering.cluster_errors`). Holds ``(m + chunk * n_j) x m`` at a time.
+    :func:`rom.local.merge_clustering.cluster_errors`). Holds ``(m + chunk * n_j) x m`` at a time.
     """
     m = blocks[members[0]].shape[0]
     R = np.zeros((0, m))
     for start in range(0, len(members), chunk):
-        R = np.linalg.qr(np.vstack([R] + [blocks[j].T for j in members[start : start + chunk]]),
-                         mode="r")
+        R = np.linalg.qr(
+            np.vstack([R] + [blocks[j].T for j in members[start : start + chunk]]), mode="r"
+        )
     sv2 = np.linalg.svd(R, compute_uv=False) ** 2
     total = float(np.sum(sv2))
-    tail = float(np.sum(np.sort(sv2[r:])))  # from the smallest term, as in rom.bounds._tail
+    tail = float(np.sum(np.sort(sv2[r:])))  # from the smallest term, as in rom.local.bounds._tail
     return float(np.sqrt(tail / total)) if total > 0 else 0.0
 
 
@@ -201,8 +209,12 @@ def baseline_row(name, clusters, blocks, widths, *, r, eps, comm, n_rows, fit_ti
     errors, n_streamed = baseline_errors(blocks, clusters, r=r, comm=comm)
     t_metric = time.perf_counter() - t0
     m = clustering_metrics(widths, clusters, errors, n_rows=n_rows, rank=r, eps=eps)
-    m.update(cluster_time=fit_time, certify_time=t_metric, n_streamed=n_streamed,
-             largest_cluster=max(len(members) for members in clusters))
+    m.update(
+        cluster_time=fit_time,
+        certify_time=t_metric,
+        n_streamed=n_streamed,
+        largest_cluster=max(len(members) for members in clusters),
+    )
     return {"method": name, **m}
 
 
@@ -235,8 +247,14 @@ def tightness(blocks, clusters, *, r, comm, max_clusters=None, seed=0):
         if row["true"] > 0:
             rows.append(row)
     summary = {}
-    for key in ("estimator", "estimator_published", "weyl", "weyl_published", "residual",
-                "kyfan_lower"):
+    for key in (
+        "estimator",
+        "estimator_published",
+        "weyl",
+        "weyl_published",
+        "residual",
+        "kyfan_lower",
+    ):
         ratio = np.array([row[key] / row["true"] for row in rows])
         if key == "kyfan_lower":
             viol = int(sum(row[key] > row["true"] + 1e-7 for row in rows))
@@ -248,11 +266,18 @@ def tightness(blocks, clusters, *, r, comm, max_clusters=None, seed=0):
             "min_ratio": float(ratio.min()) if ratio.size else None,
             "violations": viol,
             # from scratch on whole clusters (block SVDs included), vs TSQR + SVD of the same
-            "time_vs_exact_svd": float(sum(row[key + "_time"] for row in rows)
-                                       / sum(row["true_time"] for row in rows)) if rows else None,
+            "time_vs_exact_svd": float(
+                sum(row[key + "_time"] for row in rows) / sum(row["true_time"] for row in rows)
+            )
+            if rows
+            else None,
         }
-    return {"n_clusters": len(rows), "n_nonsingleton_clusters": n_total,
-            "max_clusters": max_clusters, "summary": summary}
+    return {
+        "n_clusters": len(rows),
+        "n_nonsingleton_clusters": n_total,
+        "max_clusters": max_clusters,
+        "summary": summary,
+    }
 
 
 def main():
@@ -265,24 +290,52 @@ def main():
     ap.add_argument("--n-cells", type=int, default=1024)
     ap.add_argument("--n-times", type=int, default=201)
     ap.add_argument("--no-exact", action="store_true", help="skip the exact-SVD merging baseline")
-    ap.add_argument("--no-published", action="store_true",
-                    help="skip the fits with the published (non-guaranteed) forms")
+    ap.add_argument(
+        "--no-published",
+        action="store_true",
+        help="skip the fits with the published (non-guaranteed) forms",
+    )
     ap.add_argument("--no-hdbscan", action="store_true")
-    ap.add_argument("--fits", default=None, metavar="NAMES",
-                    help="comma-separated fits to run (e.g. exact/norm); default: all")
-    ap.add_argument("--fits-only", action="store_true",
-                    help="run the fits only: no baselines, no tightness study")
-    ap.add_argument("--no-random", action="store_true",
-                    help="skip the random-label baselines (about 15 min at 5000 samples)")
-    ap.add_argument("--baseline-sketch", type=int, default=None, metavar="D",
-                    help="run k-means/HDBSCAN on a Gaussian sketch of the flattened blocks to D "
-                         "dimensions (0: on the flattened blocks; default: 0 up to "
-                         f"{SKETCH_AUTO[0]} samples, else {SKETCH_AUTO[1]})")
-    ap.add_argument("--tightness-max", type=int, default=None, metavar="N",
-                    help="bound tightness on at most N (seeded random) clusters (default: all)")
-    ap.add_argument("--other-blas-threads", type=int, default=1, metavar="T",
-                    help="threads of the BLAS libraries other than numpy's, e.g. scipy's "
-                         "bundled OpenBLAS (default 1; 0: leave them alone)")
+    ap.add_argument(
+        "--fits",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated fits to run (e.g. exact/norm); default: all",
+    )
+    ap.add_argument(
+        "--fits-only",
+        action="store_true",
+        help="run the fits only: no baselines, no tightness study",
+    )
+    ap.add_argument(
+        "--no-random",
+        action="store_true",
+        help="skip the random-label baselines (about 15 min at 5000 samples)",
+    )
+    ap.add_argument(
+        "--baseline-sketch",
+        type=int,
+        default=None,
+        metavar="D",
+        help="run k-means/HDBSCAN on a Gaussian sketch of the flattened blocks to D "
+        "dimensions (0: on the flattened blocks; default: 0 up to "
+        f"{SKETCH_AUTO[0]} samples, else {SKETCH_AUTO[1]})",
+    )
+    ap.add_argument(
+        "--tightness-max",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bound tightness on at most N (seeded random) clusters (default: all)",
+    )
+    ap.add_argument(
+        "--other-blas-threads",
+        type=int,
+        default=1,
+        metavar="T",
+        help="threads of the BLAS libraries other than numpy's, e.g. scipy's "
+        "bundled OpenBLAS (default 1; 0: leave them alone)",
+    )
     ap.add_argument("--out", type=Path, default=RESULTS / "shamrai_advection.json")
     args = ap.parse_args()
     limited = limit_other_blas(args.other_blas_threads) if args.other_blas_threads > 0 else []
@@ -298,15 +351,19 @@ def main():
     memory = {}
 
     t0 = time.perf_counter()
-    data, blocks = generate(args.samples, seed=args.seed, n_cells=args.n_cells,
-                            n_times=args.n_times, cols=r, comm=comm)
+    data, blocks = generate(
+        args.samples, seed=args.seed, n_cells=args.n_cells, n_times=args.n_times, cols=r, comm=comm
+    )
     t_gen = time.perf_counter() - t0
     n_rows, widths = args.n_times * args.n_cells // r, [A.shape[1] for A in blocks]
     memory["data_gb"] = data.nbytes / 1e9 if root else None
     memory["peak_rss_gb"] = {"generation": peak_rss_gb()}
     if root:
-        print(f"{args.samples} blocks of {n_rows} x {r} generated in {t_gen:.1f} s "
-              f"({comm.size} rank(s), {memory['data_gb']:.2f} GB)", flush=True)
+        print(
+            f"{args.samples} blocks of {n_rows} x {r} generated in {t_gen:.1f} s "
+            f"({comm.size} rank(s), {memory['data_gb']:.2f} GB)",
+            flush=True,
+        )
 
     rows = []
     runs = []
@@ -314,14 +371,18 @@ def main():
         for ordering in ("norm", "residual"):
             runs.append((predictor, ordering, False))
     if not args.no_published:
-        runs += [("weyl", "norm", True), ("estimator", "norm", True),
-                 ("estimator", "residual", True)]
+        runs += [
+            ("weyl", "norm", True),
+            ("estimator", "norm", True),
+            ("estimator", "residual", True),
+        ]
     if not args.no_exact:
         runs += [("exact", "norm", False), ("exact", "residual", False)]
     if args.fits:
         wanted = set(args.fits.split(","))
-        runs = [run for run in runs
-                if f"{run[0]}{'-published' if run[2] else ''}/{run[1]}" in wanted]
+        runs = [
+            run for run in runs if f"{run[0]}{'-published' if run[2] else ''}/{run[1]}" in wanted
+        ]
     # one set of per-block SVDs for every fit (estimator width r + 5 covers the others)
     t1 = time.perf_counter()
     spectra = bounds.block_spectra(blocks, comm=comm, keep=r + 5)
@@ -333,9 +394,15 @@ def main():
     for predictor, ordering, published in runs:
         name = f"{predictor}{'-published' if published else ''}/{ordering}"
         t1 = time.perf_counter()
-        est = ErrorConstrainedClustering(rank=r, eps=eps, predictor=predictor, ordering=ordering,
-                                         patience=args.patience, published=published,
-                                         comm=comm).fit(blocks, spectra=spectra)
+        est = ErrorConstrainedClustering(
+            rank=r,
+            eps=eps,
+            predictor=predictor,
+            ordering=ordering,
+            patience=args.patience,
+            published=published,
+            comm=comm,
+        ).fit(blocks, spectra=spectra)
         wall = time.perf_counter() - t1
         m = dict(est.metrics_)
         m["wall_time"] = wall
@@ -343,16 +410,19 @@ def main():
         rows.append({"method": name, **m})
         fitted[name] = est
         if root:
-            print(f"  {name:28s} {m['n_clusters']:5d} clusters  CR {m['compression_ratio']:.2f}"
-                  f"  {wall:.1f} s", flush=True)
+            print(
+                f"  {name:28s} {m['n_clusters']:5d} clusters  CR {m['compression_ratio']:.2f}"
+                f"  {wall:.1f} s",
+                flush=True,
+            )
     del spectra
     memory["peak_rss_gb"]["fits"] = peak_rss_gb()
 
-    exact_cost = next((row["time_per_evaluation"] for row in rows
-                       if row["method"] == "exact/norm"), None)
+    exact_cost = next(
+        (row["time_per_evaluation"] for row in rows if row["method"] == "exact/norm"), None
+    )
     for row in rows:
-        row["cost_vs_exact_svd"] = (row["time_per_evaluation"] / exact_cost
-                                    if exact_cost else None)
+        row["cost_vs_exact_svd"] = row["time_per_evaluation"] / exact_cost if exact_cost else None
 
     tight, baseline_data = None, None
     if not args.fits_only:
@@ -363,9 +433,19 @@ def main():
                 continue
             t1 = time.perf_counter()
             labels = comm.bcast(rng.integers(K, size=args.samples) if root else None, root=0)
-            rows.append(baseline_row(f"random K={K}", labels_to_clusters(labels), blocks, widths,
-                                     r=r, eps=eps, comm=comm, n_rows=n_rows,
-                                     fit_time=time.perf_counter() - t1))
+            rows.append(
+                baseline_row(
+                    f"random K={K}",
+                    labels_to_clusters(labels),
+                    blocks,
+                    widths,
+                    r=r,
+                    eps=eps,
+                    comm=comm,
+                    n_rows=n_rows,
+                    fit_time=time.perf_counter() - t1,
+                )
+            )
         memory["peak_rss_gb"]["random"] = peak_rss_gb()
 
         # k-means and HDBSCAN on the flattened blocks (rows of rank 0's data: no copy) or on their
@@ -373,75 +453,131 @@ def main():
         D = args.baseline_sketch
         t1 = time.perf_counter()
         feats = (gaussian_sketch(data, D, args.seed) if D else data) if root else None
-        baseline_data = {"kind": "sketch" if D else "full", "dim": D or n_rows * r,
-                         "dtype": "float64", "time": time.perf_counter() - t1}
+        baseline_data = {
+            "kind": "sketch" if D else "full",
+            "dim": D or n_rows * r,
+            "dtype": "float64",
+            "time": time.perf_counter() - t1,
+        }
         if D:
-            baseline_data["sketch"] = (f"X G / sqrt({D}), X the flattened blocks, G standard normal "
-                                       f"(row-major stream of default_rng([{args.seed}, {D}]))")
+            baseline_data["sketch"] = (
+                f"X G / sqrt({D}), X the flattened blocks, G standard normal "
+                f"(row-major stream of default_rng([{args.seed}, {D}]))"
+            )
         if root:
-            print(f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
-                  f"({baseline_data['time']:.1f} s)", flush=True)
+            print(
+                f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
+                f"({baseline_data['time']:.1f} s)",
+                flush=True,
+            )
         suffix = f" (sketch D={D})" if D else ""
         K_est = fitted["estimator/norm"].metrics_["n_clusters"]
         from sklearn.cluster import HDBSCAN, KMeans
 
         t1 = time.perf_counter()
-        labels = KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats) \
-            if root else None
+        labels = (
+            KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats)
+            if root
+            else None
+        )
         labels = comm.bcast(labels, root=0)
-        rows.append(baseline_row(f"k-means K={K_est}{suffix}", labels_to_clusters(labels), blocks,
-                                 widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
-                                 fit_time=time.perf_counter() - t1))
+        rows.append(
+            baseline_row(
+                f"k-means K={K_est}{suffix}",
+                labels_to_clusters(labels),
+                blocks,
+                widths,
+                r=r,
+                eps=eps,
+                comm=comm,
+                n_rows=n_rows,
+                fit_time=time.perf_counter() - t1,
+            )
+        )
         memory["peak_rss_gb"]["k-means"] = peak_rss_gb()
         if not args.no_hdbscan:
             t1 = time.perf_counter()
             labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats) if root else None
             labels = comm.bcast(labels, root=0)
-            rows.append(baseline_row(f"HDBSCAN min=2{suffix}", labels_to_clusters(labels), blocks,
-                                     widths, r=r, eps=eps, comm=comm, n_rows=n_rows,
-                                     fit_time=time.perf_counter() - t1))
+            rows.append(
+                baseline_row(
+                    f"HDBSCAN min=2{suffix}",
+                    labels_to_clusters(labels),
+                    blocks,
+                    widths,
+                    r=r,
+                    eps=eps,
+                    comm=comm,
+                    n_rows=n_rows,
+                    fit_time=time.perf_counter() - t1,
+                )
+            )
             memory["peak_rss_gb"]["hdbscan"] = peak_rss_gb()
         del feats
 
         t1 = time.perf_counter()
-        tight = tightness(blocks, fitted["estimator/norm"].clusters_, r=r, comm=comm,
-                          max_clusters=args.tightness_max, seed=args.seed)
+        tight = tightness(
+            blocks,
+            fitted["estimator/norm"].clusters_,
+            r=r,
+            comm=comm,
+            max_clusters=args.tightness_max,
+            seed=args.seed,
+        )
         tight["time"] = time.perf_counter() - t1
         memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
 
     if root:
-        head = (f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
-                f"{'std':>8s} {'viol':>5s} {'pre-viol':>8s} {'time s':>8s} {'eval/exact':>10s}")
+        head = (
+            f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
+            f"{'std':>8s} {'viol':>5s} {'pre-viol':>8s} {'time s':>8s} {'eval/exact':>10s}"
+        )
         print("\n" + head + "\n" + "-" * len(head))
         for row in rows:
             pre = row.get("precertify_violations", "")
             cost = row.get("cost_vs_exact_svd")
             t = row.get("wall_time", row["cluster_time"] + row["certify_time"])
-            print(f"{row['method']:28s} {row['n_clusters']:8d} {row['n_nonsingletons']:6d} "
-                  f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
-                  f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
-                  f"{'' if cost is None else f'{cost:10.3f}'}")
+            print(
+                f"{row['method']:28s} {row['n_clusters']:8d} {row['n_nonsingletons']:6d} "
+                f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
+                f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
+                f"{'' if cost is None else f'{cost:10.3f}'}"
+            )
         if tight is not None:
-            print(f"\nbound / true error on {tight['n_clusters']} of the "
-                  f"{tight['n_nonsingleton_clusters']} non-singleton clusters of "
-                  "estimator/norm:")
+            print(
+                f"\nbound / true error on {tight['n_clusters']} of the "
+                f"{tight['n_nonsingleton_clusters']} non-singleton clusters of "
+                "estimator/norm:"
+            )
         for key, s in (tight or {"summary": {}})["summary"].items():
             if s["median_ratio"] is not None:
-                print(f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
-                      f"  max {s['max_ratio']:9.3f}  violations {s['violations']}"
-                  f"  time/exact SVD {s['time_vs_exact_svd']:.2f}")
+                print(
+                    f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
+                    f"  max {s['max_ratio']:9.3f}  violations {s['violations']}"
+                    f"  time/exact SVD {s['time_vs_exact_svd']:.2f}"
+                )
         result = {
             "protocol": {
-                "samples": args.samples, "seed": args.seed, "rank": r, "eps": eps,
-                "patience": args.patience, "n_cells": args.n_cells, "n_times": args.n_times,
-                "block_shape": [n_rows, r], "ranks": comm.size,
+                "samples": args.samples,
+                "seed": args.seed,
+                "rank": r,
+                "eps": eps,
+                "patience": args.patience,
+                "n_cells": args.n_cells,
+                "n_times": args.n_times,
+                "block_shape": [n_rows, r],
+                "ranks": comm.size,
                 "runs": [row["method"] for row in rows if "wall_time" in row],
             },
             "machine": {
-                "cpu": platform.machine(), "cores": os.cpu_count(),
-                "python": platform.python_version(), "numpy": np.__version__,
-                "blas": [(i["internal_api"], i.get("version"), i["num_threads"])
-                         for i in threadpool_info()],
+                "cpu": platform.machine(),
+                "cores": os.cpu_count(),
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "blas": [
+                    (i["internal_api"], i.get("version"), i["num_threads"])
+                    for i in threadpool_info()
+                ],
                 "blas_limited": [Path(f).name for f in limited],
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
             },
@@ -450,15 +586,15 @@ def main():
             "baseline_data": baseline_data,
             "memory": memory,
             "notes": "violations: clusters with exact e_r > eps after certification; "
-                     "precertify_violations: accepted by the predictor with e_r > eps; "
-                     "cost_vs_exact_svd: time per candidate evaluation / the exact-SVD "
-                     "predictor's time per candidate evaluation (same run); the per-block SVDs "
-                     "(spectra_time) are computed once and shared by all fits, so wall_time "
-                     "excludes them; errors: mean/std "
-                     "over non-singleton clusters that compress; k-means/HDBSCAN ran on "
-                     "baseline_data (the flattened blocks or their Gaussian sketch; its time "
-                     "is not in their cluster_time); memory: rank 0's peak RSS after each "
-                     "phase.",
+            "precertify_violations: accepted by the predictor with e_r > eps; "
+            "cost_vs_exact_svd: time per candidate evaluation / the exact-SVD "
+            "predictor's time per candidate evaluation (same run); the per-block SVDs "
+            "(spectra_time) are computed once and shared by all fits, so wall_time "
+            "excludes them; errors: mean/std "
+            "over non-singleton clusters that compress; k-means/HDBSCAN ran on "
+            "baseline_data (the flattened blocks or their Gaussian sketch; its time "
+            "is not in their cluster_time); memory: rank 0's peak RSS after each "
+            "phase.",
             "methods": rows,
             "tightness_on_estimator_clusters": tight,
         }

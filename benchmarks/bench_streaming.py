@@ -51,18 +51,18 @@ import platform
 import resource
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 from threadpoolctl import threadpool_info
 
-from rom.compress import compress
-from rom.hapod import dist_hapod, inc_hapod
-from rom.incremental_svd import IncrementalSVD
+from rom.compression._compress import compress
+from rom.compression._hapod import dist_hapod, inc_hapod
+from rom.compression._pod import pod
+from rom.compression.incremental_svd import IncrementalSVD
 from rom.parallel import row_range
-from rom.pod import pod
 
 RESULTS = Path(__file__).parent / "results"
 MIB = 2**20
@@ -98,9 +98,11 @@ def machine():
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "blas": [(i.get("internal_api"), i.get("version"), i.get("num_threads"))
-                 for i in threadpool_info()],
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "blas": [
+            (i.get("internal_api"), i.get("version"), i.get("num_threads"))
+            for i in threadpool_info()
+        ],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -175,8 +177,11 @@ def serial(args):
     }
     for name, fn in ours.items():
         t, (U, s, bound) = timed(fn, args.repeat)
-        runs[name] = {"time_s": t, "error_bound_rel": None if bound is None else bound / normX,
-                      **metrics(U, s)}
+        runs[name] = {
+            "time_s": t,
+            "error_bound_rel": None if bound is None else bound / normX,
+            **metrics(U, s),
+        }
         runs[name]["peak_mib"] = traced_peak(fn) / MIB
         print(name, json.dumps(runs[name]), flush=True)
     k_inc = runs["rom_incremental_svd"]["n_modes"]
@@ -195,16 +200,21 @@ def serial(args):
             return modes.to_numpy(), svals
 
         t, (U, s) = timed(pymor_inc, args.repeat)
-        runs["pymor_inc_vectorarray_hapod"] = {"time_s": t, "version": pymor.__version__,
-                                               **metrics(U, s)}
+        runs["pymor_inc_vectorarray_hapod"] = {
+            "time_s": t,
+            "version": pymor.__version__,
+            **metrics(U, s),
+        }
         runs["pymor_inc_vectorarray_hapod"]["peak_mib"] = traced_peak(pymor_inc) / MIB
         print("pymor", json.dumps(runs["pymor_inc_vectorarray_hapod"]), flush=True)
         # head to head in interleaved rounds (ours, pyMOR, ours, ...): this VM has slow and
         # fast phases of minutes, so separate blocks of repeats compare phases as well
         rounds = {"rom_incremental_svd": [], "pymor_inc_vectorarray_hapod": []}
         for _ in range(args.rounds):
-            for name, fn in (("rom_incremental_svd", isvd), ("pymor_inc_vectorarray_hapod",
-                                                             pymor_inc)):
+            for name, fn in (
+                ("rom_incremental_svd", isvd),
+                ("pymor_inc_vectorarray_hapod", pymor_inc),
+            ):
                 gc.collect()
                 tic = time.perf_counter()
                 fn()
@@ -235,8 +245,8 @@ def serial(args):
     inc = T["rom_incremental_svd"]
     mem_target = (1.3 * n * (k_inc + c) * 8 + 8 * MIB) / MIB
     ratios = {
-        "pymor_inc_hapod_over_rom_incremental":
-            T.get("pymor_inc_vectorarray_hapod", math.nan) / inc,
+        "pymor_inc_hapod_over_rom_incremental": T.get("pymor_inc_vectorarray_hapod", math.nan)
+        / inc,
         "pymor_inc_hapod_over_rom_inc_hapod": T.get("pymor_inc_vectorarray_hapod", math.nan)
         / T["rom_inc_hapod"],
         "ipca_over_rom_incremental": T["sklearn_incremental_pca"] / inc,
@@ -244,26 +254,39 @@ def serial(args):
         "rom_incremental_peak_over_target": runs["rom_incremental_svd"]["peak_mib"] / mem_target,
     }
     pm = runs.get("pymor_inc_vectorarray_hapod", {})
-    equal_acc = ("proj_rel_err" in pm
-                 and runs["rom_incremental_svd"]["proj_rel_err"]
-                 <= max(pm["proj_rel_err"], args.rel_err))
+    equal_acc = "proj_rel_err" in pm and runs["rom_incremental_svd"]["proj_rel_err"] <= max(
+        pm["proj_rel_err"], args.rel_err
+    )
     h2h = head_to_head
     if h2h is not None:
         ratios["pymor_inc_hapod_over_rom_incremental_round_median"] = h2h["median_ratio"]
     targets = {
-        "incremental >= 2x faster than pyMOR inc HAPOD (median of interleaved rounds)":
-            h2h is not None and h2h["median_ratio"] >= 2,
-        "incremental >= 2x faster than pyMOR inc HAPOD (best of separate repeats)":
-            ratios["pymor_inc_hapod_over_rom_incremental"] >= 2,
+        "incremental >= 2x faster than pyMOR inc HAPOD (median of interleaved rounds)": h2h
+        is not None
+        and h2h["median_ratio"] >= 2,
+        "incremental >= 2x faster than pyMOR inc HAPOD (best of separate repeats)": ratios[
+            "pymor_inc_hapod_over_rom_incremental"
+        ]
+        >= 2,
         "incremental accuracy within the target (as pyMOR's)": bool(equal_acc),
         "incremental >= 20x faster than IncrementalPCA": ratios["ipca_over_rom_incremental"] >= 20,
-        "incremental peak <= 1.3 n (rank + block) 8 B + 8 MiB":
-            ratios["rom_incremental_peak_over_target"] <= 1,
+        "incremental peak <= 1.3 n (rank + block) 8 B + 8 MiB": ratios[
+            "rom_incremental_peak_over_target"
+        ]
+        <= 1,
     }
     return {
-        "shape": [n, m], "block": c, "rel_err_target": args.rel_err, "eps_mean_square": eps,
-        "omega": omega, "numpy_svd_time_s": t_svd, "memory_target_mib": mem_target,
-        "runs": runs, "ratios": ratios, "targets": targets, "machine": machine(),
+        "shape": [n, m],
+        "block": c,
+        "rel_err_target": args.rel_err,
+        "eps_mean_square": eps,
+        "omega": omega,
+        "numpy_svd_time_s": t_svd,
+        "memory_target_mib": mem_target,
+        "runs": runs,
+        "ratios": ratios,
+        "targets": targets,
+        "machine": machine(),
         "head_to_head_pymor": h2h,
     }
 
@@ -286,8 +309,9 @@ def large(args):
                 normX2 += float(np.einsum("ij,ij->", b, b))
         t_write = None
     else:
-        store = SnapshotStore.create(path, {"u": np.arange(lo, hi, dtype=np.int64)}, comm=comm,
-                                     overwrite=True)
+        store = SnapshotStore.create(
+            path, {"u": np.arange(lo, hi, dtype=np.int64)}, comm=comm, overwrite=True
+        )
         for j in range(0, m, args.write_cols):
             cols = np.arange(j, min(m, j + args.write_cols))
             Xb = synthetic(n, m, lo=lo, hi=hi, cols=cols)
@@ -298,8 +322,14 @@ def large(args):
         comm.Barrier()
         t_write = time.perf_counter() - t0
     normX = math.sqrt(comm.allreduce(normX2))
-    res = {"ranks": comm.size, "shape": [n, m], "block": c, "write_time_s": t_write,
-           "store_bytes": n * m * 8, "machine": machine()}
+    res = {
+        "ranks": comm.size,
+        "shape": [n, m],
+        "block": c,
+        "write_time_s": t_write,
+        "store_bytes": n * m * 8,
+        "machine": machine(),
+    }
     for method, opts in (("incremental", {"l2_err": args.rel_err * normX}),):
         store = SnapshotStore.open(path, "r", comm=comm)
         comm.Barrier()
@@ -315,10 +345,15 @@ def large(args):
             err2 += float(np.sum(R * R))
         store.close()
         err = math.sqrt(comm.allreduce(err2))
-        res[method] = {"time_s": t, "n_modes": len(out.singular_values),
-                       "error_bound_rel": out.error_bound / normX, "true_proj_rel_err": err / normX,
-                       "bound_holds": bool(err <= out.error_bound * (1 + 1e-10)),
-                       "ru_maxrss_mib_per_rank": rss, "sigma_1": float(out.singular_values[0])}
+        res[method] = {
+            "time_s": t,
+            "n_modes": len(out.singular_values),
+            "error_bound_rel": out.error_bound / normX,
+            "true_proj_rel_err": err / normX,
+            "bound_holds": bool(err <= out.error_bound * (1 + 1e-10)),
+            "ru_maxrss_mib_per_rank": rss,
+            "sigma_1": float(out.singular_values[0]),
+        }
     if comm.rank == 0 and not (args.keep_store or args.reuse_store):
         import shutil
 
@@ -334,14 +369,21 @@ def main():
     p.add_argument("--block", type=int, default=None)
     p.add_argument("--rel-err", type=float, default=1e-3)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=7,
-                   help="interleaved rounds of the incremental SVD against pyMOR")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved rounds of the incremental SVD against pyMOR",
+    )
     p.add_argument("--large", action="store_true")
     p.add_argument("--store", default="/tmp/bench_streaming.h5")
     p.add_argument("--write-cols", type=int, default=50)
     p.add_argument("--keep-store", action="store_true")
-    p.add_argument("--reuse-store", action="store_true",
-                   help="skip writing: stream a store kept by an earlier --keep-store run")
+    p.add_argument(
+        "--reuse-store",
+        action="store_true",
+        help="skip writing: stream a store kept by an earlier --keep-store run",
+    )
     args = p.parse_args()
     if args.large:
         args.rows = args.rows or 1_000_000

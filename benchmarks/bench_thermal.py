@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from mpi4py import MPI
@@ -31,22 +31,41 @@ def main():
     p.add_argument("--n-test", type=int, default=10)
     p.add_argument("--out", default="run/bench_thermal")
     a = p.parse_args()
-    res = thermal.main(["--size", str(a.size), "--n-train", str(a.n_train), "--n-test",
-                        str(a.n_test), "--tol", "1e-3", "--out", a.out, "--no-plots"])
+    res = thermal.main(
+        [
+            "--size",
+            str(a.size),
+            "--n-train",
+            str(a.n_train),
+            "--n-test",
+            str(a.n_test),
+            "--tol",
+            "1e-3",
+            "--out",
+            a.out,
+            "--no-plots",
+        ]
+    )
     comm = MPI.COMM_WORLD
     if comm.rank == 0:
         h = res["held_out"]
         out = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "cores": os.cpu_count(), "size": a.size,
-            "n_dofs": res["n_dofs"], "ranks": comm.size, "n_modes": res["n_modes"],
-            "max_relative_error": h["max_relative_error"], "speedup_min": h["speedup_min"],
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "cores": os.cpu_count(),
+            "size": a.size,
+            "n_dofs": res["n_dofs"],
+            "ranks": comm.size,
+            "n_modes": res["n_modes"],
+            "max_relative_error": h["max_relative_error"],
+            "speedup_min": h["speedup_min"],
             "speedup_mean": h["speedup_mean"],
             "fom_time_s_mean": sum(h["fom_time_s"]) / len(h["fom_time_s"]),
             "rom_time_s_mean": sum(h["rom_time_s"]) / len(h["rom_time_s"]),
-            "targets": {"n_dofs >= 50000": res["n_dofs"] >= 50000,
-                        "speedup_min >= 100": h["speedup_min"] >= 100,
-                        "max_relative_error <= 1e-3": h["max_relative_error"] <= 1e-3},
+            "targets": {
+                "n_dofs >= 50000": res["n_dofs"] >= 50000,
+                "speedup_min >= 100": h["speedup_min"] >= 100,
+                "max_relative_error <= 1e-3": h["max_relative_error"] <= 1e-3,
+            },
         }
         (HERE / "results").mkdir(exist_ok=True)
         (HERE / "results" / "thermal.json").write_text(json.dumps(out, indent=2))

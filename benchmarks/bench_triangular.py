@@ -13,7 +13,7 @@ each call right after an untimed call of itself (the *repeat* protocol of ``benc
     ``scipy.linalg.blas.dtrmm`` (its f2py wrapper holds the GIL);
 ``trmm_rows_two_ranges``
     the same halves through ``rom.triangular.trmm_rows`` (scipy's Cython-level ``dtrmm`` by
-    ctypes, GIL released), as ``rom.pod.right_solve_upper`` runs them.
+    ctypes, GIL released), as ``rom.compression._pod.right_solve_upper`` runs them.
 
 Each copies ``X`` into a preallocated result first (as ``right_solve_upper`` does). Results are
 checked against numpy's ``X @ triu(U)``. Targets: ``trmm_rows`` in two ranges at least 1.5x
@@ -100,8 +100,9 @@ def main():
 
     ratios = {
         "scipy_two_ranges_over_trmm_rows": per_round("scipy_two_ranges", "trmm_rows_two_ranges"),
-        "trmm_rows_over_scipy_blas_threaded": per_round("trmm_rows_two_ranges",
-                                                        "scipy_blas_threaded"),
+        "trmm_rows_over_scipy_blas_threaded": per_round(
+            "trmm_rows_two_ranges", "scipy_blas_threaded"
+        ),
     }
     res = {
         "shape": [args.rows, args.cols],
@@ -112,17 +113,28 @@ def main():
         "round_ratio_medians": ratios,
         "max_rel_error_vs_numpy": errors,
         "targets": {
-            "trmm_rows two ranges >= 1.5x faster than scipy two ranges":
-                ratios["scipy_two_ranges_over_trmm_rows"] >= 1.5,
-            "trmm_rows two ranges within 1.15x of one BLAS-threaded call":
-                ratios["trmm_rows_over_scipy_blas_threaded"] <= 1.15,
+            "trmm_rows two ranges >= 1.5x faster than scipy two ranges": ratios[
+                "scipy_two_ranges_over_trmm_rows"
+            ]
+            >= 1.5,
+            "trmm_rows two ranges within 1.15x of one BLAS-threaded call": ratios[
+                "trmm_rows_over_scipy_blas_threaded"
+            ]
+            <= 1.15,
             "every variant equals numpy's product to 1e-14": max(errors.values()) <= 1e-14,
         },
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "triangular.json").write_text(json.dumps(res, indent=1))
-    print(json.dumps({k: res[k] for k in ("median_s", "round_ratio_medians",
-                                           "max_rel_error_vs_numpy", "targets")}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: res[k]
+                for k in ("median_s", "round_ratio_medians", "max_rel_error_vs_numpy", "targets")
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":

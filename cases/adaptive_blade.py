@@ -37,11 +37,11 @@ from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common
 
-from rom.enrichment import AdaptiveROM  # noqa: E402
-from rom.indicator import calibrate  # noqa: E402
-from rom.parallel import allreduce_sum, blas_threads  # noqa: E402
+from rom.adaptive.enrichment import AdaptiveROM
+from rom.adaptive.indicator import calibrate
+from rom.parallel import allreduce_sum, blas_threads
 
 SPOT_A, SPOT_B = (0.7, 0.5), (0.25, 0.75)
 TEST_LOAD = (330.0, 0.4, 80.0, 250.0, 0.5)  # A, g, S1, S2, hold
@@ -54,14 +54,16 @@ def blade_temperature(A: float, g: float, S1: float, S2: float, hold: float = 1.
         th = min(float(t) / hold, 1.0)
         r1 = (x[0] - SPOT_A[0]) ** 2 + (x[1] - SPOT_A[1]) ** 2
         r2 = (x[0] - SPOT_B[0]) ** 2 + (x[1] - SPOT_B[1]) ** 2
-        return 20.0 + th * (A * (1 + g * (x[0] - 0.5)) + S1 * np.exp(-r1 / 0.04)
-                            + S2 * np.exp(-r2 / 0.03))
+        return 20.0 + th * (
+            A * (1 + g * (x[0] - 0.5)) + S1 * np.exp(-r1 / 0.04) + S2 * np.exp(-r2 / 0.03)
+        )
 
     return T
 
 
-def sample_loads(n: int, rng: np.random.Generator, *, s2_max: float, hold_min: float = 1.0
-                 ) -> list[tuple]:
+def sample_loads(
+    n: int, rng: np.random.Generator, *, s2_max: float, hold_min: float = 1.0
+) -> list[tuple]:
     """A in [200, 350], g in [0, 0.6], S1 in [50, 200], S2 in [0, s2_max], hold in
     [hold_min, 1] (uniform, seeded)."""
     lo = np.array([200.0, 0.0, 50.0, 0.0, hold_min])
@@ -81,8 +83,10 @@ def step_errors(fom, U: np.ndarray, P: np.ndarray, ref) -> tuple[np.ndarray, np.
     def wnorm(X):
         return np.sqrt(np.maximum(allreduce_sum((X**2).T @ fom.qp_weights, comm), 0))
 
-    return (mnorm(U - ref.u) / max(mnorm(ref.u).max(), 1e-300),
-            wnorm(P - ref.p) / max(wnorm(ref.p).max(), 1e-300))
+    return (
+        mnorm(U - ref.u) / max(mnorm(ref.u).max(), 1e-300),
+        wnorm(P - ref.p) / max(wnorm(ref.p).max(), 1e-300),
+    )
 
 
 def timed_solve(fom, load: tuple, times: np.ndarray):
@@ -97,7 +101,7 @@ def timed_solve(fom, load: tuple, times: np.ndarray):
 
 def calibration_pairs(rom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indicator, true error) of every step of the unenriched ROM on held-out loads, the
-    input of :func:`rom.indicator.calibrate`; the error of a step is the larger of the u and
+    input of :func:`rom.adaptive.indicator.calibrate`; the error of a step is the larger of the u and
     p errors of :func:`step_errors` (collective)."""
     E, e = [], []
     for load in loads:
@@ -114,12 +118,17 @@ def main(argv=None) -> dict:
     p.add_argument("--dim", type=int, default=2, choices=[2, 3])
     p.add_argument("--n-steps", type=int, default=20, help="time steps on [0, 1]")
     p.add_argument("--n-cal", type=int, default=3, help="held-out loads for the calibration")
-    p.add_argument("--tol-E", type=float, default=None,
-                   help="indicator threshold (skips the calibration)")
+    p.add_argument(
+        "--tol-E", type=float, default=None, help="indicator threshold (skips the calibration)"
+    )
     p.add_argument("--max-enrichments", type=int, default=5)
     p.add_argument("--cubature-tol", type=float, default=1e-5)
-    p.add_argument("--svd-rtol", type=float, default=1e-6,
-                   help="relative singular-value truncation of the bases")
+    p.add_argument(
+        "--svd-rtol",
+        type=float,
+        default=1e-6,
+        help="relative singular-value truncation of the bases",
+    )
     p.add_argument("--reconstruction", default="gappy", choices=["gappy", "replay"])
     p.add_argument("--hold", type=float, default=TEST_LOAD[4], help="hold time of the new load")
     args, comm, log, out = common.start(p, argv)
@@ -142,17 +151,20 @@ def main(argv=None) -> dict:
         tic = time.perf_counter()
         fom = ViscoplasticModel(comm, dim=args.dim, size=args.size, load=Load(), times=times)
         timings["setup"] = time.perf_counter() - tic
-        log.info("FOM: %d dofs, %d-D, %d steps, %d rank(s)", fom.n_dofs, args.dim, len(times),
-                 comm.size)
+        log.info(
+            "FOM: %d dofs, %d-D, %d steps, %d rank(s)", fom.n_dofs, args.dim, len(times), comm.size
+        )
         tic = time.perf_counter()
         trajs = [timed(load)[0] for load in train]
         timings["offline_fom"] = time.perf_counter() - tic
 
         tic = time.perf_counter()
         rom = AdaptiveROM(
-            svd_rtol=args.svd_rtol, cubature_tol=args.cubature_tol,
+            svd_rtol=args.svd_rtol,
+            cubature_tol=args.cubature_tol,
             tol_E=np.inf if args.tol_E is None else args.tol_E,
-            max_enrichments=args.max_enrichments, reconstruction=args.reconstruction,
+            max_enrichments=args.max_enrichments,
+            reconstruction=args.reconstruction,
             seed=args.seed,
         ).fit(fom, trajs)
         timings["offline_rom"] = time.perf_counter() - tic
@@ -164,8 +176,13 @@ def main(argv=None) -> dict:
             res = calibrate(E_cal, e_cal, target=args.tol)
             # the held-out loads may all lie under the target: keep a threshold above them
             rom.tol_E = res.tol_E
-            calibration = {"tol_E": res.tol_E, "spearman": res.spearman,
-                           "miss_rate": res.miss_rate, "E": E_cal, "e": e_cal}
+            calibration = {
+                "tol_E": res.tol_E,
+                "spearman": res.spearman,
+                "miss_rate": res.miss_rate,
+                "E": E_cal,
+                "e": e_cal,
+            }
             timings["calibration"] = time.perf_counter() - tic
             log.info("calibrated tol_E = %.3e (Spearman %.2f)", res.tol_E, res.spearman)
 
@@ -196,16 +213,25 @@ def main(argv=None) -> dict:
         "calibration": calibration,
         "target": args.tol,
         "unenriched": {
-            "indicator": plain.indicator, "error_u": eu0, "error_p": ep0,
-            "max_error_u": float(eu0.max()), "max_error_p": float(ep0.max()),
-            "n_modes": int(plain.n_modes[0]), "n_points": int(plain.n_points[0]),
+            "indicator": plain.indicator,
+            "error_u": eu0,
+            "error_p": ep0,
+            "max_error_u": float(eu0.max()),
+            "max_error_p": float(ep0.max()),
+            "n_modes": int(plain.n_modes[0]),
+            "n_points": int(plain.n_points[0]),
         },
         "adaptive": {
-            "indicator": adaptive.indicator, "enriched_steps": np.flatnonzero(adaptive.enriched),
-            "error_u": eu1, "error_p": ep1,
-            "max_error_u": float(eu1.max()), "max_error_p": float(ep1.max()),
-            "fom_steps": adaptive.fom_steps, "n_modes": adaptive.n_modes,
-            "n_points": adaptive.n_points, "wall_time": adaptive.wall_time,
+            "indicator": adaptive.indicator,
+            "enriched_steps": np.flatnonzero(adaptive.enriched),
+            "error_u": eu1,
+            "error_p": ep1,
+            "max_error_u": float(eu1.max()),
+            "max_error_p": float(ep1.max()),
+            "fom_steps": adaptive.fom_steps,
+            "n_modes": adaptive.n_modes,
+            "n_points": adaptive.n_points,
+            "wall_time": adaptive.wall_time,
         },
         "speedup_adaptive": t_fom / t_adapt,
         "speedup_unenriched": t_fom / t_plain,
@@ -214,19 +240,60 @@ def main(argv=None) -> dict:
     }
     files = ["summary.json"]
     if comm.rank == 0:
-        rows = [[k, float(times[k]), float(plain.indicator[k]), float(eu0[k]), float(ep0[k]),
-                 float(adaptive.indicator[k]), "FOM" if adaptive.enriched[k] else "",
-                 float(eu1[k]), float(ep1[k])] for k in range(len(times))]
-        print(f"\nAdaptive ROM: {fom.n_dofs} dofs ({args.dim}-D), {comm.size} rank(s), "
-              f"{len(train)} training loads, tol_E = {rom.tol_E:.3e}, target {args.tol:g}")
-        print(common.table(rows, ["k", "t", "E (plain)", "e_u (plain)", "e_p (plain)",
-                                  "E (adapt.)", "step", "e_u (adapt.)", "e_p (adapt.)"]))
-        print(f"full-order steps used: {adaptive.fom_steps}; wall time FOM {t_fom:.3f} s, "
-              f"unenriched ROM {t_plain:.3f} s, adaptive ROM {t_adapt:.3f} s "
-              f"(speed-up {t_fom / t_adapt:.1f}x)")
+        rows = [
+            [
+                k,
+                float(times[k]),
+                float(plain.indicator[k]),
+                float(eu0[k]),
+                float(ep0[k]),
+                float(adaptive.indicator[k]),
+                "FOM" if adaptive.enriched[k] else "",
+                float(eu1[k]),
+                float(ep1[k]),
+            ]
+            for k in range(len(times))
+        ]
+        print(
+            f"\nAdaptive ROM: {fom.n_dofs} dofs ({args.dim}-D), {comm.size} rank(s), "
+            f"{len(train)} training loads, tol_E = {rom.tol_E:.3e}, target {args.tol:g}"
+        )
+        print(
+            common.table(
+                rows,
+                [
+                    "k",
+                    "t",
+                    "E (plain)",
+                    "e_u (plain)",
+                    "e_p (plain)",
+                    "E (adapt.)",
+                    "step",
+                    "e_u (adapt.)",
+                    "e_p (adapt.)",
+                ],
+            )
+        )
+        print(
+            f"full-order steps used: {adaptive.fom_steps}; wall time FOM {t_fom:.3f} s, "
+            f"unenriched ROM {t_plain:.3f} s, adaptive ROM {t_adapt:.3f} s "
+            f"(speed-up {t_fom / t_adapt:.1f}x)"
+        )
         if not args.no_plots:
-            files += _plots(out, times, plain, adaptive, eu0, ep0, eu1, ep1, rom.tol_E, args.tol,
-                            calibration, {"FOM": t_fom, "ROM": t_plain, "adaptive ROM": t_adapt})
+            files += _plots(
+                out,
+                times,
+                plain,
+                adaptive,
+                eu0,
+                ep0,
+                eu1,
+                ep1,
+                rom.tol_E,
+                args.tol,
+                calibration,
+                {"FOM": t_fom, "ROM": t_plain, "adaptive ROM": t_adapt},
+            )
     common.write_summary(out, "adaptive_blade", args, results, timings, files, comm)
     return results
 
@@ -255,17 +322,32 @@ def _plots(out, times, plain, adaptive, eu0, ep0, eu1, ep1, tol_E, target, calib
 
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
     ax[0].semilogy(times, np.maximum(plain.indicator, floor), "o-", ms=3, label="indicator E_k")
-    ax[0].semilogy(times, np.maximum(np.maximum(eu0, ep0), floor), "s--", ms=3,
-                   label="true error max(e_u, e_p)")
+    ax[0].semilogy(
+        times,
+        np.maximum(np.maximum(eu0, ep0), floor),
+        "s--",
+        ms=3,
+        label="true error max(e_u, e_p)",
+    )
     ax[0].axhline(tol_E, color="r", ls=":", label="tol_E")
     ax[0].set_xlabel("t")
     ax[0].legend(fontsize=8)
     ax[0].set_title("(2) indicator vs true error")
     if calibration is not None:
-        ax[1].loglog(np.maximum(calibration["E"], floor), np.maximum(calibration["e"], floor),
-                     "o", ms=3, label="calibration loads")
-    ax[1].loglog(np.maximum(plain.indicator, floor), np.maximum(np.maximum(eu0, ep0), floor),
-                 "s", ms=3, label="new load")
+        ax[1].loglog(
+            np.maximum(calibration["E"], floor),
+            np.maximum(calibration["e"], floor),
+            "o",
+            ms=3,
+            label="calibration loads",
+        )
+    ax[1].loglog(
+        np.maximum(plain.indicator, floor),
+        np.maximum(np.maximum(eu0, ep0), floor),
+        "s",
+        ms=3,
+        label="new load",
+    )
     ax[1].axvline(tol_E, color="r", ls=":")
     ax[1].axhline(target, color="k", ls=":")
     ax[1].set_xlabel("E_k")

@@ -12,7 +12,7 @@ import json
 import logging
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,12 @@ from mpi4py import MPI
 import rom
 from rom.summary import jsonable
 
+rom.limit_blas_per_rank()  # under mpirun: each rank's BLAS pool gets its share of the cores
 
-def parser(description: str, *, size: int, n_train: int, tol: float, out: str) -> argparse.ArgumentParser:
+
+def parser(
+    description: str, *, size: int, n_train: int, tol: float, out: str
+) -> argparse.ArgumentParser:
     """The shared argument parser with per-case defaults."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--out", type=Path, default=Path(out), help="output directory")
@@ -61,7 +65,12 @@ def setup_logging(level: str, comm: MPI.Comm) -> logging.Logger:
 
 
 def write_summary(
-    out: Path, case: str, args: argparse.Namespace, results: dict, timings: dict, files: list,
+    out: Path,
+    case: str,
+    args: argparse.Namespace,
+    results: dict,
+    timings: dict,
+    files: list,
     comm: MPI.Comm,
 ) -> Path:
     """Write ``<out>/summary.json`` on rank 0 (collective call; returns the path)."""
@@ -70,7 +79,7 @@ def write_summary(
         summary = {
             "case": case,
             "version": rom.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "ranks": comm.size,
             "python": platform.python_version(),
             "args": vars(args),

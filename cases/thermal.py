@@ -24,14 +24,14 @@ from mpi4py import MPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+import common
 
-import rom  # noqa: E402
-from rom.compress import compress  # noqa: E402
-from rom.io import SnapshotStore  # noqa: E402
-from rom.parallel import blas_threads  # noqa: E402
-from rom.reduced import LinearAffineROM, space_time_error  # noqa: E402
-from rom.sampling import latin_hypercube  # noqa: E402
+import rom
+from rom.compression._compress import compress
+from rom.io import SnapshotStore
+from rom.models.galerkin import LinearAffineROM, space_time_error
+from rom.parallel import blas_threads
+from rom.sampling import latin_hypercube
 
 TOLERANCES = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 
@@ -40,13 +40,19 @@ def main(argv=None) -> dict:
     p = common.parser(__doc__.splitlines()[0], size=12, n_train=16, tol=1e-3, out="run/thermal")
     p.add_argument("--n-test", type=int, default=10, help="number of held-out parameters")
     p.add_argument("--n-steps", type=int, default=30, help="implicit Euler steps per trajectory")
-    p.add_argument("--compressor", default="batch",
-                   choices=["batch", "incremental", "hapod", "randomized"])
-    p.add_argument("--safety", type=float, default=0.01,
-                   help="basis size from the POD tolerance safety*tol (held-out error > POD tail)")
+    p.add_argument(
+        "--compressor", default="batch", choices=["batch", "incremental", "hapod", "randomized"]
+    )
+    p.add_argument(
+        "--safety",
+        type=float,
+        default=0.01,
+        help="basis size from the POD tolerance safety*tol (held-out error > POD tail)",
+    )
     args, comm, log, out = common.start(p, argv)
 
     import dolfinx_solver  # noqa: F401  (before dolfinx)
+
     from solvers.heat import HeatModel
 
     timings: dict[str, float] = {}
@@ -54,27 +60,39 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         model = HeatModel(comm, size=args.size, n_steps=args.n_steps)
         timings["setup"] = time.perf_counter() - t0
-        log.info("heat model: %d dofs on %d rank(s), %d steps", model.n_dofs, comm.size, model.n_steps)
+        log.info(
+            "heat model: %d dofs on %d rank(s), %d steps", model.n_dofs, comm.size, model.n_steps
+        )
 
         # conductivities and the heat-transfer coefficient span decades: sample them in log
         log_scale = [name != "q_flux" for name in model.parameter_names]
-        mus_train = latin_hypercube(model.parameter_ranges, args.n_train, seed=args.seed,
-                                    log_scale=log_scale)
-        mus_test = latin_hypercube(model.parameter_ranges, args.n_test, seed=args.seed + 1,
-                                   log_scale=log_scale)
+        mus_train = latin_hypercube(
+            model.parameter_ranges, args.n_train, seed=args.seed, log_scale=log_scale
+        )
+        mus_test = latin_hypercube(
+            model.parameter_ranges, args.n_test, seed=args.seed + 1, log_scale=log_scale
+        )
 
         # Offline 1: full-order trajectories into the snapshot store
         path = out / "thermal.h5"
         store = SnapshotStore.create(
-            path, {"temperature": model.keys}, parameter_names=model.parameter_names, comm=comm,
-            overwrite=True, attrs={"case": "thermal", "dt": model.dt},
+            path,
+            {"temperature": model.keys},
+            parameter_names=model.parameter_names,
+            comm=comm,
+            overwrite=True,
+            attrs={"case": "thermal", "dt": model.dt},
         )
         store.write_mesh(*(model.mesh_for_plot() or (None, None)))
         t0 = time.perf_counter()
         for i, mu in enumerate(mus_train):
             U = model.solve(mu)
-            store.append({"temperature": U}, parameters=mu, time=model.times,
-                         sample=np.full(model.n_steps, i))
+            store.append(
+                {"temperature": U},
+                parameters=mu,
+                time=model.times,
+                sample=np.full(model.n_steps, i),
+            )
         timings["offline_fom"] = time.perf_counter() - t0
         store.close()
 
@@ -82,7 +100,11 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         store = SnapshotStore.open(path, "r", comm=comm, keys={"temperature": model.keys})
         result = compress(
-            store, method=args.compressor, field="temperature", product=model.mass, comm=comm,
+            store,
+            method=args.compressor,
+            field="temperature",
+            product=model.mass,
+            comm=comm,
             rel_l2_err=min(TOLERANCES) / 10,
         )
         store.close()
@@ -90,16 +112,24 @@ def main(argv=None) -> dict:
         timings["offline_compression"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         full_rom = LinearAffineROM.from_full(
-            modes, mass=model.mass, stiffness=model.stiffness_terms, rhs=model.rhs_terms,
-            comm=comm, theta_a=model.theta_a, theta_f=model.theta_f,
+            modes,
+            mass=model.mass,
+            stiffness=model.stiffness_terms,
+            rhs=model.rhs_terms,
+            comm=comm,
+            theta_a=model.theta_a,
+            theta_f=model.theta_f,
         )
         timings["offline_projection"] = time.perf_counter() - t0
         total = float(np.sum(sv**2)) + (result.error_bound or 0.0) ** 2
-        tails = rom.truncation.tail_energies(sv)
-        sizes = {tol: int(rom.truncation_rank(sv, rel_l2_err=tol, total_energy=total))
-                 for tol in TOLERANCES}
-        n_target = max(1, int(rom.truncation_rank(sv, rel_l2_err=args.safety * args.tol,
-                                                  total_energy=total)))
+        tails = rom.compression.truncation.tail_energies(sv)
+        sizes = {
+            tol: int(rom.truncation_rank(sv, rel_l2_err=tol, total_energy=total))
+            for tol in TOLERANCES
+        }
+        n_target = max(
+            1, int(rom.truncation_rank(sv, rel_l2_err=args.safety * args.tol, total_energy=total))
+        )
         log.info("POD: %d modes kept, N=%d for tol=%.1e", len(sv), n_target, args.tol)
 
         # Online: held-out parameters
@@ -126,8 +156,10 @@ def main(argv=None) -> dict:
             )
 
     speedups = np.array(t_fom) / np.array(t_rom)
-    rows = [[i, *np.round(mu, 3).tolist(), t_fom[i], t_rom[i], float(speedups[i]), err_target[i]]
-            for i, mu in enumerate(mus_test)]
+    rows = [
+        [i, *np.round(mu, 3).tolist(), t_fom[i], t_rom[i], float(speedups[i]), err_target[i]]
+        for i, mu in enumerate(mus_test)
+    ]
     header = ["test", *model.parameter_names, "FOM s", "ROM s", "speed-up", "rel. error"]
     results = {
         "n_dofs": model.n_dofs,
@@ -147,17 +179,25 @@ def main(argv=None) -> dict:
             "speedup_mean": float(np.mean(speedups)),
             "speedup_min": float(np.min(speedups)),
         },
-        "error_vs_basis_size": {"n": size_grid, "max": errors.max(axis=0), "mean": errors.mean(axis=0)},
+        "error_vs_basis_size": {
+            "n": size_grid,
+            "max": errors.max(axis=0),
+            "mean": errors.mean(axis=0),
+        },
         "projection_tail_rel": [float(np.sqrt(tails[n] / total)) for n in size_grid],
         "tol_met": bool(np.max(err_target) <= args.tol),
     }
     files = ["thermal.h5", "summary.json"]
     if comm.rank == 0:
-        print(f"\nThermal ROM: {model.n_dofs} dofs, {comm.size} rank(s), {len(mus_train)} training "
-              f"trajectories x {model.n_steps} steps, N = {n_target} modes (tol {args.tol:g})")
+        print(
+            f"\nThermal ROM: {model.n_dofs} dofs, {comm.size} rank(s), {len(mus_train)} training "
+            f"trajectories x {model.n_steps} steps, N = {n_target} modes (tol {args.tol:g})"
+        )
         print(common.table(rows, header))
-        print(f"max held-out error {np.max(err_target):.3e}  (target {args.tol:g}: "
-              f"{'met' if results['tol_met'] else 'NOT met'}),  mean speed-up {np.mean(speedups):.0f}x")
+        print(
+            f"max held-out error {np.max(err_target):.3e}  (target {args.tol:g}: "
+            f"{'met' if results['tol_met'] else 'NOT met'}),  mean speed-up {np.mean(speedups):.0f}x"
+        )
         print("basis size for tolerance: " + ", ".join(f"{t:g}->{n}" for t, n in sizes.items()))
         if not args.no_plots:
             files += _plots(out, sv, size_grid, errors, results, model, store_path=path, modes=None)
@@ -169,10 +209,20 @@ def main(argv=None) -> dict:
 
 def _write_modes(path: Path, modes, sv, model, comm) -> None:
     """POD modes as a snapshot store (one column per mode), readable by any rank count."""
-    st = SnapshotStore.create(path, {"temperature": model.keys}, parameter_names=("singular_value",),
-                              comm=comm, overwrite=True, attrs={"content": "POD modes (L2)"})
-    st.append({"temperature": modes}, parameters=sv[:, None], time=np.zeros(len(sv)),
-              sample=np.arange(len(sv)))
+    st = SnapshotStore.create(
+        path,
+        {"temperature": model.keys},
+        parameter_names=("singular_value",),
+        comm=comm,
+        overwrite=True,
+        attrs={"content": "POD modes (L2)"},
+    )
+    st.append(
+        {"temperature": modes},
+        parameters=sv[:, None],
+        time=np.zeros(len(sv)),
+        sample=np.arange(len(sv)),
+    )
     st.close()
 
 

@@ -2,7 +2,7 @@
 
 The docstrings follow numpydoc, whose math and cross-references are reST:
 ``:math:`x``` and ``.. math::`` blocks become arithmatex math (``\\(x\\)``, ``\\[x\\]``),
-``:func:`rom.pod``` and friends become code spans. Loaded by mkdocstrings (``mkdocs.yml``).
+``:func:`rom.compression._pod``` and friends become code spans. Loaded by mkdocstrings (``mkdocs.yml``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def rst_to_markdown(text: str) -> str:
         indent, first = m.group(1), m.group(2).strip()
         body = [first] if first else []
         i += 1
-        while i < len(lines) and (not lines[i].strip() or
-                                  len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+        while i < len(lines) and (
+            not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)
+        ):
             body.append(lines[i].strip())
             i += 1
         while body and not body[-1]:

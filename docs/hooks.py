@@ -26,16 +26,33 @@ def _root(config) -> Path:
     return Path(config.config_file_path).resolve().parent
 
 
+def public_modules(root: Path, pkg: str) -> list[tuple[str, Path]]:
+    """``(dotted name, path)`` of every public module and sub-package of ``pkg``.
+
+    Private modules (``_name.py``) are left out: their public names are re-exported by their
+    package and documented on its page.
+    """
+    out = []
+    for path in sorted((root / pkg).rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+            if len(parts) == 1:
+                continue  # the top package: its names are documented in their modules
+        if any(p.startswith("_") for p in parts):
+            continue
+        out.append((".".join(parts), path))
+    return out
+
+
 def _modules(config) -> dict[str, list[tuple[str, str]]]:
     """Per package, ``(module, first docstring line)`` for every public module."""
     out = {}
     for pkg in PACKAGES:
         mods = []
-        for path in sorted((_root(config) / pkg).glob("*.py")):
-            if path.stem.startswith("_"):
-                continue
+        for name, path in public_modules(_root(config), pkg):
             doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-            mods.append((f"{pkg}.{path.stem}", doc.strip().splitlines()[0] if doc else ""))
+            mods.append((name, doc.strip().splitlines()[0] if doc else ""))
         out[pkg] = mods
     return out
 
@@ -69,8 +86,12 @@ def on_config(config):
 
 def on_files(files, config):
     mods = _modules(config)
-    lines = ["# API reference", "",
-             "Generated from the numpy-style docstrings (one page per module).", ""]
+    lines = [
+        "# API reference",
+        "",
+        "Generated from the numpy-style docstrings (one page per module).",
+        "",
+    ]
     for pkg, title in PACKAGES.items():
         lines += [f"## {title}", "", "| module | summary |", "|---|---|"]
         lines += [f"| [`{m}`]({m}.md) | {summary.replace('|', '/')} |" for m, summary in mods[pkg]]

@@ -34,9 +34,15 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from .io import SnapshotStore, StoreError
-from .parallel import allreduce_sum, blas_threads, check_collective, row_range
-from .summary import jsonable
+from rom.io import SnapshotStore, StoreError
+from rom.parallel import (
+    allreduce_sum,
+    blas_threads,
+    check_collective,
+    limit_blas_per_rank,
+    row_range,
+)
+from rom.summary import jsonable
 
 __all__ = ["main", "build_parser", "describe_store", "format_info", "parse_columns", "CLIError"]
 
@@ -210,8 +216,10 @@ def describe_store(store: SnapshotStore) -> dict[str, Any]:
     m = store.n_snapshots
     P = store.parameters
     params = {
-        name: {"min": float(P[:, i].min()) if m else None,
-               "max": float(P[:, i].max()) if m else None}
+        name: {
+            "min": float(P[:, i].min()) if m else None,
+            "max": float(P[:, i].max()) if m else None,
+        }
         for i, name in enumerate(store.parameter_names)
     }
     s = store.sample
@@ -220,26 +228,38 @@ def describe_store(store: SnapshotStore) -> dict[str, Any]:
     tf = t[np.isfinite(t)]
     segs = store.segments
     mesh = store.read_mesh()
-    return jsonable({
-        "path": str(store.path),
-        "format": root["format"],
-        "schema_version": store.schema_version,
-        "created": root["created"],
-        "library_version": root["library_version"],
-        "n_snapshots": m,
-        "fields": {name: {"n_dofs": store.n_dofs(name), "shape": [store.n_dofs(name), m]}
-                   for name in store.fields},
-        "parameters": params,
-        "samples": {"n_samples": int(ids.size), "ids": ids[:50],
-                    "unassigned": int(np.count_nonzero(s < 0))},
-        "time": {"min": float(tf.min()), "max": float(tf.max())} if tf.size else None,
-        "segments": {"count": len(segs), "n_columns": [c for _, c in segs]},
-        "mesh": None if mesh is None else {
-            "n_points": int(mesh[0].shape[0]), "n_cells": int(mesh[1].shape[0]),
-            "gdim": int(mesh[0].shape[1]), "vertices_per_cell": int(mesh[1].shape[1])},
-        "attrs": store.attrs,
-        "size_bytes": _dir_size(store.path),
-    })
+    return jsonable(
+        {
+            "path": str(store.path),
+            "format": root["format"],
+            "schema_version": store.schema_version,
+            "created": root["created"],
+            "library_version": root["library_version"],
+            "n_snapshots": m,
+            "fields": {
+                name: {"n_dofs": store.n_dofs(name), "shape": [store.n_dofs(name), m]}
+                for name in store.fields
+            },
+            "parameters": params,
+            "samples": {
+                "n_samples": int(ids.size),
+                "ids": ids[:50],
+                "unassigned": int(np.count_nonzero(s < 0)),
+            },
+            "time": {"min": float(tf.min()), "max": float(tf.max())} if tf.size else None,
+            "segments": {"count": len(segs), "n_columns": [c for _, c in segs]},
+            "mesh": None
+            if mesh is None
+            else {
+                "n_points": int(mesh[0].shape[0]),
+                "n_cells": int(mesh[1].shape[0]),
+                "gdim": int(mesh[0].shape[1]),
+                "vertices_per_cell": int(mesh[1].shape[1]),
+            },
+            "attrs": store.attrs,
+            "size_bytes": _dir_size(store.path),
+        }
+    )
 
 
 def format_info(d: dict[str, Any]) -> str:
@@ -262,16 +282,27 @@ def format_info(d: dict[str, Any]) -> str:
     sm = d["samples"]
     lines.append(f"samples         {sm['n_samples']} ({sm['unassigned']} columns without one)")
     tm = d["time"]
-    lines.append("time            "
-                 + ("-" if tm is None else f"[{tm['min']:.6g}, {tm['max']:.6g}]"))
+    lines.append(
+        "time            " + ("-" if tm is None else f"[{tm['min']:.6g}, {tm['max']:.6g}]")
+    )
     sg = d["segments"]
     cols = sg["n_columns"]
-    lines.append(f"segments        {sg['count']}" + (
-        f" ({min(cols)}..{max(cols)} columns each)" if cols else ""))
+    lines.append(
+        f"segments        {sg['count']}"
+        + (f" ({min(cols)}..{max(cols)} columns each)" if cols else "")
+    )
     ms = d["mesh"]
-    lines.append("mesh            " + ("none" if ms is None else (
-        f"{ms['n_points']} points (dimension {ms['gdim']}), {ms['n_cells']} cells "
-        f"({ms['vertices_per_cell']} vertices each)")))
+    lines.append(
+        "mesh            "
+        + (
+            "none"
+            if ms is None
+            else (
+                f"{ms['n_points']} points (dimension {ms['gdim']}), {ms['n_cells']} cells "
+                f"({ms['vertices_per_cell']} vertices each)"
+            )
+        )
+    )
     if d["attrs"]:
         lines.append("attrs           " + ", ".join(f"{k}={v}" for k, v in d["attrs"].items()))
     return "\n".join(lines)
@@ -295,7 +326,7 @@ _TRUNCATION = ("rank", "rtol", "l2_err", "rel_l2_err", "eps")
 
 
 def _cmd_compress(args: argparse.Namespace, comm: MPI.Comm) -> int:
-    from .compress import compress
+    from rom.compression._compress import compress
 
     out = Path(args.out)
     if out.resolve() == Path(args.store).resolve():
@@ -309,33 +340,59 @@ def _cmd_compress(args: argparse.Namespace, comm: MPI.Comm) -> int:
         keys = st.keys(field)[start:stop]  # the rows compress() reads ("owned" = this block)
         mesh = st.read_mesh()
         t0 = time.perf_counter()
-        res = compress(st, method=args.method, field=field, chunk=args.chunk, comm=comm,
-                       progress=not args.no_progress, **opts)
+        res = compress(
+            st,
+            method=args.method,
+            field=field,
+            chunk=args.chunk,
+            comm=comm,
+            progress=not args.no_progress,
+            **opts,
+        )
         elapsed = time.perf_counter() - t0
     N = len(res.singular_values)
     if N == 0:
         raise CLIError("no mode kept (the snapshots are zero, or the truncation keeps none)")
     modes = SnapshotStore.create(
-        out, {field: keys}, parameter_names=("singular_value",), comm=comm,
+        out,
+        {field: keys},
+        parameter_names=("singular_value",),
+        comm=comm,
         overwrite=args.overwrite,
-        attrs={"content": "modes", "source": str(args.store), "field": field,
-               "method": args.method, "n_snapshots": int(res.n_snapshots),
-               "error_bound": float("nan") if res.error_bound is None else res.error_bound},
+        attrs={
+            "content": "modes",
+            "source": str(args.store),
+            "field": field,
+            "method": args.method,
+            "n_snapshots": int(res.n_snapshots),
+            "error_bound": float("nan") if res.error_bound is None else res.error_bound,
+        },
     )
     with modes:
-        modes.append({field: res.modes}, parameters=res.singular_values[:, None],
-                     time=np.zeros(N), sample=np.arange(N))
+        modes.append(
+            {field: res.modes},
+            parameters=res.singular_values[:, None],
+            time=np.zeros(N),
+            sample=np.arange(N),
+        )
         if mesh is not None:
             modes.write_mesh(*mesh)
     total = res.details.get("total_energy")
-    rel = (res.error_bound / math.sqrt(total)
-           if res.error_bound is not None and total else None)
+    rel = res.error_bound / math.sqrt(total) if res.error_bound is not None and total else None
     summary = {
-        "store": str(args.store), "field": field, "method": args.method,
-        "n_dofs": n_dofs, "n_snapshots": res.n_snapshots, "n_modes": N,
-        "truncation": opts, "singular_values": res.singular_values,
-        "error_bound": res.error_bound, "relative_error_bound": rel,
-        "time_s": elapsed, "ranks": comm.size, "out": str(out),
+        "store": str(args.store),
+        "field": field,
+        "method": args.method,
+        "n_dofs": n_dofs,
+        "n_snapshots": res.n_snapshots,
+        "n_modes": N,
+        "truncation": opts,
+        "singular_values": res.singular_values,
+        "error_bound": res.error_bound,
+        "relative_error_bound": rel,
+        "time_s": elapsed,
+        "ranks": comm.size,
+        "out": str(out),
     }
     if args.json:
         _echo(comm, json.dumps(jsonable(summary), indent=2))
@@ -344,21 +401,26 @@ def _cmd_compress(args: argparse.Namespace, comm: MPI.Comm) -> int:
         bound = "-" if res.error_bound is None else f"{res.error_bound:.3e}"
         if rel is not None:
             bound += f" (relative {rel:.3e})"
-        _echo(comm, "\n".join([
-            f"compressed {res.n_snapshots} snapshots of {field!r} ({n_dofs} rows) with "
-            f"method {args.method!r} on {comm.size} rank(s) in {elapsed:.3g} s",
-            f"modes kept      {N}",
-            f"singular values {sv[0]:.6e} ... {sv[-1]:.6e}",
-            f"error bound     ||S - U U^T S||_F <= {bound}",
-            f"wrote           {out}",
-        ]))
+        _echo(
+            comm,
+            "\n".join(
+                [
+                    f"compressed {res.n_snapshots} snapshots of {field!r} ({n_dofs} rows) with "
+                    f"method {args.method!r} on {comm.size} rank(s) in {elapsed:.3g} s",
+                    f"modes kept      {N}",
+                    f"singular values {sv[0]:.6e} ... {sv[-1]:.6e}",
+                    f"error bound     ||S - U U^T S||_F <= {bound}",
+                    f"wrote           {out}",
+                ]
+            ),
+        )
     return 0
 
 
 # ---------------------------------------------------------------------------- cluster
 def _cmd_cluster(args: argparse.Namespace, comm: MPI.Comm) -> int:
-    from .clustering import KMedoids
-    from .dissimilarity import sine_dissimilarity
+    from rom.local.clustering import KMedoids
+    from rom.local.dissimilarity import sine_dissimilarity
 
     out = Path(args.out)
     _check_output(out, args.overwrite)
@@ -366,30 +428,47 @@ def _cmd_cluster(args: argparse.Namespace, comm: MPI.Comm) -> int:
         field = _field_arg(st, args.field)
         m = st.n_snapshots
         if not 1 <= args.n_clusters <= m:
-            raise CLIError(f"--n-clusters must be in [1, {m}] (the number of snapshots), "
-                           f"got {args.n_clusters}")
+            raise CLIError(
+                f"--n-clusters must be in [1, {m}] (the number of snapshots), got {args.n_clusters}"
+            )
         X = st.read(field)
         params, names, sample, times = st.parameters, st.parameter_names, st.sample, st.time
     D = sine_dissimilarity(X, comm=comm)
-    km = KMedoids(args.n_clusters, objective=args.objective, n_init=args.n_init,
-                  seed=args.seed).fit(D)
-    result = jsonable({
-        "store": str(args.store), "field": field, "dissimilarity": "sine",
-        "objective": args.objective, "n_clusters": int(km.n_clusters_),
-        "labels": km.labels_, "medoids": km.medoid_indices_,
-        "cluster_sizes": km.cluster_sizes_, "cluster_widths": km.cluster_widths_,
-        "objective_value": km.objective_value_, "parameter_names": list(names),
-        "parameters": params, "sample": sample, "time": times,
-    })
+    km = KMedoids(
+        args.n_clusters, objective=args.objective, n_init=args.n_init, seed=args.seed
+    ).fit(D)
+    result = jsonable(
+        {
+            "store": str(args.store),
+            "field": field,
+            "dissimilarity": "sine",
+            "objective": args.objective,
+            "n_clusters": int(km.n_clusters_),
+            "labels": km.labels_,
+            "medoids": km.medoid_indices_,
+            "cluster_sizes": km.cluster_sizes_,
+            "cluster_widths": km.cluster_widths_,
+            "objective_value": km.objective_value_,
+            "parameter_names": list(names),
+            "parameters": params,
+            "sample": sample,
+            "time": times,
+        }
+    )
     _on_rank0(comm, lambda: out.write_text(json.dumps(result, indent=1)))
-    _echo(comm, "\n".join([
-        f"clustered {m} snapshots of {field!r} into {result['n_clusters']} clusters "
-        f"(sine dissimilarity, {args.objective} objective)",
-        f"medoids         {result['medoids']}",
-        f"sizes           {result['cluster_sizes']}",
-        "widths          " + ", ".join(f"{w:.3e}" for w in result["cluster_widths"]),
-        f"wrote           {out}",
-    ]))
+    _echo(
+        comm,
+        "\n".join(
+            [
+                f"clustered {m} snapshots of {field!r} into {result['n_clusters']} clusters "
+                f"(sine dissimilarity, {args.objective} objective)",
+                f"medoids         {result['medoids']}",
+                f"sizes           {result['cluster_sizes']}",
+                "widths          " + ", ".join(f"{w:.3e}" for w in result["cluster_widths"]),
+                f"wrote           {out}",
+            ]
+        ),
+    )
     return 0
 
 
@@ -398,8 +477,9 @@ def _cmd_export(args: argparse.Namespace, comm: MPI.Comm) -> int:
     try:
         from solvers import export as ex
     except ImportError as e:
-        raise CLIError(f"rom export needs dolfinx (install the fem extra: pip install -e "
-                       f"'.[fem]'): {e}") from None
+        raise CLIError(
+            f"rom export needs dolfinx (install the fem extra: pip install -e '.[fem]'): {e}"
+        ) from None
     with SnapshotStore.open(args.store, comm=comm) as st:
         field = _field_arg(st, args.field)
         cols = parse_columns(args.columns, st.n_snapshots)
@@ -410,29 +490,50 @@ def _cmd_export(args: argparse.Namespace, comm: MPI.Comm) -> int:
                 if mesh is None:
                     raise CLIError(f"{args.mesh}: the store has no mesh")
         if mesh is None:
-            raise CLIError(f"{args.store}: the store has no mesh (/mesh/points, /mesh/cells); "
-                           "pass --mesh OTHER.h5")
+            raise CLIError(
+                f"{args.store}: the store has no mesh (/mesh/points, /mesh/cells); "
+                "pass --mesh OTHER.h5"
+            )
         points, cells = mesh
         bs = ex.block_size(points.shape[0], st.keys(field))
         name = args.name or field
         with contextlib.ExitStack() as stack:
             if args.basis is None:
+
                 def values(k: np.ndarray) -> np.ndarray:
                     return st.read(field, keys=k, columns=cols)
             else:
                 mst = stack.enter_context(SnapshotStore.open(args.basis, comm=comm))
                 values = _reconstruction(st, field, cols, mst, args.n_modes, comm)
                 name = args.name or f"{field}_reconstruction"
-            files = ex.export_columns(args.out, points, cells, values, n_columns=cols.size,
-                                      block_size=bs, name=name, times=cols.astype(float),
-                                      fmt=args.format, comm=comm)
-    _echo(comm, f"exported {cols.size} column(s) of {field!r} as {name!r} to "
-                + ", ".join(str(f) for f in files))
+            files = ex.export_columns(
+                args.out,
+                points,
+                cells,
+                values,
+                n_columns=cols.size,
+                block_size=bs,
+                name=name,
+                times=cols.astype(float),
+                fmt=args.format,
+                comm=comm,
+            )
+    _echo(
+        comm,
+        f"exported {cols.size} column(s) of {field!r} as {name!r} to "
+        + ", ".join(str(f) for f in files),
+    )
     return 0
 
 
-def _reconstruction(st: SnapshotStore, field: str, cols: np.ndarray, mst: SnapshotStore,
-                    n_modes: int | None, comm: MPI.Comm) -> Callable[[np.ndarray], np.ndarray]:
+def _reconstruction(
+    st: SnapshotStore,
+    field: str,
+    cols: np.ndarray,
+    mst: SnapshotStore,
+    n_modes: int | None,
+    comm: MPI.Comm,
+) -> Callable[[np.ndarray], np.ndarray]:
     """Rows of :math:`V C` with :math:`C = \\arg\\min_C \\|VC - X\\|_F` (Euclidean least
     squares in the span of the first ``n_modes`` modes; collective)."""
     mfield = field if field in mst.fields else _field_arg(mst, None)
@@ -482,7 +583,7 @@ def _lookup(data: dict[str, Any], key: str) -> Any:
 
 
 def _plot_from_json(path: Path, kind: str) -> Any:
-    from . import plotting
+    from rom import plotting
 
     data = _load_json(path)
     if kind == "sv":
@@ -493,11 +594,15 @@ def _plot_from_json(path: Path, kind: str) -> Any:
     if kind == "errors":
         ev = _lookup(data, "error_vs_basis_size")
         if not isinstance(ev, dict) or "n" not in ev:
-            raise CLIError(f"{path}: no 'error_vs_basis_size' with 'n' (top level or under "
-                           "'results')")
+            raise CLIError(
+                f"{path}: no 'error_vs_basis_size' with 'n' (top level or under 'results')"
+            )
         n = ev["n"]
-        curves = {f"held-out ROM error ({k})": v for k, v in ev.items()
-                  if k != "n" and isinstance(v, list) and len(v) == len(n)}
+        curves = {
+            f"held-out ROM error ({k})": v
+            for k, v in ev.items()
+            if k != "n" and isinstance(v, list) and len(v) == len(n)
+        }
         tail = _lookup(data, "projection_tail_rel")
         if isinstance(tail, list) and len(tail) == len(n):
             curves["training POD tail"] = tail
@@ -516,23 +621,28 @@ def _plot_from_json(path: Path, kind: str) -> Any:
             P = None
         t = data.get("time")
         return plotting.clusters(
-            np.asarray(labels, dtype=np.int64), parameters=P,
-            parameter_names=data.get("parameter_names", ()), sample=data.get("sample"),
-            time=None if t is None else np.array(t, dtype=float), medoids=data.get("medoids"))
+            np.asarray(labels, dtype=np.int64),
+            parameters=P,
+            parameter_names=data.get("parameter_names", ()),
+            sample=data.get("sample"),
+            time=None if t is None else np.array(t, dtype=float),
+            medoids=data.get("medoids"),
+        )
     ind = _lookup(data, "indicator")
     if isinstance(ind, list):
         ind = {"values": ind}
     if not isinstance(ind, dict) or "values" not in ind:
         raise CLIError(f"{path}: no 'indicator' with 'values' (top level or under 'results')")
-    return plotting.indicator(ind["values"], error=ind.get("error"), tol=ind.get("tol"),
-                              time=ind.get("time"))
+    return plotting.indicator(
+        ind["values"], error=ind.get("error"), tol=ind.get("tol"), time=ind.get("time")
+    )
 
 
 def _cmd_plot(args: argparse.Namespace, comm: MPI.Comm) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import plotting
+    from rom import plotting
 
     src, out = Path(args.source), Path(args.out)
     if not out.parent.is_dir():
@@ -545,22 +655,25 @@ def _cmd_plot(args: argparse.Namespace, comm: MPI.Comm) -> int:
             return _plot_from_json(src, args.kind)
     else:
         if args.kind != "sv":
-            raise CLIError(f"--kind {args.kind} plots a JSON file (summary.json, labels.json); "
-                           "from a store only --kind sv")
+            raise CLIError(
+                f"--kind {args.kind} plots a JSON file (summary.json, labels.json); "
+                "from a store only --kind sv"
+            )
         with SnapshotStore.open(src, comm=comm) as st:
             field = _field_arg(st, args.field)
             if "singular_value" in st.parameter_names:  # a modes store (rom compress)
                 sv = st.parameters[:, st.parameter_names.index("singular_value")]
                 total = None
             else:  # a snapshot store: all singular values of the field
-                from .compress import compress
+                from rom.compression._compress import compress
 
                 res = compress(st, method="batch", field=field, comm=comm)
                 sv, total = res.singular_values, res.details.get("total_energy")
 
         def draw() -> Any:
-            return plotting.singular_values(sv, total_energy=total,
-                                            title=f"singular values of {field!r}")
+            return plotting.singular_values(
+                sv, total_energy=total, title=f"singular values of {field!r}"
+            )
 
     _on_rank0(comm, lambda: plotting.save(draw(), out), share=False)
     _echo(comm, f"wrote {out}")
@@ -591,17 +704,22 @@ def _nonneg_float(s: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rom`` command (subcommands info, compress, cluster,
     export, plot)."""
-    from . import __version__
-    from .compress import METHODS
+    from rom import __version__
+    from rom.compression._compress import METHODS
 
     common = _Parser(add_help=False)
-    common.add_argument("--log-level", default="WARNING",
-                        help="logging level on rank 0 (default WARNING)")
-    common.add_argument("--debug", action="store_true",
-                        help="show the traceback of an error instead of one line")
+    common.add_argument(
+        "--log-level", default="WARNING", help="logging level on rank 0 (default WARNING)"
+    )
+    common.add_argument(
+        "--debug", action="store_true", help="show the traceback of an error instead of one line"
+    )
 
-    p = _Parser(prog="rom", description="Inspect, compress, cluster, export and plot snapshot "
-                "stores (rom.io). Run under mpirun for a parallel run.")
+    p = _Parser(
+        prog="rom",
+        description="Inspect, compress, cluster, export and plot snapshot "
+        "stores (rom.io). Run under mpirun for a parallel run.",
+    )
     p.add_argument("--version", action="version", version=f"rom {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -609,23 +727,35 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", parents=[common], help="describe a snapshot store")
     s.add_argument("store", type=Path, help="the store's index file (e.g. thermal.h5)")
     s.add_argument("--json", action="store_true", help="print JSON")
-    s.add_argument("--verify", action="store_true",
-                   help="also read every segment: readable, right shapes, finite values")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="also read every segment: readable, right shapes, finite values",
+    )
     s.set_defaults(func=_cmd_info)
 
-    s = sub.add_parser("compress", parents=[common],
-                       help="compress a field into modes (written as a store)")
+    s = sub.add_parser(
+        "compress", parents=[common], help="compress a field into modes (written as a store)"
+    )
     s.add_argument("store", type=Path, help="snapshot store (index file)")
     s.add_argument("--field", help="field name (optional when the store has one)")
     s.add_argument("--method", choices=METHODS, default="batch")
-    s.add_argument("--rel-l2-err", type=_nonneg_float, dest="rel_l2_err",
-                   help="relative tail: sum_{n>N} s_n^2 <= E^2 ||S||_F^2")
-    s.add_argument("--l2-err", type=_nonneg_float, dest="l2_err",
-                   help="absolute tail: sum_{n>N} s_n^2 <= E^2")
+    s.add_argument(
+        "--rel-l2-err",
+        type=_nonneg_float,
+        dest="rel_l2_err",
+        help="relative tail: sum_{n>N} s_n^2 <= E^2 ||S||_F^2",
+    )
+    s.add_argument(
+        "--l2-err", type=_nonneg_float, dest="l2_err", help="absolute tail: sum_{n>N} s_n^2 <= E^2"
+    )
     s.add_argument("--rtol", type=_nonneg_float, help="keep s_n >= R s_1")
     s.add_argument("--rank", type=_positive_int, help="at most N modes (randomized: exactly)")
-    s.add_argument("--eps", type=_nonneg_float,
-                   help="hapod: mean-square target (1/m) ||S - U U^T S||_F^2 <= E^2")
+    s.add_argument(
+        "--eps",
+        type=_nonneg_float,
+        help="hapod: mean-square target (1/m) ||S - U U^T S||_F^2 <= E^2",
+    )
     s.add_argument("--chunk", type=_positive_int, default=64, help="columns per block")
     s.add_argument("--out", type=Path, required=True, help="modes store to write")
     s.add_argument("--overwrite", action="store_true")
@@ -633,8 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_compress)
 
-    s = sub.add_parser("cluster", parents=[common],
-                       help="k-medoids clustering of the snapshots in the sine dissimilarity")
+    s = sub.add_parser(
+        "cluster",
+        parents=[common],
+        help="k-medoids clustering of the snapshots in the sine dissimilarity",
+    )
     s.add_argument("store", type=Path, help="snapshot store (index file)")
     s.add_argument("--field", help="field name (optional when the store has one)")
     s.add_argument("--n-clusters", type=_positive_int, required=True)
@@ -645,14 +778,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=_cmd_cluster)
 
-    s = sub.add_parser("export", parents=[common],
-                       help="write columns (snapshots, modes, reconstructions) for ParaView")
+    s = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write columns (snapshots, modes, reconstructions) for ParaView",
+    )
     s.add_argument("store", type=Path, help="snapshot store (index file)")
     s.add_argument("--field", help="field name (optional when the store has one)")
-    s.add_argument("--columns", nargs="+", metavar="SPEC",
-                   help="column indices or start:stop[:step] slices (default: all)")
-    s.add_argument("--basis", type=Path,
-                   help="modes store: export the least-squares reconstructions in its span")
+    s.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="SPEC",
+        help="column indices or start:stop[:step] slices (default: all)",
+    )
+    s.add_argument(
+        "--basis",
+        type=Path,
+        help="modes store: export the least-squares reconstructions in its span",
+    )
     s.add_argument("--n-modes", type=_positive_int, help="use the first N modes of --basis")
     s.add_argument("--mesh", type=Path, help="take the mesh from this store instead")
     s.add_argument("--name", help="function name in ParaView (default: the field name)")
@@ -661,8 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_export)
 
     s = sub.add_parser("plot", parents=[common], help="plot to a PNG (or PDF, SVG)")
-    s.add_argument("source", type=Path,
-                   help="a store (--kind sv) or a JSON file (summary.json, labels.json)")
+    s.add_argument(
+        "source", type=Path, help="a store (--kind sv) or a JSON file (summary.json, labels.json)"
+    )
     s.add_argument("--kind", choices=("sv", "errors", "clusters", "indicator"), required=True)
     s.add_argument("--field", help="field name (optional when the store has one)")
     s.add_argument("--out", type=Path, required=True)
@@ -673,6 +817,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rom`` command; returns the exit status (0, or 2 on an error)."""
     comm = MPI.COMM_WORLD
+    limit_blas_per_rank()
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv
     try:

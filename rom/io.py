@@ -44,7 +44,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import check_collective, get_comm, row_range
+from rom.parallel import check_collective, get_comm, row_range
 
 __all__ = ["SnapshotStore", "StoreError", "SCHEMA_VERSION", "FORMAT"]
 
@@ -333,7 +333,7 @@ class SnapshotStore:
                 store._dir.mkdir(parents=True)
                 store._write_layout()
                 store._commit_index()
-            except Exception as e:  # noqa: BLE001 - reported collectively
+            except Exception as e:
                 err = f"{path}: could not create the store: {type(e).__name__}: {e}"
         check_collective(err, comm, StoreError)
         logger.debug("created %s with fields %s", path, store.fields)
@@ -537,8 +537,12 @@ class SnapshotStore:
                 nd = self._keys[name].size
                 g = f.create_group(f"fields/{name}")
                 _virtual_columns(
-                    g, "values", nd, [f"{rel}/{seg}" for seg in self._segments],
-                    f"fields/{name}/values", offsets,
+                    g,
+                    "values",
+                    nd,
+                    [f"{rel}/{seg}" for seg in self._segments],
+                    f"fields/{name}/values",
+                    offsets,
                 )
                 kl = h5py.VirtualLayout(shape=(nd,), dtype=np.int64)
                 kl[:] = h5py.VirtualSource(
@@ -552,9 +556,7 @@ class SnapshotStore:
             f.create_dataset("time", data=self._time)
             f.create_dataset("sample", data=self._sample)
             seg = f.create_group("segments")
-            seg.create_dataset(
-                "names", data=np.array(self._segments, dtype=h5py.string_dtype())
-            )
+            seg.create_dataset("names", data=np.array(self._segments, dtype=h5py.string_dtype()))
             seg.create_dataset("n_columns", data=self._seg_cols.astype(np.int64))
             ua = f.create_group("attrs")
             for k, v in self.attrs.items():
@@ -684,7 +686,7 @@ class SnapshotStore:
                 f.create_dataset("parameters", data=params)
                 f.create_dataset("time", data=tvec)
                 f.create_dataset("sample", data=svec)
-            except Exception as e:  # noqa: BLE001 - reported collectively
+            except Exception as e:
                 werr = f"{tmp}: could not write segment: {type(e).__name__}: {e}"
         for name in self.fields:
             werr = self._gather_write(f, name, arrays[name], c, werr)
@@ -701,14 +703,14 @@ class SnapshotStore:
                 self._time = np.concatenate([self._time, tvec])
                 self._sample = np.concatenate([self._sample, svec])
                 self._commit_index()
-            except Exception as e:  # noqa: BLE001 - reported collectively
+            except Exception as e:
                 werr = f"{self.path}: could not commit {seg_name}: {type(e).__name__}: {e}"
                 self._reload_after_failure()
         if f is not None:  # a failed write: drop the temporary segment
             try:
                 f.close()
                 tmp.unlink()
-            except Exception:  # noqa: BLE001 - the write error is what gets reported
+            except Exception:
                 logger.debug("could not remove %s", tmp, exc_info=True)
         check_collective(werr, comm, StoreError)
         if comm.rank != 0:
@@ -787,7 +789,7 @@ class SnapshotStore:
                 ds = f.create_dataset(
                     f"fields/{name}/values", shape=(nd, c), dtype=np.float64, chunks=chunks
                 )
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 werr = f"{f.filename}: could not create fields/{name}/values: {e}"
         step = max(1, _GATHER_ELEMENTS // max(nd, 1))
         for j0 in range(0, c, step):
@@ -808,7 +810,7 @@ class SnapshotStore:
                     pos = self._gather_pos[name] if comm.size > 1 else self._owned_array(name)
                     out[pos] = buf
                     ds[:, j0:j1] = out
-                except Exception as e:  # noqa: BLE001
+                except Exception as e:
                     werr = f"{f.filename}: could not write fields/{name}/values: {e}"
                     ds = None
         return werr
@@ -845,7 +847,7 @@ class SnapshotStore:
                 self._commit_index()
             except ValueError as e:
                 err = str(e)
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 err = f"{self.path}: could not write the mesh: {type(e).__name__}: {e}"
         check_collective(err, comm, StoreError)
         if comm.size > 1:
@@ -1147,7 +1149,7 @@ class SnapshotStore:
         for f in self._handles.values():
             try:
                 f.close()
-            except Exception:  # noqa: BLE001 - closing a damaged file must not mask errors
+            except Exception:
                 logger.debug("error closing a segment of %s", self.path, exc_info=True)
         self._handles.clear()
         self._closed = True

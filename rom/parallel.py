@@ -199,7 +199,7 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "B
 def limit_blas_per_rank(*, world_size: int | None = None) -> int | None:
     """Limit the BLAS/OpenMP pools of this process to its share of the node's cores.
 
-    Called once when :mod:`rom` is imported. Under ``mpirun -n P`` every rank would otherwise
+    Call it once at the start of a script (the case scripts and the ``rom`` command do). Under ``mpirun -n P`` every rank would otherwise
     start a BLAS pool of all the node's cores: ``P`` spinning pools on the same cores make a
     2-rank run several times slower than a serial one, in the library and in everything else
     the rank runs (PETSc, scipy). With ``world_size > 1`` (``MPI.COMM_WORLD.size`` by
@@ -270,7 +270,11 @@ def worth_splitting(work: float) -> bool:
 
 
 def split_rows(
-    fn: Callable[[int, int], Any], n_rows: int, *, work: float = math.inf, threads: int | None = None
+    fn: Callable[[int, int], Any],
+    n_rows: int,
+    *,
+    work: float = math.inf,
+    threads: int | None = None,
 ) -> list:
     r"""Run ``fn(i0, i1)`` on contiguous row ranges of ``[0, n_rows)``, one per BLAS thread.
 
@@ -348,8 +352,7 @@ def row_threads() -> Iterator[int]:
     from threadpoolctl import ThreadpoolController
 
     ctl = ThreadpoolController()
-    T = max((lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"),
-            default=1)
+    T = max((lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"), default=1)
     with ctl.limit(limits=1, user_api="blas"):
         yield int(max(T, 1))
 
@@ -391,7 +394,9 @@ def inner(
     return allreduce_sum(local_inner(X, apply_product(product, Y)), comm)
 
 
-def norms(X: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None) -> np.ndarray:
+def norms(
+    X: np.ndarray, comm: MPI.Comm | None = None, product: Product | None = None
+) -> np.ndarray:
     """M-norms of the columns of a row-distributed matrix, shape (n_columns,)."""
     MX = apply_product(product, X)
     sq = allreduce_sum(np.einsum("ij,ij->j", X, MX), comm)

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .truncation import tail_energies
+from rom.compression.truncation import tail_energies
 
 __all__ = ["singular_values", "errors", "clusters", "indicator", "field", "save"]
 
@@ -44,7 +44,6 @@ def _axes(ax: Any, figsize: tuple[float, float] = (5.0, 3.5)) -> tuple[Any, Any]
     return fig, ax
 
 
-
 def _finish(fig: Any, ax: Any, title: str | None) -> Any:
     """Grid, legend and optional title of a log-scale curve plot; returns the figure."""
     ax.grid(True, which="both", alpha=0.3)
@@ -53,6 +52,7 @@ def _finish(fig: Any, ax: Any, title: str | None) -> Any:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
 
 def _finite_1d(values: Any, name: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
@@ -221,8 +221,9 @@ def clusters(
     sc = ax.scatter(x, y, c=lab, cmap="tab10", s=14, vmin=-0.5, vmax=max(9.5, lab.max() + 0.5))
     if medoids is not None:
         med = np.asarray(medoids, dtype=np.int64)
-        ax.scatter(x[med], y[med], facecolors="none", edgecolors="k", marker="o", s=90,
-                   label="medoids")
+        ax.scatter(
+            x[med], y[med], facecolors="none", edgecolors="k", marker="o", s=90, label="medoids"
+        )
         ax.legend(fontsize=8)
     fig.colorbar(sc, ax=ax, label="cluster")
     ax.set_xlabel(xl)
@@ -312,8 +313,9 @@ def field(
     if val.shape != (pts.shape[0],):
         raise ValueError(f"values must have shape ({pts.shape[0]},), got {val.shape}")
     fig, ax = _axes(ax, figsize=(6.0, 3.5))
-    tpc = ax.tripcolor(pts[:, 0], pts[:, 1], tri, val, shading="gouraud", cmap=cmap,
-                       vmin=vmin, vmax=vmax)
+    tpc = ax.tripcolor(
+        pts[:, 0], pts[:, 1], tri, val, shading="gouraud", cmap=cmap, vmin=vmin, vmax=vmax
+    )
     fig.colorbar(tpc, ax=ax, label=label, shrink=0.7)
     ax.set_aspect("equal")
     if title:

@@ -1,6 +1,6 @@
 r"""Triangular matrix products on tall, C-ordered row blocks, with the GIL released.
 
-The Cholesky-QR passes of :mod:`rom.pod` multiply tall arrays of owned rows by a small
+The Cholesky-QR passes of :mod:`rom.compression._pod` multiply tall arrays of owned rows by a small
 inverse triangular factor, :math:`Q \leftarrow Q R^{-1}` (BLAS-3 ``trmm``, half the flops of
 a general product). Row ranges of such a product run in parallel threads
 (:func:`rom.parallel.split_rows`) only if the BLAS call releases the GIL. numpy's products

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: serial, then the collective tests under mpirun -n 2 and the
+# The whole test suite: lint (ruff), serial tests, then the collective tests under mpirun -n 2 and the
 # partition-sensitive ones under mpirun -n 3. Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,10 @@ run_mpi() {  # run_mpi NPROCS MARKER: rank 0 on the console, other ranks into lo
   fi
   return $rc
 }
+
+echo "=== lint: ruff check, ruff format --check ==="
+"$(dirname "$PY")/ruff" check . || status=1
+"$(dirname "$PY")/ruff" format --check . || status=1
 
 echo "=== serial: all tests ==="
 "$PY" -m pytest -p no:cacheprovider --junitxml="$LOGDIR/serial.xml" "${EXTRA[@]}" || status=1

@@ -13,4 +13,4 @@ Submodules that need dolfinx import it themselves (after ``dolfinx_solver``); im
 package does not.
 """
 
-import rom  # noqa: E402,F401  (limits each MPI rank's BLAS threads before PETSc is loaded)
+import rom  # noqa: F401  (limits each MPI rank's BLAS threads before PETSc is loaded)

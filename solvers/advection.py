@@ -70,11 +70,10 @@ from __future__ import annotations
 
 import logging
 
-import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
-
 import basix.ufl
 import dolfinx
 import dolfinx.fem.petsc
+import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
 import numpy as np
 import ufl
 from dolfinx import fem
@@ -220,7 +219,11 @@ class AdvectionModel:
         self.rhs_terms: list[np.ndarray] = []
         logger.info(
             "AdvectionModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
-            self.n_dofs, self.n_owned, comm.rank, self.dt, self.n_steps,
+            self.n_dofs,
+            self.n_owned,
+            comm.rank,
+            self.dt,
+            self.n_steps,
         )
 
     # ------------------------------------------------------------------ parameters

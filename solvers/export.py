@@ -18,10 +18,9 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import dolfinx_solver  # noqa: F401  (must come before dolfinx)
-
 import basix.ufl
 import dolfinx
+import dolfinx_solver  # noqa: F401  (must come before dolfinx)
 import numpy as np
 import ufl
 from dolfinx import fem

@@ -56,11 +56,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
-
 import basix.ufl
 import dolfinx
 import dolfinx.fem.petsc
+import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
 import numpy as np
 import ufl
 from dolfinx import fem
@@ -141,9 +140,7 @@ class HeatModel:
         if degree != 1:
             raise ValueError(f"only degree=1 is supported (keys are mesh vertices), got {degree}")
         if not (np.isfinite(final_time) and final_time > 0) or int(n_steps) < 1:
-            raise ValueError(
-                f"need final_time > 0 and n_steps >= 1, got {final_time}, {n_steps}"
-            )
+            raise ValueError(f"need final_time > 0 and n_steps >= 1, got {final_time}, {n_steps}")
         self.comm = comm
         self.final_time = float(final_time)
         self.n_steps = int(n_steps)
@@ -187,7 +184,11 @@ class HeatModel:
         self.rhs_terms = [self.assemble_vector(self.flux_profile * v * ds(self.HOT_GAS))]
         logger.info(
             "HeatModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
-            self.n_dofs, self.n_owned, comm.rank, self.dt, self.n_steps,
+            self.n_dofs,
+            self.n_owned,
+            comm.rank,
+            self.dt,
+            self.n_steps,
         )
 
     # ------------------------------------------------------------------ setup helpers
@@ -197,7 +198,9 @@ class HeatModel:
         orig = np.asarray(mesh.topology.original_cell_index[:n_cells], dtype=np.int64)
         coat = orig // (2 * n_s) >= n_r - n_coat
         self.cell_tags = dolfinx.mesh.meshtags(
-            mesh, tdim, np.arange(n_cells, dtype=np.int32),
+            mesh,
+            tdim,
+            np.arange(n_cells, dtype=np.int32),
             np.where(coat, self.COATING, self.SUBSTRATE).astype(np.int32),
         )
         mesh.topology.create_connectivity(tdim - 1, tdim)
@@ -208,7 +211,8 @@ class HeatModel:
         tags[np.all(layer == 0, axis=1)] = self.COOLING
         tags[np.all(layer == n_r, axis=1)] = self.HOT_GAS
         check_collective(
-            None if np.all(tags > 0) else "exterior facet on neither boundary curve", self.comm,
+            None if np.all(tags > 0) else "exterior facet on neither boundary curve",
+            self.comm,
             RuntimeError,
         )
         self.facet_tags = dolfinx.mesh.meshtags(mesh, tdim - 1, facets, tags)
@@ -347,8 +351,10 @@ class HeatModel:
         b = sum(t * g for t, g in zip(self.theta_f(mu), self.rhs_terms, strict=True))
         if extra_rhs is not None:
             extra = np.asarray(extra_rhs, dtype=np.float64)
-            err = None if extra.shape == (self.n_owned,) else (
-                f"extra_rhs must have shape ({self.n_owned},), got {extra.shape}"
+            err = (
+                None
+                if extra.shape == (self.n_owned,)
+                else (f"extra_rhs must have shape ({self.n_owned},), got {extra.shape}")
             )
             check_collective(err, self.comm)
             b = b + extra

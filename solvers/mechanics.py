@@ -59,12 +59,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
-
 import basix
 import basix.ufl
 import dolfinx
 import dolfinx.fem.petsc
+import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
 import numpy as np
 import ufl
 from dolfinx import fem
@@ -283,12 +282,18 @@ class ViscoplasticModel:
         corner = [[0.0] * dim, list(lengths)]
         if dim == 2:
             self.mesh = dolfinx.mesh.create_rectangle(
-                comm, corner, cells, dolfinx.mesh.CellType.quadrilateral,
+                comm,
+                corner,
+                cells,
+                dolfinx.mesh.CellType.quadrilateral,
                 ghost_mode=dolfinx.mesh.GhostMode.none,
             )
         else:
             self.mesh = dolfinx.mesh.create_box(
-                comm, corner, cells, dolfinx.mesh.CellType.hexahedron,
+                comm,
+                corner,
+                cells,
+                dolfinx.mesh.CellType.hexahedron,
                 ghost_mode=dolfinx.mesh.GhostMode.none,
             )
         mesh, tdim = self.mesh, dim
@@ -313,9 +318,7 @@ class ViscoplasticModel:
         self.qp_coordinates = self._eval_qp(ufl.SpatialCoordinate(mesh)).reshape(-1, dim)
 
         qe = basix.ufl.quadrature_element(mesh.basix_cell(), value_shape=(n_comp,), degree=2)
-        qt = basix.ufl.quadrature_element(
-            mesh.basix_cell(), value_shape=(n_comp, n_comp), degree=2
-        )
+        qt = basix.ufl.quadrature_element(mesh.basix_cell(), value_shape=(n_comp, n_comp), degree=2)
         self._sig = fem.Function(fem.functionspace(mesh, qe))
         self._tan = fem.Function(fem.functionspace(mesh, qt))
         self._sig_dofs = self._sig.function_space.dofmap.list.ravel()
@@ -336,7 +339,12 @@ class ViscoplasticModel:
         self._setup_problem()
         logger.info(
             "ViscoplasticModel: dim=%d, %s cells, %d dofs (%d owned on rank %d), %d local qps",
-            dim, cells, self.n_dofs, self.n_owned, comm.rank, self.n_qp_local,
+            dim,
+            cells,
+            self.n_dofs,
+            self.n_owned,
+            comm.rank,
+            self.n_qp_local,
         )
 
     # ------------------------------------------------------------------ setup
@@ -441,8 +449,7 @@ class ViscoplasticModel:
             n_T = self.temperature_space.dofmap.index_map.size_local
             if vals.ndim != 2 or vals.shape != (n_T, tt.size):
                 err = (
-                    f"nodal temperature values must have shape ({n_T}, {tt.size}), "
-                    f"got {vals.shape}"
+                    f"nodal temperature values must have shape ({n_T}, {tt.size}), got {vals.shape}"
                 )
             elif tt.size == 0 or np.any(np.diff(tt) <= 0) or not np.all(np.isfinite(tt)):
                 err = "nodal temperature times must be finite and strictly increasing"
@@ -625,7 +632,11 @@ class ViscoplasticModel:
         self._tan.x.array.reshape(-1, nc * nc)[self._tan_dofs] = tangent.reshape(-1, nc * nc)
 
     def step(
-        self, state: State, t_next: float, *, u_guess: np.ndarray | None = None,
+        self,
+        state: State,
+        t_next: float,
+        *,
+        u_guess: np.ndarray | None = None,
         rtol: float | None = None,
     ) -> tuple[State, StepInfo]:
         """One implicit (backward Euler) step from ``state`` to ``t_next``: global Newton.
@@ -647,7 +658,8 @@ class ViscoplasticModel:
         if u_guess is not None:
             g = np.asarray(u_guess, dtype=np.float64)
             check_collective(
-                None if g.shape == (self.n_owned,) and np.all(np.isfinite(g))
+                None
+                if g.shape == (self.n_owned,) and np.all(np.isfinite(g))
                 else f"u_guess must be finite with shape ({self.n_owned},), got {g.shape}",
                 self.comm,
             )
@@ -667,13 +679,12 @@ class ViscoplasticModel:
             eps = self._u_strain_expr.eval(self.mesh, self._cells).reshape(
                 self.n_qp_local, self.n_comp
             )
-            res = integrate(
-                self.material, eps, eps_vp_old, p_old, T, dt, raise_on_failure=False
-            )
+            res = integrate(self.material, eps, eps_vp_old, p_old, T, dt, raise_on_failure=False)
             bad = int((~res.converged).sum())
             check_collective(
                 None if bad == 0 else f"local Norton integration failed at {bad} points",
-                self.comm, RuntimeError,
+                self.comm,
+                RuntimeError,
             )
             self._fill_quadrature(res.sigma, res.tangent)
             with b.localForm() as loc:
@@ -724,11 +735,12 @@ class ViscoplasticModel:
         info.n_plastic = int(self.comm.allreduce(int(np.sum(res.p > p_old)), op=MPI.SUM))
         logger.debug(
             "t=%g: %d Newton iterations, residuals %s, %d plastic points",
-            t_next, info.iterations, info.residual_norms, info.n_plastic,
+            t_next,
+            info.iterations,
+            info.residual_norms,
+            info.n_plastic,
         )
-        new = State(
-            t=t_next, u=u.x.array[:n].copy(), eps_vp=res.eps_vp, p=res.p, sigma=res.sigma
-        )
+        new = State(t=t_next, u=u.x.array[:n].copy(), eps_vp=res.eps_vp, p=res.p, sigma=res.sigma)
         return new, info
 
     def solve(self, *, times: np.ndarray | None = None) -> Trajectory:

@@ -163,9 +163,9 @@ def blade_mesh(
     cells = np.stack([first, second], axis=2).reshape(-1, 3).astype(np.int64)
 
     p = points[cells]
-    signed = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (
-        p[:, 2, 0] - p[:, 0, 0]
-    ) * (p[:, 1, 1] - p[:, 0, 1])
+    signed = (p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1]) - (p[:, 2, 0] - p[:, 0, 0]) * (
+        p[:, 1, 1] - p[:, 0, 1]
+    )
     if not (np.all(signed > 0) or np.all(signed < 0)):
         raise ValueError("blade geometry gives inverted or degenerate O-grid cells")
     return BladeMesh(points=points, cells=cells, n_s=n_s, n_r=n_r, n_r_coat=n_coat, r=r)

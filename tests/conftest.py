@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from rom.parallel import limit_blas_per_rank
+
 _WORLD = MPI.COMM_WORLD
+limit_blas_per_rank()  # under mpirun: one BLAS pool per rank, sized to its share of the cores
 
 
 @pytest.fixture

@@ -5,16 +5,15 @@ All tests are collective and run at 1 and 2 ranks (``-m mpi``); the partition te
 
 from __future__ import annotations
 
+import dolfinx_solver  # noqa: F401  (before dolfinx)
 import numpy as np
 import pytest
 from mpi4py import MPI
 
-import dolfinx_solver  # noqa: F401,E402  (before dolfinx)
-
-from rom.parallel import allreduce_sum  # noqa: E402
-from rom.pod import pod  # noqa: E402
-from rom.reduced import LinearAffineROM, space_time_error  # noqa: E402
-from solvers.advection import AdvectionModel  # noqa: E402
+from rom.compression._pod import pod
+from rom.models.galerkin import LinearAffineROM, space_time_error
+from rom.parallel import allreduce_sum
+from solvers.advection import AdvectionModel
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 
@@ -81,13 +80,18 @@ def test_affine_terms_satisfy_the_solver_trajectory(model, trajectory):
 
 def test_galerkin_rom_on_the_snapshot_span_reproduces_the_trajectory(model, trajectory):
     """With a basis spanning u^0..u^N (all vanish on the inflow boundary), the Galerkin ROM of
-    the unconstrained affine terms equals the constrained FOM (rom.reduced, independent code)."""
+    the unconstrained affine terms equals the constrained FOM (rom.models.galerkin, independent code)."""
     u0 = model.initial_condition(MU)
-    V, _ = pod(np.column_stack([u0, trajectory]), product=model.mass, comm=model.comm,
-                method="qr")
-    r = LinearAffineROM.from_full(V, mass=model.mass, stiffness=model.stiffness_terms,
-                                  rhs=model.rhs_terms, comm=model.comm,
-                                  theta_a=model.theta_a, theta_f=model.theta_f)
+    V, _ = pod(np.column_stack([u0, trajectory]), product=model.mass, comm=model.comm, method="qr")
+    r = LinearAffineROM.from_full(
+        V,
+        mass=model.mass,
+        stiffness=model.stiffness_terms,
+        rhs=model.rhs_terms,
+        comm=model.comm,
+        theta_a=model.theta_a,
+        theta_f=model.theta_f,
+    )
     c0 = allreduce_sum(V.T @ model.mass(u0), model.comm)
     C = r.solve(MU, dt=model.dt, n_steps=model.n_steps, c0=c0)
     err = space_time_error(trajectory, V @ C, product=model.mass, comm=model.comm)

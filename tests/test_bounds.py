@@ -1,4 +1,4 @@
-"""Concatenated-SVD bounds (rom.bounds) against numpy.linalg.svd of the concatenation.
+"""Concatenated-SVD bounds (rom.local.bounds) against numpy.linalg.svd of the concatenation.
 
 Tolerance: bounds are compared with the exact error up to 1e-7 absolute, the sqrt(u) floor of
 Gram-based quantities (METHODS.md section 1); rank-count independence to 1e-10 relative.
@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from mpi4py import MPI
 from hypothesis import strategies as st
+from mpi4py import MPI
 
-from rom import bounds
+from rom.local import bounds
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_blocks
 
@@ -94,9 +94,10 @@ def test_kyfan_never_above_true_error(case):
     comm = MPI.COMM_WORLD
     seed, m, widths, r, kind = case
     blocks = make_blocks(seed, m, widths, kind)
-    assert bounds.kyfan_lower_bound(local(blocks, comm), rank=r, comm=comm) <= true_error(
-        blocks, r
-    ) + 1e-12
+    assert (
+        bounds.kyfan_lower_bound(local(blocks, comm), rank=r, comm=comm)
+        <= true_error(blocks, r) + 1e-12
+    )
 
 
 def test_weyl_correct_form_uses_top_r_energy_of_wide_block(rng):
@@ -112,7 +113,7 @@ def test_published_weyl_form_is_not_a_bound(rng):
 
     With A_1 = 3*I (8 columns, flat spectrum) and r = 2, ||A_1||_F^2 = 72 exceeds the true
     top-2 energy 18 of the concatenation, so the "bound" falls below the true error; this is
-    why rom.bounds uses sum_{i<=r} sigma_i(A_J)^2 instead.
+    why rom.local.bounds uses sum_{i<=r} sigma_i(A_J)^2 instead.
     """
     A1 = 3.0 * np.eye(8)
     A2 = 0.1 * rng.standard_normal((8, 2))
@@ -165,8 +166,13 @@ def test_bounds_with_mass_matrix_equal_weighted_euclidean(comm, rng):
 def test_bounds_independent_of_rank_count(comm, rng):
     blocks = [rng.standard_normal((30, n)) @ np.diag(np.logspace(0, -2, n)) for n in (5, 7, 3)]
     loc = local(blocks, comm)
-    for f in (bounds.weyl_bound, bounds.residual_bound, bounds.estimator_bound,
-              bounds.kyfan_lower_bound, bounds.exact_error):
+    for f in (
+        bounds.weyl_bound,
+        bounds.residual_bound,
+        bounds.estimator_bound,
+        bounds.kyfan_lower_bound,
+        bounds.exact_error,
+    ):
         assert f(loc, rank=4, comm=comm) == pytest.approx(f(blocks, rank=4), rel=1e-10)
 
 

@@ -15,8 +15,20 @@ sys.path.insert(0, str(ROOT / "cases"))
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 
 SIZE = 8
-ARGS = ["--size", str(SIZE), "--n-steps", "20", "--n-train", "4", "--n-cal", "2",
-        "--max-enrichments", "4", "--log-level", "WARNING"]
+ARGS = [
+    "--size",
+    str(SIZE),
+    "--n-steps",
+    "20",
+    "--n-train",
+    "4",
+    "--n-cal",
+    "2",
+    "--max-enrichments",
+    "4",
+    "--log-level",
+    "WARNING",
+]
 
 
 def test_adaptive_case_end_to_end(comm, shared_tmp_path):

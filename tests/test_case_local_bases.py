@@ -16,9 +16,26 @@ sys.path.insert(0, str(ROOT / "cases"))
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 
 TOL = 1e-2
-ARGS = ["--size", "10", "--n-train", "6", "--n-test", "2", "--n-steps", "6", "--tol", str(TOL),
-        "--clusters", "1,2", "--clusterings", "kmeans-parameters,sine-kmedoids,merge",
-        "--basis-size", "6", "--log-level", "WARNING"]
+ARGS = [
+    "--size",
+    "10",
+    "--n-train",
+    "6",
+    "--n-test",
+    "2",
+    "--n-steps",
+    "6",
+    "--tol",
+    str(TOL),
+    "--clusters",
+    "1,2",
+    "--clusterings",
+    "kmeans-parameters,sine-kmedoids,merge",
+    "--basis-size",
+    "6",
+    "--log-level",
+    "WARNING",
+]
 
 
 def test_local_bases_case_end_to_end(comm, shared_tmp_path):
@@ -34,13 +51,28 @@ def test_local_bases_case_end_to_end(comm, shared_tmp_path):
         assert (out / f).exists(), f
     r = summary["results"]
     cfg = r["configurations"]
-    assert {"kmeans-parameters/K=1", "kmeans-parameters/K=2", "sine-kmedoids/K=1",
-            "sine-kmedoids/K=2"} <= set(cfg)
+    assert {
+        "kmeans-parameters/K=1",
+        "kmeans-parameters/K=2",
+        "sine-kmedoids/K=1",
+        "sine-kmedoids/K=2",
+    } <= set(cfg)
     assert any(k.startswith("merge/") for k in cfg)
-    keys = {"n_clusters", "cluster_sizes", "basis_sizes", "global_basis_size",
-            "train_projection_error_mean", "train_projection_error_p90",
-            "test_projection_error_mean", "test_projection_error_p90", "test_rom_error_mean",
-            "rom_error_vs_n", "eta_estimated", "cost_ratio_measured", "modes_to_match_global"}
+    keys = {
+        "n_clusters",
+        "cluster_sizes",
+        "basis_sizes",
+        "global_basis_size",
+        "train_projection_error_mean",
+        "train_projection_error_p90",
+        "test_projection_error_mean",
+        "test_projection_error_p90",
+        "test_rom_error_mean",
+        "rom_error_vs_n",
+        "eta_estimated",
+        "cost_ratio_measured",
+        "modes_to_match_global",
+    }
     for c in cfg.values():
         assert keys <= set(c)
         assert sum(c["cluster_sizes"]) == 6

@@ -27,8 +27,13 @@ def test_thermal_case_end_to_end(comm, shared_tmp_path):
     assert summary["case"] == "thermal" and summary["ranks"] == comm.size
     for key in ("args", "results", "timings_s", "files", "version"):
         assert key in summary
-    for f in ("thermal.h5", "modes.h5", "singular_values.png", "error_vs_basis_size.png",
-              "temperature.png"):
+    for f in (
+        "thermal.h5",
+        "modes.h5",
+        "singular_values.png",
+        "error_vs_basis_size.png",
+        "temperature.png",
+    ):
         assert (out / f).exists(), f
     r = summary["results"]
     assert r["held_out"]["max_relative_error"] <= 1e-2  # against the full-order model

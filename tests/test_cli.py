@@ -47,7 +47,7 @@ def _field(pts: np.ndarray, mu: np.ndarray) -> np.ndarray:
 
 def _params(rng: np.random.Generator, m: int = 12) -> np.ndarray:
     mus = np.c_[rng.uniform(1.0, 3.0, size=(m, 2)), np.zeros(m)]
-    mus[m // 2:, 2] = 1.0
+    mus[m // 2 :, 2] = 1.0
     return mus
 
 
@@ -61,12 +61,25 @@ def _make_store(path: Path, comm, rng, *, mesh: bool = True) -> tuple[np.ndarray
     X = np.stack([_field(pts, mu) for mu in mus], axis=1)
     perm = rng.permutation(pts.shape[0])  # partition-independent keys in any local order
     keys = distribute_rows(perm, comm)
-    st = SnapshotStore.create(path, {"u": keys}, parameter_names=("a", "b", "family"),
-                              comm=comm, attrs={"case": "cli-test"})
-    st.append({"u": X[keys, :5]}, parameters=mus[:5], time=np.arange(5.0),
-              sample=np.zeros(5, dtype=np.int64))
-    st.append({"u": X[keys, 5:]}, parameters=mus[5:], time=np.arange(7.0),
-              sample=np.ones(7, dtype=np.int64))
+    st = SnapshotStore.create(
+        path,
+        {"u": keys},
+        parameter_names=("a", "b", "family"),
+        comm=comm,
+        attrs={"case": "cli-test"},
+    )
+    st.append(
+        {"u": X[keys, :5]},
+        parameters=mus[:5],
+        time=np.arange(5.0),
+        sample=np.zeros(5, dtype=np.int64),
+    )
+    st.append(
+        {"u": X[keys, 5:]},
+        parameters=mus[5:],
+        time=np.arange(7.0),
+        sample=np.ones(7, dtype=np.int64),
+    )
     if mesh:
         st.write_mesh(pts, cells)
     st.close()
@@ -82,8 +95,14 @@ def store(shared_tmp_path, comm, rng):
 
 def _run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "rom.cli", *args], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rom.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -106,11 +125,16 @@ def test_info_json_reports_the_stored_numbers(store, capsys):
     assert d["segments"] == {"count": 2, "n_columns": [5, 7]}
     assert d["schema_version"] == 1 and d["format"] == "rom-snapshot-store"
     pts, cells = _grid()
-    assert d["mesh"] == {"n_points": pts.shape[0], "n_cells": cells.shape[0], "gdim": 2,
-                         "vertices_per_cell": 3}
+    assert d["mesh"] == {
+        "n_points": pts.shape[0],
+        "n_cells": cells.shape[0],
+        "gdim": 2,
+        "vertices_per_cell": 3,
+    }
     assert d["attrs"] == {"case": "cli-test"}
     on_disk = path.stat().st_size + sum(
-        f.stat().st_size for f in Path(str(path) + ".d").rglob("*") if f.is_file())
+        f.stat().st_size for f in Path(str(path) + ".d").rglob("*") if f.is_file()
+    )
     assert d["size_bytes"] == on_disk
 
 
@@ -126,14 +150,32 @@ def test_info_text_names_shapes_parameters_and_segments(store, capsys):
 
 # ---------------------------------------------------------------------------- compress
 @pytest.mark.mpi
-@pytest.mark.parametrize("method, opts", [("batch", ["--rank", "6"]),
-                                          ("hapod", ["--eps", "1e-9", "--chunk", "4"]),
-                                          ("incremental", ["--rtol", "1e-6", "--chunk", "5"])])
+@pytest.mark.parametrize(
+    "method, opts",
+    [
+        ("batch", ["--rank", "6"]),
+        ("hapod", ["--eps", "1e-9", "--chunk", "4"]),
+        ("incremental", ["--rtol", "1e-6", "--chunk", "5"]),
+    ],
+)
 def test_compress_singular_values_match_lapack(store, comm, capsys, method, opts):
     path, X, _ = store
     out = path.parent / f"modes-{method}.h5"
-    rc = main(["compress", str(path), "--field", "u", "--method", method, *opts,
-               "--out", str(out), "--json", "--no-progress"])
+    rc = main(
+        [
+            "compress",
+            str(path),
+            "--field",
+            "u",
+            "--method",
+            method,
+            *opts,
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     s_ref = np.linalg.svd(X, compute_uv=False)
     with SnapshotStore.open(out) as ms:
@@ -178,8 +220,12 @@ def test_compress_refuses_to_overwrite_without_flag(store, capsys):
 def test_cluster_labels_are_nearest_medoids_in_sine_dissimilarity(store, comm, objective):
     path, X, mus = store
     out = path.parent / f"labels-{objective}.json"
-    assert main(["cluster", str(path), "--n-clusters", "2", "--objective", objective,
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["cluster", str(path), "--n-clusters", "2", "--objective", objective, "--out", str(out)]
+        )
+        == 0
+    )
     d = json.loads(out.read_text())
     labels, med = np.array(d["labels"]), np.array(d["medoids"])
     # independent reference: sine dissimilarity from normalized columns (numpy)
@@ -210,8 +256,24 @@ def _xdmf_values(h5path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 def test_export_xdmf_writes_the_columns_at_the_right_nodes(store, capsys):
     path, X, mus = store
     out = path.parent / "paraview"
-    assert main(["export", str(path), "--field", "u", "--columns", "0", "7:9",
-                 "--out", str(out), "--format", "xdmf"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(path),
+                "--field",
+                "u",
+                "--columns",
+                "0",
+                "7:9",
+                "--out",
+                str(out),
+                "--format",
+                "xdmf",
+            ]
+        )
+        == 0
+    )
     assert (out / "u.xdmf").is_file()
     geo, steps = _xdmf_values(out / "u.h5")
     assert sorted(steps, key=float) == ["0", "7", "8"]
@@ -226,13 +288,45 @@ def test_export_reconstruction_in_the_full_basis_is_the_snapshot(store, capsys):
     modes = path.parent / "modes-full.h5"
     assert main(["compress", str(path), "--out", str(modes)]) == 0
     out = path.parent / "rec"
-    assert main(["export", str(path), "--columns", "3", "--basis", str(modes),
-                 "--out", str(out), "--format", "xdmf"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(path),
+                "--columns",
+                "3",
+                "--basis",
+                str(modes),
+                "--out",
+                str(out),
+                "--format",
+                "xdmf",
+            ]
+        )
+        == 0
+    )
     geo, steps = _xdmf_values(out / "u_reconstruction.h5")
     np.testing.assert_allclose(steps["3"], _field(geo, mus[3]), atol=1e-8)
     # with one mode: the least-squares fit c = v^T x (v a unit vector) at every node
-    assert main(["export", str(path), "--columns", "3", "--basis", str(modes), "--n-modes",
-                 "1", "--out", str(out), "--format", "xdmf"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(path),
+                "--columns",
+                "3",
+                "--basis",
+                str(modes),
+                "--n-modes",
+                "1",
+                "--out",
+                str(out),
+                "--format",
+                "xdmf",
+            ]
+        )
+        == 0
+    )
     geo, steps = _xdmf_values(out / "u_reconstruction.h5")
     U = np.linalg.svd(X, full_matrices=False)[0][:, :1]
     rec = U @ (U.T @ X[:, 3])
@@ -268,17 +362,27 @@ def test_plot_kinds_write_pngs(store, capsys):
     modes = tmp / "modes.h5"
     assert main(["compress", str(path), "--rank", "4", "--out", str(modes)]) == 0
     assert main(["cluster", str(path), "--n-clusters", "3", "--out", str(tmp / "l.json")]) == 0
-    summary = {"results": {
-        "singular_values": np.linalg.svd(X, compute_uv=False).tolist(),
-        "error_vs_basis_size": {"n": [1, 2, 4], "max": [0.3, 0.1, 0.01],
-                                "mean": [0.2, 0.05, 0.004]},
-        "projection_tail_rel": [0.25, 0.04, 0.003],
-        "indicator": {"values": [1e-4, 3e-4, 2e-3], "error": [2e-4, 5e-4, 3e-3], "tol": 1e-3},
-    }}
+    summary = {
+        "results": {
+            "singular_values": np.linalg.svd(X, compute_uv=False).tolist(),
+            "error_vs_basis_size": {
+                "n": [1, 2, 4],
+                "max": [0.3, 0.1, 0.01],
+                "mean": [0.2, 0.05, 0.004],
+            },
+            "projection_tail_rel": [0.25, 0.04, 0.003],
+            "indicator": {"values": [1e-4, 3e-4, 2e-3], "error": [2e-4, 5e-4, 3e-3], "tol": 1e-3},
+        }
+    }
     (tmp / "summary.json").write_text(json.dumps(summary))
-    cases = [(path, "sv"), (modes, "sv"), (tmp / "summary.json", "sv"),
-             (tmp / "summary.json", "errors"), (tmp / "l.json", "clusters"),
-             (tmp / "summary.json", "indicator")]
+    cases = [
+        (path, "sv"),
+        (modes, "sv"),
+        (tmp / "summary.json", "sv"),
+        (tmp / "summary.json", "errors"),
+        (tmp / "l.json", "clusters"),
+        (tmp / "summary.json", "indicator"),
+    ]
     for i, (src, kind) in enumerate(cases):
         png = tmp / f"plot{i}.png"
         assert main(["plot", str(src), "--kind", kind, "--out", str(png)]) == 0, (src, kind)
@@ -287,8 +391,12 @@ def test_plot_kinds_write_pngs(store, capsys):
 
 def test_plot_json_without_the_data_is_one_line_error(tmp_path, capsys):
     (tmp_path / "s.json").write_text(json.dumps({"results": {"n_modes": 3}}))
-    assert main(["plot", str(tmp_path / "s.json"), "--kind", "errors",
-                 "--out", str(tmp_path / "p.png")]) == 2
+    assert (
+        main(
+            ["plot", str(tmp_path / "s.json"), "--kind", "errors", "--out", str(tmp_path / "p.png")]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("rom: error:") and "error_vs_basis_size" in err
     assert err.count("\n") == 1
@@ -308,16 +416,21 @@ def _corrupt(tmp: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("make, args, match", [
-    (lambda t: t / "missing.h5", ["info"], "no such file"),
-    (_foreign, ["info"], "not a rom snapshot store"),
-    (_corrupt, ["info"], "not a readable HDF5 file"),
-    (_corrupt, ["compress", "--out", "x.h5"], "not a readable HDF5 file"),
-    (lambda t: t / "missing.h5", ["compress", "--method", "svd", "--out", "x.h5"],
-     "invalid choice: 'svd'"),
-    (lambda t: t / "missing.h5", ["cluster", "--out", "l.json"],
-     "required: --n-clusters"),
-])
+@pytest.mark.parametrize(
+    "make, args, match",
+    [
+        (lambda t: t / "missing.h5", ["info"], "no such file"),
+        (_foreign, ["info"], "not a rom snapshot store"),
+        (_corrupt, ["info"], "not a readable HDF5 file"),
+        (_corrupt, ["compress", "--out", "x.h5"], "not a readable HDF5 file"),
+        (
+            lambda t: t / "missing.h5",
+            ["compress", "--method", "svd", "--out", "x.h5"],
+            "invalid choice: 'svd'",
+        ),
+        (lambda t: t / "missing.h5", ["cluster", "--out", "l.json"], "required: --n-clusters"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, make, args, match):
     path = make(tmp_path)
     rc = main([args[0], str(path), *args[1:]])
@@ -331,16 +444,26 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, make, args, match
 def test_bad_options_on_a_good_store(store, capsys):
     path, _, _ = store
     for args, match in [
-        (["compress", str(path), "--field", "v", "--out", str(path.parent / "m.h5")],
-         "no field 'v'"),
-        (["compress", str(path), "--method", "randomized", "--out", str(path.parent / "m.h5")],
-         "needs rank="),
-        (["cluster", str(path), "--n-clusters", "13", "--out", str(path.parent / "l.json")],
-         "--n-clusters must be in [1, 12]"),
-        (["export", str(path), "--columns", "12", "--out", str(path.parent / "e")],
-         "column 12 out of range"),
-        (["plot", str(path), "--kind", "errors", "--out", str(path.parent / "p.png")],
-         "plots a JSON file"),
+        (
+            ["compress", str(path), "--field", "v", "--out", str(path.parent / "m.h5")],
+            "no field 'v'",
+        ),
+        (
+            ["compress", str(path), "--method", "randomized", "--out", str(path.parent / "m.h5")],
+            "needs rank=",
+        ),
+        (
+            ["cluster", str(path), "--n-clusters", "13", "--out", str(path.parent / "l.json")],
+            "--n-clusters must be in [1, 12]",
+        ),
+        (
+            ["export", str(path), "--columns", "12", "--out", str(path.parent / "e")],
+            "column 12 out of range",
+        ),
+        (
+            ["plot", str(path), "--kind", "errors", "--out", str(path.parent / "p.png")],
+            "plots a JSON file",
+        ),
     ]:
         assert main(args) == 2, args
         err = capsys.readouterr().err
@@ -384,13 +507,16 @@ def test_subprocess_entry_points_and_stderr(store, tmp_path):
 
 def test_export_without_dolfinx_is_one_line_error(store, tmp_path):
     path, _, _ = store
-    code = ("import sys\n"
-            "for name in ('dolfinx', 'dolfinx_solver', 'petsc4py', 'basix', 'ufl'):\n"
-            "    sys.modules[name] = None  # importing them now raises ImportError\n"
-            "from rom.cli import main\n"
-            f"sys.exit(main(['export', {str(path)!r}, '--out', {str(tmp_path / 'e')!r}]))\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    code = (
+        "import sys\n"
+        "for name in ('dolfinx', 'dolfinx_solver', 'petsc4py', 'basix', 'ufl'):\n"
+        "    sys.modules[name] = None  # importing them now raises ImportError\n"
+        "from rom.cli import main\n"
+        f"sys.exit(main(['export', {str(path)!r}, '--out', {str(tmp_path / 'e')!r}]))\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert res.returncode == 2
     assert res.stderr.startswith("rom: error: rom export needs dolfinx")
     assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
@@ -399,8 +525,7 @@ def test_export_without_dolfinx_is_one_line_error(store, tmp_path):
 def test_parse_columns_follows_numpy_slicing():
     n = 10
     ref = np.arange(n)
-    assert parse_columns(["2:8:3", "-2", "::4"], n).tolist() == [
-        *ref[2:8:3], ref[-2], *ref[::4]]
+    assert parse_columns(["2:8:3", "-2", "::4"], n).tolist() == [*ref[2:8:3], ref[-2], *ref[::4]]
     assert parse_columns(None, 3).tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="bad column spec"):
         parse_columns(["a:b"], n)
@@ -435,8 +560,9 @@ def test_plotting_clusters_lays_trajectories_out_in_time_and_sample():
     sample = np.repeat([0, 1, 2], 4)
     time = np.tile([0.1, 0.2, 0.3, 0.4], 3)
     labels = (time > 0.25).astype(np.int64) + 2 * (sample == 2)
-    fig = plotting.clusters(labels, sample=sample, time=time, medoids=[0, 11],
-                            parameters=np.zeros((12, 2)))
+    fig = plotting.clusters(
+        labels, sample=sample, time=time, medoids=[0, 11], parameters=np.zeros((12, 2))
+    )
     xy = fig.axes[0].collections[0].get_offsets()
     np.testing.assert_array_equal(np.asarray(xy), np.c_[time, sample])
     np.testing.assert_array_equal(fig.axes[0].collections[0].get_array(), labels)

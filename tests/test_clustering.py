@@ -12,8 +12,8 @@ import itertools
 import numpy as np
 import pytest
 
-from rom.clustering import KMedoids, choose_n_clusters, kmeans_parameters, kmeans_snapshots
-from rom.dissimilarity import sine_dissimilarity
+from rom.local.clustering import KMedoids, choose_n_clusters, kmeans_parameters, kmeans_snapshots
+from rom.local.dissimilarity import sine_dissimilarity
 from rom.parallel import distribute_rows
 
 
@@ -137,9 +137,7 @@ def test_min_cluster_size_dissolves_small_clusters(rng):
         model = KMedoids(3, objective=objective, min_cluster_size=3).fit(D)
         assert model.cluster_sizes_.min() >= 3
         assert model.n_clusters_ == len(model.medoid_indices_) <= 3
-        np.testing.assert_array_equal(
-            model.labels_, np.argmin(D[:, model.medoid_indices_], axis=1)
-        )
+        np.testing.assert_array_equal(model.labels_, np.argmin(D[:, model.medoid_indices_], axis=1))
 
 
 def test_invalid_inputs_raise(rng):

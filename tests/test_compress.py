@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rom.compress import CompressionResult, compress
+from rom.compression._compress import CompressionResult, compress
 from rom.io import SnapshotStore
 from rom.parallel import distribute_rows, gather_rows, row_range
 
@@ -87,8 +87,14 @@ def test_methods_on_arrays(comm, rng, method, weighted):
     if weighted:
         wl = distribute_rows(w, comm)
         product = lambda X: wl[:, None] * X  # noqa: E731
-    res = compress(distribute_rows(A, comm), method=method, chunk=11, product=product, comm=comm,
-                   **OPTIONS[method])
+    res = compress(
+        distribute_rows(A, comm),
+        method=method,
+        chunk=11,
+        product=product,
+        comm=comm,
+        **OPTIONS[method],
+    )
     check_result(res, A, comm, method, w)
 
 
@@ -109,9 +115,13 @@ def test_methods_stream_from_store(comm, rng, shared_tmp_path, method):
     np.testing.assert_allclose(res.singular_values, ref.singular_values, rtol=1e-12)
 
 
-@pytest.mark.parametrize("method,opts", [("incremental", {"rank": 6}),
-                                         ("randomized", {"rank": 6, "oversampling": 4,
-                                                         "power_iterations": 1})])
+@pytest.mark.parametrize(
+    "method,opts",
+    [
+        ("incremental", {"rank": 6}),
+        ("randomized", {"rank": 6, "oversampling": 4, "power_iterations": 1}),
+    ],
+)
 def test_out_of_core_peak_memory_under_budget(tmp_path, rng, method, opts):
     n, m, r = 25_000, 200, 6  # 40 MB of snapshots
     budget = 12 * 2**20

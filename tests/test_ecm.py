@@ -1,4 +1,4 @@
-"""Empirical cubature (rom.ecm): integration accuracy, exactness on polynomials, warm start,
+"""Empirical cubature (rom.adaptive.cubature): integration accuracy, exactness on polynomials, warm start,
 independence of the rank count (quadrature points distributed by columns)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom.ecm import empirical_cubature
+from rom.adaptive.cubature import empirical_cubature
 from rom.parallel import row_range
 
 
@@ -112,7 +112,7 @@ def test_invalid_inputs_raise_on_every_rank(comm, rng):
 
 def test_max_points_caps_the_rule_and_reports_its_residual(rng, caplog):
     G, w = smooth_integrands(rng, n_g=15, n_q=400)
-    with caplog.at_level("WARNING", logger="rom.ecm"):
+    with caplog.at_level("WARNING", logger="rom.adaptive.cubature"):
         res = empirical_cubature(G, w, tol=1e-10, max_points=3, include_volume=False)
     assert res.points.size <= 3
     b = G @ w

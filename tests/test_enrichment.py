@@ -1,4 +1,4 @@
-"""Adaptive ROM (rom.enrichment): indicator behaviour and enrichment against the full-order model.
+"""Adaptive ROM (rom.adaptive.enrichment): indicator behaviour and enrichment against the full-order model.
 
 References: full-order trajectories of solvers.mechanics on the same loads (true errors), and a
 serial run (MPI.COMM_SELF) for the 2-rank agreement.
@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from rom.enrichment import AdaptiveROM
+from rom.adaptive.enrichment import AdaptiveROM
 from rom.parallel import allreduce_sum
 
 pytestmark = pytest.mark.fem
 
 TIMES = np.linspace(0.0, 1.0, 21)[1:]
-TRAIN = [(300, 0.3, 150, 20, 1.0), (350, 0, 100, 40, 1.0), (250, 0.6, 200, 0, 1.0),
-         (200, 0.2, 50, 60, 1.0)]
+TRAIN = [
+    (300, 0.3, 150, 20, 1.0),
+    (350, 0, 100, 40, 1.0),
+    (250, 0.6, 200, 0, 1.0),
+    (200, 0.2, 50, 60, 1.0),
+]
 NEW = (330, 0.4, 80, 250, 0.5)  # a strong second hot spot, then a hold: creep outside training
 TARGET = 4e-3
 
@@ -27,8 +31,10 @@ def _temperature(A, g, S1, S2, hold):
         th = min(t / hold, 1.0)
         r1 = (x[0] - 0.7) ** 2 + (x[1] - 0.5) ** 2
         r2 = (x[0] - 0.25) ** 2 + (x[1] - 0.75) ** 2
-        return 20.0 + th * (A * (1 + g * (x[0] - 0.5)) + S1 * np.exp(-r1 / 0.04)
-                            + S2 * np.exp(-r2 / 0.03))
+        return 20.0 + th * (
+            A * (1 + g * (x[0] - 0.5)) + S1 * np.exp(-r1 / 0.04) + S2 * np.exp(-r2 / 0.03)
+        )
+
     return T
 
 
@@ -143,8 +149,9 @@ def test_enrichment_steps_start_from_the_prediction_at_their_tolerance(problem):
     (close to the step's result) and ``fom_rtol`` (never tighter than the model's own)."""
     fom, trajs, ref = problem
     rec = _RecordingModel(fom)
-    rom = AdaptiveROM(svd_rtol=1e-6, cubature_tol=1e-5, tol_E=3e-3, max_enrichments=5,
-                      fom_rtol=1e-7).fit(rec, trajs)
+    rom = AdaptiveROM(
+        svd_rtol=1e-6, cubature_tol=1e-5, tol_E=3e-3, max_enrichments=5, fom_rtol=1e-7
+    ).fit(rec, trajs)
     run = rom.run(_temperature(*NEW), TIMES)
     assert len(rec.calls) == run.fom_steps >= 1
     assert all(c["rtol"] == max(1e-7, fom.rtol) for c in rec.calls)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from rom.hapod import Chunk, dist_hapod, hapod, inc_hapod
+from rom.compression._hapod import Chunk, dist_hapod, hapod, inc_hapod
 from rom.parallel import distribute_rows, gather_rows
 
 pytestmark = [pytest.mark.mpi]
@@ -38,8 +38,9 @@ def random_tree(g, A_local, lo, hi, depth):
             return A_local[:, lo:hi]
         return Chunk(hi - lo, lambda a=lo, b=hi: A_local[:, a:b].copy())
     n_children = int(g.integers(2, 5))
-    cuts = np.sort(g.choice(np.arange(lo + 1, hi), size=min(n_children - 1, hi - lo - 1),
-                            replace=False))
+    cuts = np.sort(
+        g.choice(np.arange(lo + 1, hi), size=min(n_children - 1, hi - lo - 1), replace=False)
+    )
     bounds = [lo, *cuts.tolist(), hi]
     return [random_tree(g, A_local, a, b, depth - 1) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -93,7 +94,7 @@ def test_dist_and_inc_hapod_guarantee(comm, rng, shape, rel_eps):
     assert mse * m <= res.error_bound**2 + (SLACK * normA) ** 2
     # no better than the optimum: POD of A with the same number of modes (LAPACK)
     sref = np.linalg.svd(A, compute_uv=False)
-    assert mse * m >= np.sum(sref[len(s):] ** 2) * (1 - 1e-8) - (SLACK * normA) ** 2
+    assert mse * m >= np.sum(sref[len(s) :] ** 2) * (1 - 1e-8) - (SLACK * normA) ** 2
     # leaves never exceed their tolerance
     for node in res.nodes:
         assert node["local_error"] <= node["tolerance"] * (1 + 1e-12) + SLACK * normA

@@ -5,16 +5,15 @@ All tests are collective and run at 1 and 2 ranks (``-m mpi``).
 
 from __future__ import annotations
 
+import dolfinx_solver  # noqa: F401  (before dolfinx)
 import numpy as np
 import pytest
+import ufl
+from dolfinx import fem
 from mpi4py import MPI
 
-import dolfinx_solver  # noqa: F401,E402  (before dolfinx)
-import ufl  # noqa: E402
-from dolfinx import fem  # noqa: E402
-
-from solvers.heat import HeatModel  # noqa: E402
-from solvers.mesh import BladeGeometry, blade_mesh  # noqa: E402
+from solvers.heat import HeatModel
+from solvers.mesh import BladeGeometry, blade_mesh
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 

@@ -1,4 +1,4 @@
-"""Hyper-reduced Newton (rom.hyperreduced).
+"""Hyper-reduced Newton (rom.adaptive.hyperreduced).
 
 References, independent of the code under test: the full-order trajectory of
 solvers.mechanics (its own global Newton on all quadrature points), the full quadrature sum of
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom.hyperreduced import HyperReducedModel, gather_at_points, internal_force_cubature
+from rom.adaptive.hyperreduced import HyperReducedModel, gather_at_points, internal_force_cubature
 from rom.parallel import allreduce_sum, distribute_rows
 
 
@@ -28,10 +28,11 @@ def training():
     from solvers.mechanics import Load, ViscoplasticModel
 
     times = np.linspace(0.0, 1.0, 11)[1:]
-    fom = ViscoplasticModel(MPI.COMM_WORLD, dim=2, size=6, load=Load(), temperature=_temperature,
-                            times=times)
+    fom = ViscoplasticModel(
+        MPI.COMM_WORLD, dim=2, size=6, load=Load(), temperature=_temperature, times=times
+    )
     traj = fom.solve()
-    from rom.pod import pod
+    from rom.compression._pod import pod
 
     Psi, _ = pod(traj.u, product=fom.mass, comm=fom.comm, method="qr", rtol=1e-12)
     return fom, traj, Psi, fom.strain_at_qp(Psi)
@@ -42,17 +43,17 @@ def training():
 def test_reduced_newton_reproduces_the_training_trajectory(training):
     """Basis = all snapshots, cubature on that trajectory: u to 1e-6 relative, p at the reduced
     points to 1e-6 of max p (reference: the full-order trajectory)."""
-    from rom.hyperreduced import build_hyperreduced
+    from rom.adaptive.hyperreduced import build_hyperreduced
 
     fom, traj, Psi, B = training
     comm = fom.comm
     assert allreduce_sum(traj.p.max(axis=0)[-1] > 0, comm) > 0  # plastic: the law is nonlinear
-    cub = internal_force_cubature(B, traj.stresses, fom.qp_weights, tol=1e-8, svd_tol=1e-12,
-                                  comm=comm)
+    cub = internal_force_cubature(
+        B, traj.stresses, fom.qp_weights, tol=1e-8, svd_tol=1e-12, comm=comm
+    )
     n_qp = int(allreduce_sum(float(fom.n_qp_local), comm))
     assert cub.points.size < n_qp
-    hr = build_hyperreduced(fom, Psi, cub.points, cub.weights, temperature=_temperature,
-                            strains=B)
+    hr = build_hyperreduced(fom, Psi, cub.points, cub.weights, temperature=_temperature, strains=B)
     C, P = hr.solve(traj.times)
     U = Psi @ C
     num = np.sqrt(allreduce_sum(np.sum((U - traj.u) ** 2, axis=0), comm))
@@ -72,8 +73,9 @@ def test_cubature_integrates_training_internal_forces_to_its_tolerance(training)
     fom, traj, Psi, B = training
     comm = fom.comm
     tol = 1e-3
-    cub = internal_force_cubature(B, traj.stresses, fom.qp_weights, tol=tol, svd_tol=1e-9,
-                                  comm=comm)
+    cub = internal_force_cubature(
+        B, traj.stresses, fom.qp_weights, tol=tol, svd_tol=1e-9, comm=comm
+    )
     g = np.einsum("qcn,qck->qnk", B, traj.stresses)  # (n_qp_local, N, n_t)
     w = fom.qp_weights
     exact = allreduce_sum(np.einsum("q,qnk->nk", w, g), comm)
@@ -135,8 +137,7 @@ def test_linear_law_is_one_newton_step_to_the_closed_form(rng):
         sig = np.einsum("mij,mj->mi", C, eps - eps_th * T[:, None])
         return sig, evp, p + np.linalg.norm(eps, axis=1), C
 
-    hr = HyperReducedModel(np.eye(N), B, w, law=law, coordinates=np.zeros((m, 2)),
-                           temperature=1.0)
+    hr = HyperReducedModel(np.eye(N), B, w, law=law, coordinates=np.zeros((m, 2)), temperature=1.0)
     state, info = hr.step(hr.initial_state(0.0), 1.0)
     K = np.einsum("m,mcn,mcd,mde->ne", w, B, C, B)
     f = np.einsum("m,mcn,mcd,md->n", w, B, C, eps_th)

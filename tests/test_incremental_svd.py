@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rom.incremental_svd import IncrementalSVD
+from rom.compression.incremental_svd import IncrementalSVD
 from rom.parallel import distribute_rows, gather_rows
 
 pytestmark = [pytest.mark.mpi]
@@ -109,8 +109,13 @@ def test_transform_and_inverse_transform(comm, rng):
     np.testing.assert_allclose(rec, U @ coeff, rtol=0, atol=1e-13 * np.abs(B).max())
 
 
-@settings(derandomize=True, deadline=None, max_examples=25, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    derandomize=True,
+    deadline=None,
+    max_examples=25,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(
     n=st.integers(12, 60),
     m=st.integers(1, 30),
@@ -192,9 +197,10 @@ def test_adversarial_columns(comm, rng, kind, order):
     k = est.n_components_
     keep = sref > 1e-9 * sref[0]
     assert k >= int(np.count_nonzero(keep))
-    np.testing.assert_allclose(est.singular_values_[: keep.sum()], sref[keep], rtol=0,
-                               atol=1e-10 * sref[0])
-    assert np.all(est.singular_values_[keep.sum():] <= 1e-9 * sref[0])
+    np.testing.assert_allclose(
+        est.singular_values_[: keep.sum()], sref[keep], rtol=0, atol=1e-10 * sref[0]
+    )
+    assert np.all(est.singular_values_[keep.sum() :] <= 1e-9 * sref[0])
     assert np.abs(U.T @ U - np.eye(k)).max() <= 1e-12
     proj, approx = errors(A, est, U)
     assert proj <= est.error_bound_ + SLACK * total
@@ -234,9 +240,17 @@ def test_adversarial_columns_with_error_rule(comm, rng, kind, order):
 def test_nan_block_refused_state_unchanged(comm, rng):
     A = prescribed(rng, 60, 20, np.logspace(0, -2, 5))
     est, _ = run(A, comm, block=5, rank=4)
-    before = {k: np.copy(getattr(est, k)) for k in
-              ("modes_", "singular_values_", "coefficients_", "n_samples_seen_",
-               "discarded_energy_", "total_energy_")}
+    before = {
+        k: np.copy(getattr(est, k))
+        for k in (
+            "modes_",
+            "singular_values_",
+            "coefficients_",
+            "n_samples_seen_",
+            "discarded_energy_",
+            "total_energy_",
+        )
+    }
     bad = distribute_rows(A[:, :3], comm)
     if comm.rank == comm.size - 1:  # only the last rank sees the NaN
         bad[-1, 1] = np.nan
@@ -283,8 +297,9 @@ def test_truncate_keeps_bound(comm, rng):
 def test_fit_equals_partial_fit_stream(comm, rng):
     A = prescribed(rng, 50, 23, np.logspace(0, -1, 6))
     est, U = run(A, comm, block=5, l2_err=0.01 * mnorm(A), n_total=23)
-    est2 = IncrementalSVD(comm=comm, l2_err=0.01 * mnorm(A)).fit(distribute_rows(A, comm),
-                                                                  block_size=5)
+    est2 = IncrementalSVD(comm=comm, l2_err=0.01 * mnorm(A)).fit(
+        distribute_rows(A, comm), block_size=5
+    )
     np.testing.assert_allclose(est2.singular_values_, est.singular_values_, rtol=1e-13)
     assert est2.error_bound_ == pytest.approx(est.error_bound_, rel=1e-10, abs=1e-300)
     # fit forms each block's U^T C in the previous update's last sweep (lookahead); the
@@ -314,7 +329,7 @@ def test_row_split_sweeps_match_lapack_and_one_thread(rng, split_ranges):
     each, ``rom.parallel.row_threads``); the result matches LAPACK and the one-thread run."""
     from threadpoolctl import threadpool_limits
 
-    import rom.incremental_svd as isvd_mod
+    import rom.compression.incremental_svd as isvd_mod
 
     n, m = 60_000, 120
     sv = np.logspace(0, -5, 30)
@@ -344,7 +359,7 @@ def test_fit_lookahead_through_the_cholesky_qr_pass(comm, rng, monkeypatch):
     only to about u/sigma^2, so the update's Cholesky-QR pass U <- U M runs; fit's lookahead
     U^T C_next is then mapped to M^T (U^T C_next). The result equals the plain partial_fit
     stream and LAPACK, and the mapped path did run."""
-    import rom.incremental_svd as isvd_mod
+    import rom.compression.incremental_svd as isvd_mod
 
     A = prescribed(rng, 300, 60, np.logspace(0, -6, 30))
     mapped = []

@@ -1,5 +1,5 @@
-"""QDEIM / leverage points (rom.qdeim), the Gappy-POD indicator and its calibration
-(rom.indicator), against LAPACK least squares, the Drmač-Gugercin bound and brute force."""
+"""QDEIM / leverage points (rom.adaptive.points), the Gappy-POD indicator and its calibration
+(rom.adaptive.indicator), against LAPACK least squares, the Drmač-Gugercin bound and brute force."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from rom.indicator import GappyIndicator, calibrate
+from rom.adaptive.indicator import GappyIndicator, calibrate
+from rom.adaptive.points import leverage_points, qdeim
 from rom.parallel import distribute_rows
-from rom.qdeim import leverage_points, qdeim
 
 
 def smooth_basis(rng, n_q, n_p):

@@ -72,8 +72,9 @@ def test_round_trip_serial(tmp_path, rng, monkeypatch):
     np.testing.assert_array_equal(st.read("u"), X[order])  # serial "owned" = all rows
     np.testing.assert_array_equal(st.read("u", keys=keys), X)
     np.testing.assert_array_equal(st.read("v", keys=vkeys, columns=[8, 0, 4]), V[:, [8, 0, 4]])
-    np.testing.assert_array_equal(st.read("u", rows=slice(5, 9), columns=slice(2, 7)),
-                                  X[order][5:9, 2:7])
+    np.testing.assert_array_equal(
+        st.read("u", rows=slice(5, 9), columns=slice(2, 7)), X[order][5:9, 2:7]
+    )
     np.testing.assert_array_equal(st.parameters, P)
     np.testing.assert_array_equal(st.time, T)
     np.testing.assert_array_equal(st.sample, S)
@@ -159,13 +160,17 @@ def test_partition_independent_round_trip(comm, rng, shared_tmp_path):
     gk = np.array([7, 3, 5]) if comm.rank == 0 else np.zeros(0, np.int64)
     g = G if comm.rank == 0 else np.zeros((0, 5))
     with SnapshotStore.create(
-        path, {"u": keys[my], "T": tkeys[tmy], "g": gk}, parameter_names=("a", "b", "c"),
+        path,
+        {"u": keys[my], "T": tkeys[tmy], "g": gk},
+        parameter_names=("a", "b", "c"),
         comm=comm,
     ) as st:
-        st.append({"u": X[my, :2], "T": T[tmy, :2], "g": g[:, :2]}, parameters=P[:2],
-                  time=[0.0, 1.0])
-        st.append({"u": X[my, 2:], "T": T[tmy, 2:], "g": g[:, 2:]}, parameters=P[2:],
-                  sample=[3, 3, 4])
+        st.append(
+            {"u": X[my, :2], "T": T[tmy, :2], "g": g[:, :2]}, parameters=P[:2], time=[0.0, 1.0]
+        )
+        st.append(
+            {"u": X[my, 2:], "T": T[tmy, 2:], "g": g[:, 2:]}, parameters=P[2:], sample=[3, 3, 4]
+        )
 
     # every rank alone reads the whole store: the global data in key order
     with SnapshotStore.open(path, comm=MPI.COMM_SELF) as st:
@@ -285,18 +290,33 @@ def test_bad_append_arguments_write_nothing(tmp_path, rng):
     st.append({"u": np.ones((5, 1)), "v": np.ones((3, 1))}, parameters=[1.0])
     before = _listing(path)
     cases = [
-        ({"u": np.ones((5, 2)), "v": np.ones((3, 1))}, dict(parameters=[1.0]),
-         "different numbers of columns"),
+        (
+            {"u": np.ones((5, 2)), "v": np.ones((3, 1))},
+            dict(parameters=[1.0]),
+            "different numbers of columns",
+        ),
         ({"u": np.ones((5, 1))}, dict(parameters=[1.0]), "exactly the fields"),
-        ({"u": np.ones((4, 1)), "v": np.ones((3, 1))}, dict(parameters=[1.0]),
-         "have 4 rows on this rank, expected 5"),
+        (
+            {"u": np.ones((4, 1)), "v": np.ones((3, 1))},
+            dict(parameters=[1.0]),
+            "have 4 rows on this rank, expected 5",
+        ),
         ({"u": np.ones((5, 1)), "v": np.ones((3, 1))}, {}, "parameters are required"),
-        ({"u": np.ones((5, 2)), "v": np.ones((3, 2))}, dict(parameters=np.ones((3, 1))),
-         r"parameters must have shape \(2, 1\)"),
-        ({"u": np.ones((5, 1)), "v": np.ones((3, 1))}, dict(parameters=[1.0], time=[1, 2]),
-         "time must have shape"),
-        ({"u": np.ones((5, 1)), "v": np.full((3, 1), np.inf)}, dict(parameters=[1.0]),
-         "NaN or Inf in field 'v', column 0"),
+        (
+            {"u": np.ones((5, 2)), "v": np.ones((3, 2))},
+            dict(parameters=np.ones((3, 1))),
+            r"parameters must have shape \(2, 1\)",
+        ),
+        (
+            {"u": np.ones((5, 1)), "v": np.ones((3, 1))},
+            dict(parameters=[1.0], time=[1, 2]),
+            "time must have shape",
+        ),
+        (
+            {"u": np.ones((5, 1)), "v": np.full((3, 1), np.inf)},
+            dict(parameters=[1.0]),
+            "NaN or Inf in field 'v', column 0",
+        ),
         (np.ones((5, 1)), dict(parameters=[1.0]), "bare array is ambiguous"),
     ]
     for values, kw, match in cases:
@@ -373,8 +393,9 @@ def test_verify_detects_non_finite_segment(tmp_path):
         st.verify()
     with h5py.File(tmp_path / "s.h5.d" / "seg-000001.h5", "a") as f:
         f["fields/u/values"][2, 1] = np.nan
-    with SnapshotStore.open(tmp_path / "s.h5") as st, pytest.raises(
-        StoreError, match=r"seg-000001\.h5 fields/u/values contains NaN"
+    with (
+        SnapshotStore.open(tmp_path / "s.h5") as st,
+        pytest.raises(StoreError, match=r"seg-000001\.h5 fields/u/values contains NaN"),
     ):
         st.verify()
 
@@ -466,8 +487,11 @@ def test_writer_killed_at_random_moments_keeps_commits(tmp_path, rng):
         log = tmp_path / f"writer{kill}.log"
         with open(log, "w") as out:
             proc = subprocess.Popen(
-                [sys.executable, str(script), str(path), str(n)], stdout=out,
-                stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+                [sys.executable, str(script), str(path), str(n)],
+                stdout=out,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=tmp_path,
             )
         try:
             deadline = time.monotonic() + 60

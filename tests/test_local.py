@@ -1,4 +1,4 @@
-"""Local reduced bases (rom.local) on synthetic translating pulses (numpy only).
+"""Local reduced bases (rom.local.bases) on synthetic translating pulses (numpy only).
 
 References are independent: weighted SVDs and least squares from numpy.linalg on the full
 data, the sine formula evaluated directly, brute-force nearest neighbours.
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rom.local import LocalBases, OnlineCost, fit_online_cost
+from rom.local.bases import LocalBases, OnlineCost, fit_online_cost
 from rom.parallel import distribute_rows, row_range
 
 N_X = 300
@@ -88,21 +88,22 @@ def test_online_cost_fit_recovers_the_model_and_sets_the_estimate(data):
     truth = [3e-4 + 2e-9 * n**3 for n in sizes]
     c = fit_online_cost(sizes, truth)
     assert np.all(c.coefficients >= 0)
-    np.testing.assert_allclose([c(n) for n in (3, 20, 50)],
-                               [3e-4 + 2e-9 * n**3 for n in (3, 20, 50)], rtol=1e-8)
+    np.testing.assert_allclose(
+        [c(n) for n in (3, 20, 50)], [3e-4 + 2e-9 * n**3 for n in (3, 20, 50)], rtol=1e-8
+    )
     # noisy timings: still non-negative coefficients, non-decreasing, within the noise
     noisy = np.array(truth) * (1 + 0.05 * np.random.default_rng(1).standard_normal(len(sizes)))
     cn = fit_online_cost(sizes, noisy)
     assert np.all(cn.coefficients >= 0) and np.all(np.diff([cn(n) for n in range(1, 70)]) >= 0)
     np.testing.assert_allclose([cn(n) for n in sizes], truth, rtol=0.2)
     X, _ = data
-    lb = LocalBases(clustering="sine-kcenter", n_clusters=4, rel_l2_err=EPS,
-                    product=sp.diags(WEIGHTS)).fit(X)
+    lb = LocalBases(
+        clustering="sine-kcenter", n_clusters=4, rel_l2_err=EPS, product=sp.diags(WEIGHTS)
+    ).fit(X)
     overhead = OnlineCost(coefficients=np.array([1e-3, 0.0, 0.0, 0.0]))
     assert lb.efficiency_estimate(cost=overhead) == pytest.approx(1.0, rel=1e-12)
     cubic = OnlineCost(coefficients=np.array([0.0, 0.0, 0.0, 1.0]))
-    assert lb.efficiency_estimate(cost=cubic) == pytest.approx(lb.efficiency_estimate(),
-                                                               rel=1e-12)
+    assert lb.efficiency_estimate(cost=cubic) == pytest.approx(lb.efficiency_estimate(), rel=1e-12)
     with pytest.raises(ValueError, match="two or more sizes"):
         fit_online_cost([4, 4], [1e-3, 1e-3])
     with pytest.raises(ValueError, match="positive"):
@@ -117,8 +118,15 @@ def test_efficiency_estimate_below_one_and_exactly_one_for_a_single_cluster(data
     assert one.efficiency_estimate() == 1.0
     lb = LocalBases(clustering="sine-kcenter", n_clusters=4, rel_l2_err=EPS, product=M).fit(X)
     n1 = _ref_size(X, EPS)
-    ref = sum(np.count_nonzero(lb.labels_ == k) / X.shape[1]
-              * _ref_size(X[:, lb.labels_ == k], EPS) ** 3 for k in range(4)) / n1**3
+    ref = (
+        sum(
+            np.count_nonzero(lb.labels_ == k)
+            / X.shape[1]
+            * _ref_size(X[:, lb.labels_ == k], EPS) ** 3
+            for k in range(4)
+        )
+        / n1**3
+    )
     assert lb.efficiency_estimate() == pytest.approx(ref, rel=1e-12)
     assert lb.efficiency_estimate() < 0.5
     # a selection cost is charged on top (in units of c(N))
@@ -144,8 +152,9 @@ def test_selection_by_snapshot_picks_the_lowest_projection_error(data):
         assert lb.select(u, method="projection") == int(np.argmin(errs[:, j]))
         cos = (med.T @ (WEIGHTS * u)) / np.sqrt((med.T**2 @ WEIGHTS) * (u**2 @ WEIGHTS))
         assert lb.select(u) == int(np.argmin(np.sqrt(1 - cos**2)))
-    np.testing.assert_array_equal(np.argmin(errs, axis=0)[[0, 4]], [lb.select(new[:, 0]),
-                                                                    lb.select(new[:, 4])])
+    np.testing.assert_array_equal(
+        np.argmin(errs, axis=0)[[0, 4]], [lb.select(new[:, 0]), lb.select(new[:, 4])]
+    )
 
 
 def test_selection_by_parameter_is_the_nearest_training_parameter_cluster(data):
@@ -207,10 +216,12 @@ def test_merge_clusters_meet_the_certified_error():
 def test_same_clusters_and_bases_at_any_rank_count(comm, data, clustering):
     """Row-distributed fit = serial fit on the full data: labels, medoids, sizes, spectra."""
     X, centres = data
-    ref = LocalBases(clustering=clustering, n_clusters=4, rel_l2_err=EPS,
-                     product=sp.diags(WEIGHTS)).fit(X, params=centres)
-    lb = LocalBases(clustering=clustering, n_clusters=4, rel_l2_err=EPS,
-                    product=_local_product(comm), comm=comm)
+    ref = LocalBases(
+        clustering=clustering, n_clusters=4, rel_l2_err=EPS, product=sp.diags(WEIGHTS)
+    ).fit(X, params=centres)
+    lb = LocalBases(
+        clustering=clustering, n_clusters=4, rel_l2_err=EPS, product=_local_product(comm), comm=comm
+    )
     lb.fit(distribute_rows(X, comm), params=centres)
     np.testing.assert_array_equal(lb.labels_, ref.labels_)
     np.testing.assert_array_equal(lb.medoid_indices_, ref.medoid_indices_)
@@ -218,9 +229,12 @@ def test_same_clusters_and_bases_at_any_rank_count(comm, data, clustering):
     for a, b in zip(lb.singular_values_, ref.singular_values_, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12 * b[0])
     new = distribute_rows(_pulses(np.array([0.3, 0.7]), np.ones(2)), comm)
-    np.testing.assert_allclose(lb.projection_errors(new),
-                               ref.projection_errors(_pulses(np.array([0.3, 0.7]), np.ones(2))),
-                               rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        lb.projection_errors(new),
+        ref.projection_errors(_pulses(np.array([0.3, 0.7]), np.ones(2))),
+        rtol=1e-8,
+        atol=1e-12,
+    )
     for j in range(2):
         full = _pulses(np.array([[0.3, 0.7][j]]), np.ones(1))[:, 0]
         assert lb.select(new[:, j]) == ref.select(full)

@@ -175,9 +175,7 @@ def test_consistent_tangent_matches_finite_differences(n_comp, rng):
     q = von_mises(res.sigma[plastic])
     Tp = T[plastic]
     R = mat.yield_strength(Tp) + mat.hardening * res.p[plastic]
-    over = mat.norton_resistance(Tp) * ((res.p - p0)[plastic] / dt) ** (
-        1 / mat.norton_exponent(Tp)
-    )
+    over = mat.norton_resistance(Tp) * ((res.p - p0)[plastic] / dt) ** (1 / mat.norton_exponent(Tp))
     np.testing.assert_allclose(q - R, over, rtol=0, atol=1e-11 * q.max())
 
 
@@ -223,7 +221,13 @@ def test_plane_strain_bar_is_the_analytic_elastic_solution(comm, loading):
         load = Load(pressure=lambda t: -150.0 * t)
         exx = 150.0 * (1 - nu**2) / E
     model = _model(
-        comm, dim=2, size=2, lengths=(L, 1.0), material=mat, load=load, temperature=T,
+        comm,
+        dim=2,
+        size=2,
+        lengths=(L, 1.0),
+        material=mat,
+        load=load,
+        temperature=T,
         times=[1.0],
     )
     traj = model.solve()
@@ -250,8 +254,13 @@ def _uniaxial_point(mat, exx, T, evp, p, dt, n_comp=6):
         eps[0, :3] = [exx, e, e]
         return integrate(mat, eps, evp, p, T, dt)
 
-    e = brentq(lambda e: run(e).sigma[0, 1], -2 * abs(exx) - 1e-2, 2 * abs(exx) + 1e-2,
-               xtol=1e-16, rtol=1e-15)
+    e = brentq(
+        lambda e: run(e).sigma[0, 1],
+        -2 * abs(exx) - 1e-2,
+        2 * abs(exx) + 1e-2,
+        xtol=1e-16,
+        rtol=1e-15,
+    )
     return run(e), e
 
 
@@ -271,8 +280,14 @@ def test_homogeneous_3d_bar_matches_the_material_point(comm):
         return np.full(x.shape[1], 100.0 + 50.0 * t)
 
     model = _model(
-        comm, dim=3, size=1, lengths=(L, 1.0, 1.0), material=mat,
-        load=Load(displacement=lambda t: rate * t * L), temperature=temp, times=times,
+        comm,
+        dim=3,
+        size=1,
+        lengths=(L, 1.0, 1.0),
+        material=mat,
+        load=Load(displacement=lambda t: rate * t * L),
+        temperature=temp,
+        times=times,
     )
     traj = model.solve()
     evp, p, t_old = np.zeros((1, 6)), np.zeros(1), 0.0
@@ -282,8 +297,9 @@ def test_homogeneous_3d_bar_matches_the_material_point(comm):
         evp, p, t_old = res.eps_vp, res.p, t
         sig = traj.stresses[:, :, k]
         scale = abs(res.sigma[0, 0])
-        np.testing.assert_allclose(sig, np.broadcast_to(res.sigma[0], sig.shape), rtol=0,
-                                   atol=1e-8 * scale)
+        np.testing.assert_allclose(
+            sig, np.broadcast_to(res.sigma[0], sig.shape), rtol=0, atol=1e-8 * scale
+        )
         np.testing.assert_allclose(traj.p[:, k], p[0], rtol=1e-8, atol=1e-14)
         if k == 0:  # elastic range: Hooke with thermal strain
             E, _, _ = _lame(mat, T)
@@ -293,8 +309,11 @@ def test_homogeneous_3d_bar_matches_the_material_point(comm):
             np.testing.assert_allclose(e_lat, -mat.poisson * (rate * t - a_dT) + a_dT, rtol=1e-9)
         x = model.V.tabulate_dof_coordinates()[: model.n_owned // 3]
         comp = model.keys % 3
-        u_ref = np.where(comp == 0, rate * t * np.repeat(x[:, 0], 3),
-                         e_lat * np.repeat(x, 3, axis=0)[np.arange(comp.size), comp])
+        u_ref = np.where(
+            comp == 0,
+            rate * t * np.repeat(x[:, 0], 3),
+            e_lat * np.repeat(x, 3, axis=0)[np.arange(comp.size), comp],
+        )
         np.testing.assert_allclose(traj.u[:, k], u_ref, rtol=0, atol=1e-8 * rate * t * L)
     assert p[0] > 1e-4  # the run reached the viscoplastic range
 
@@ -307,8 +326,9 @@ def _rotating_plate(comm, **kw):
         return 150.0 + 300.0 * t * x[0] + 80.0 * x[1] ** 2
 
     load = Load(pressure=lambda t: -120.0 * t, omega=lambda t: 4e4 * t, axis=(-1.0, 0.3))
-    args = dict(dim=2, size=2, lengths=(2.0, 1.0), load=load, temperature=temp,
-                times=[0.5, 1.0, 1.5])
+    args = dict(
+        dim=2, size=2, lengths=(2.0, 1.0), load=load, temperature=temp, times=[0.5, 1.0, 1.5]
+    )
     args.update(kw)
     return _model(comm, **args)
 
@@ -327,8 +347,9 @@ def test_global_newton_converges_quadratically(comm, case):
         model = _rotating_plate(comm)
     else:
         load = Load(displacement=lambda t: 4e-3 * t, omega=lambda t: 4e4 * t)
-        model = _rotating_plate(comm, size=16, lengths=(1.0, 1.0), load=load,
-                                times=[0.25, 0.5, 0.75, 1.0])
+        model = _rotating_plate(
+            comm, size=16, lengths=(1.0, 1.0), load=load, times=[0.25, 0.5, 0.75, 1.0]
+        )
     state = model.initial_state()
     n_plastic_steps = 0
     for t in model.times:
@@ -431,8 +452,11 @@ def test_partition_independent_displacement_and_plastic_strain(comm):
     ser = _rotating_plate(MPI.COMM_SELF)
     tp, ts = par.solve(), ser.solve()
     assert par.n_dofs == ser.n_dofs and allreduce_n(par.n_qp_local, comm) == ser.n_qp_local
-    np.testing.assert_allclose(_gather(par.qp_keys, par.qp_coordinates, comm),
-                               _gather(ser.qp_keys, ser.qp_coordinates, MPI.COMM_SELF), atol=1e-14)
+    np.testing.assert_allclose(
+        _gather(par.qp_keys, par.qp_coordinates, comm),
+        _gather(ser.qp_keys, ser.qp_coordinates, MPI.COMM_SELF),
+        atol=1e-14,
+    )
     u_p, u_s = _gather(par.keys, tp.u, comm), _gather(ser.keys, ts.u, MPI.COMM_SELF)
     np.testing.assert_allclose(u_p, u_s, rtol=0, atol=1e-12 * np.abs(u_s).max())
     p_p, p_s = _gather(par.qp_keys, tp.p, comm), _gather(ser.qp_keys, ts.p, MPI.COMM_SELF)

@@ -1,4 +1,4 @@
-"""Error-constrained greedy clustering (rom.merge_clustering).
+"""Error-constrained greedy clustering (rom.local.merge_clustering).
 
 References: numpy.linalg.svd of each cluster's concatenation (certified errors, eps), a planted
 grouping (brute force: blocks drawn from known rank-r subspaces), and the serial run (1 vs 2
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom import bounds
-from rom.merge_clustering import ErrorConstrainedClustering, clustering_metrics
+from rom.local import bounds
+from rom.local.merge_clustering import ErrorConstrainedClustering, clustering_metrics
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_blocks
 
@@ -37,13 +37,19 @@ def check_partition(labels, clusters, k):
 @pytest.mark.mpi
 @pytest.mark.parametrize(
     "predictor,ordering",
-    [("estimator", "norm"), ("estimator", "residual"), ("residual", "norm"), ("weyl", "norm"),
-     ("exact", "norm")],
+    [
+        ("estimator", "norm"),
+        ("estimator", "residual"),
+        ("residual", "norm"),
+        ("weyl", "norm"),
+        ("exact", "norm"),
+    ],
 )
 def test_certified_errors_never_exceed_eps(transport, predictor, ordering, comm):
     loc = [distribute_rows(A, comm) for A in transport]
-    est = ErrorConstrainedClustering(rank=R, eps=EPS, predictor=predictor, ordering=ordering,
-                                     comm=comm).fit(loc)
+    est = ErrorConstrainedClustering(
+        rank=R, eps=EPS, predictor=predictor, ordering=ordering, comm=comm
+    ).fit(loc)
     check_partition(est.labels_, est.clusters_, len(transport))
     for members, e in zip(est.clusters_, est.certified_errors_):
         if len(members) > 1:
@@ -91,7 +97,8 @@ def test_shared_spectra_give_the_same_clusters_and_are_checked(comm, transport):
         ErrorConstrainedClustering(rank=R, eps=EPS, comm=comm).fit(loc, spectra=spectra[:-1])
     with pytest.raises(ValueError, match="do not match"):
         ErrorConstrainedClustering(rank=R, eps=EPS, comm=comm).fit(
-            [A[:, :10] for A in loc], spectra=spectra)
+            [A[:, :10] for A in loc], spectra=spectra
+        )
 
 
 @pytest.mark.mpi
@@ -106,13 +113,15 @@ def test_recovers_planted_subspace_groups_same_at_any_rank_count(comm, rng):
     blocks = [bases[g] @ rng.standard_normal((r, r)) * rng.uniform(1, 2) for g in truth]
     loc = [distribute_rows(A, comm) for A in blocks]
     for predictor in ("estimator", "exact"):
-        est = ErrorConstrainedClustering(rank=r, eps=0.01, predictor=predictor,
-                                         ordering="residual", comm=comm).fit(loc)
+        est = ErrorConstrainedClustering(
+            rank=r, eps=0.01, predictor=predictor, ordering="residual", comm=comm
+        ).fit(loc)
         found = sorted(sorted(c) for c in est.clusters_)
         expected = sorted(sorted(np.flatnonzero(truth == g).tolist()) for g in range(3))
         assert found == expected
-        serial = ErrorConstrainedClustering(rank=r, eps=0.01, predictor=predictor,
-                                            ordering="residual").fit(blocks)
+        serial = ErrorConstrainedClustering(
+            rank=r, eps=0.01, predictor=predictor, ordering="residual"
+        ).fit(blocks)
         assert np.array_equal(est.labels_, serial.labels_)
         np.testing.assert_allclose(est.certified_errors_, serial.certified_errors_, atol=1e-10)
 
@@ -124,8 +133,9 @@ def test_same_clusters_at_any_rank_count_on_transport(transport, comm):
     est = ErrorConstrainedClustering(rank=R, eps=EPS, comm=comm).fit(loc)
     serial = ErrorConstrainedClustering(rank=R, eps=EPS).fit(transport)
     assert est.clusters_ == serial.clusters_
-    np.testing.assert_allclose(est.certified_errors_, serial.certified_errors_, rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        est.certified_errors_, serial.certified_errors_, rtol=1e-9, atol=1e-12
+    )
 
 
 def test_patience_makes_remaining_blocks_singletons(rng):
@@ -149,8 +159,7 @@ def test_seed_takes_blocks_while_width_fits(rng):
 def test_metrics_formulae():
     # m = 100, r = 5: cluster {0,1} (20 columns) stores min(5*120, 2000) = 600 numbers;
     # singleton {2} (10 columns) stores 1000; CR = 100*30/1600
-    m = clustering_metrics([10, 10, 10], [[0, 1], [2]], [0.02, 0.0], n_rows=100, rank=5,
-                           eps=0.05)
+    m = clustering_metrics([10, 10, 10], [[0, 1], [2]], [0.02, 0.0], n_rows=100, rank=5, eps=0.05)
     assert m["compression_ratio"] == pytest.approx(3000 / 1600)
     assert (m["n_clusters"], m["n_nonsingletons"], m["violations"]) == (2, 1, 0)
     assert m["mean_error"] == pytest.approx(0.02)

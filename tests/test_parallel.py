@@ -53,8 +53,12 @@ def test_inner_products_sum_over_ranks(comm, rng):
     B = rng.standard_normal((31, 2))
     w = rng.uniform(1, 2, 31)
     wl = par.distribute_rows(w, comm)
-    G = par.inner(par.distribute_rows(A, comm), par.distribute_rows(B, comm), comm,
-                  product=lambda X: wl[:, None] * X)
+    G = par.inner(
+        par.distribute_rows(A, comm),
+        par.distribute_rows(B, comm),
+        comm,
+        product=lambda X: wl[:, None] * X,
+    )
     np.testing.assert_allclose(G, A.T @ (w[:, None] * B), rtol=1e-13)
     nrm = par.norms(par.distribute_rows(A, comm), comm)
     np.testing.assert_allclose(nrm, np.linalg.norm(A, axis=0), rtol=1e-13)
@@ -79,8 +83,9 @@ def test_every_rank_runs_blas_on_its_share_of_the_cores(comm):
     """Importing rom under mpirun limits each rank's BLAS pools for the whole process, also
     outside the library's own calls (oversubscribed pools make 2 ranks several times slower)."""
     ncpu = len(os.sched_getaffinity(0))
-    user_set = any(v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")) and \
-        os.environ.get("OPENBLAS_NUM_THREADS") != str(max(1, ncpu // comm.size))
+    user_set = any(
+        v in os.environ for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    ) and os.environ.get("OPENBLAS_NUM_THREADS") != str(max(1, ncpu // comm.size))
     threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     assert threads
     if comm.size > 1 and not user_set:
@@ -100,8 +105,9 @@ def test_split_rows_covers_the_rows_once_with_one_blas_thread_each(pool):
     seen = []
 
     def fn(i0, i1):
-        seen.append((i0, i1, [i["num_threads"] for i in threadpool_info()
-                              if i["user_api"] == "blas"]))
+        seen.append(
+            (i0, i1, [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+        )
         return (i0, i1)
 
     def blas_pools():
@@ -122,10 +128,10 @@ def test_split_rows_covers_the_rows_once_with_one_blas_thread_each(pool):
 
 
 def test_split_rows_gram_matches_one_product(rng):
-    """The row-split Gram matrix (the path of rom.pod.gram_matrix) equals one BLAS product."""
+    """The row-split Gram matrix (the path of rom.compression._pod.gram_matrix) equals one BLAS product."""
     from threadpoolctl import threadpool_limits
 
-    from rom.pod import gram_matrix, rows_product
+    from rom.compression._pod import gram_matrix, rows_product
 
     X = rng.standard_normal((30_000, 60))
     W = rng.standard_normal((60, 7))
@@ -156,8 +162,9 @@ def test_row_threads_holds_blas_at_one_thread_and_passes_the_count(pool):
         with par.row_threads() as T:
             inside = blas_pools()
             seen = []
-            out = par.split_rows(lambda a, b: seen.append(blas_pools()) or (a, b), 10_000,
-                                 work=1e12, threads=T)
+            out = par.split_rows(
+                lambda a, b: seen.append(blas_pools()) or (a, b), 10_000, work=1e12, threads=T
+            )
         after = blas_pools()
     assert T == max(before)
     assert all(t == 1 for t in inside)

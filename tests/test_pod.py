@@ -175,10 +175,12 @@ def test_truncation_rules(comm, rng, method, rule):
     sref_in = np.logspace(0, -6, 30) * (1 + 0.1 * np.sin(np.arange(30)))
     A = prescribed(rng, n, m, np.sort(sref_in)[::-1])
     sref = np.linalg.svd(A, compute_uv=False)
-    _, s, d = rom.pod(distribute_rows(A, comm), comm=comm, method=method, return_details=True, **rule)
+    _, s, d = rom.pod(
+        distribute_rows(A, comm), comm=comm, method=method, return_details=True, **rule
+    )
     assert len(s) == expected_rank(sref, **rule)
     # the reported tail is the LAPACK tail
-    np.testing.assert_allclose(d["tail_energy"], np.sum(sref[len(s):] ** 2), rtol=1e-6, atol=1e-24)
+    np.testing.assert_allclose(d["tail_energy"], np.sum(sref[len(s) :] ** 2), rtol=1e-6, atol=1e-24)
 
 
 def test_results_identical_across_rank_counts(comm, rng):
@@ -203,7 +205,9 @@ def test_pod_estimator_transform_roundtrip(comm, rng):
     assert est.projection_error(X) <= 1e-12
     est5 = rom.POD(rank=5, comm=comm).fit(X)
     sref = np.linalg.svd(A, compute_uv=False)
-    np.testing.assert_allclose(est5.projection_error(X), np.sqrt(np.sum(sref[5:] ** 2) / np.sum(sref**2)), rtol=1e-8)
+    np.testing.assert_allclose(
+        est5.projection_error(X), np.sqrt(np.sum(sref[5:] ** 2) / np.sum(sref**2)), rtol=1e-8
+    )
     np.testing.assert_allclose(est5.truncation_error_, np.sqrt(np.sum(sref[5:] ** 2)), rtol=1e-6)
 
 
@@ -246,7 +250,9 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_
 
     from threadpoolctl import threadpool_limits
 
-    pod_mod = sys.modules["rom.pod"]  # the module (rom.pod is also the function's name)
+    pod_mod = sys.modules[
+        "rom.compression._pod"
+    ]  # the module (rom.compression._pod is also the function's name)
     n, m = 40_000, 90
     sv = np.logspace(0, -6, 30)
     A = prescribed(rng, n, m, sv)
@@ -279,7 +285,7 @@ def test_row_split_accurate_method_matches_lapack_and_one_thread(rng, split_rang
     n, m = 40_000, 90
     sv = np.logspace(0, -10, 30)  # beyond the method of snapshots
     A = prescribed(rng, n, m, sv)
-    rec_pod = split_ranges(sys.modules["rom.pod"])
+    rec_pod = split_ranges(sys.modules["rom.compression._pod"])
     Uref, sref, _ = lapack_msvd(A)
     runs = {}
     for pool in (1, 2):
@@ -303,9 +309,9 @@ def test_right_solve_upper_split_first_touch_matches_triangular_solve(rng, split
     import scipy.linalg as sla
     from threadpoolctl import threadpool_limits
 
-    from rom.pod import right_solve_upper
+    from rom.compression._pod import right_solve_upper
 
-    ranges = split_ranges(sys.modules["rom.pod"])
+    ranges = split_ranges(sys.modules["rom.compression._pod"])
     Q = rng.standard_normal((40_000, 60))
     Q0 = Q.copy()
     R = np.triu(rng.standard_normal((60, 60))) + 10.0 * np.eye(60)

@@ -14,9 +14,9 @@ import math
 import numpy as np
 import pytest
 
-from rom.hapod import column_chunks
+from rom.compression._hapod import column_chunks
+from rom.compression.randomized import randomized_svd, randomized_svd_streamed
 from rom.parallel import distribute_rows, gather_rows
-from rom.randomized import randomized_svd, randomized_svd_streamed
 
 pytestmark = [pytest.mark.mpi]
 
@@ -37,8 +37,9 @@ def weights(n):
 def test_hmt_deviation_bound_without_power_iterations(comm, rng):
     n, m, k, p = 300, 120, 10, 10
     A, s = decaying(rng, n, m, rate=0.8)
-    Ul, sv = randomized_svd(distribute_rows(A, comm), rank=k, oversampling=p,
-                            power_iterations=0, comm=comm, seed=3)
+    Ul, sv = randomized_svd(
+        distribute_rows(A, comm), rank=k, oversampling=p, power_iterations=0, comm=comm, seed=3
+    )
     U = gather_rows(Ul, comm)
     err2 = np.linalg.norm(A - U @ (U.T @ A), 2)
     bound = (1 + 11 * math.sqrt(k + p) * math.sqrt(min(m, n))) * s[k] + s[k]
@@ -54,8 +55,9 @@ def test_power_iterations_near_optimal_and_m_orthonormal(comm, rng, weighted):
     w = weights(n) if weighted else np.ones(n)
     wl = distribute_rows(w, comm)
     product = (lambda X: wl[:, None] * X) if weighted else None
-    Ul, sv = randomized_svd(distribute_rows(A, comm), rank=k, power_iterations=2,
-                            product=product, comm=comm, seed=11)
+    Ul, sv = randomized_svd(
+        distribute_rows(A, comm), rank=k, power_iterations=2, product=product, comm=comm, seed=11
+    )
     U = gather_rows(Ul, comm)
     MU = U * w[:, None]
     assert np.abs(U.T @ MU - np.eye(k)).max() <= 1e-12

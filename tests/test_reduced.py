@@ -8,8 +8,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import rom
+from rom.models.galerkin import LinearAffineROM, space_time_error
 from rom.parallel import distribute_rows, gather_rows, row_range
-from rom.reduced import LinearAffineROM, space_time_error
 
 pytestmark = [pytest.mark.mpi, pytest.mark.partition]
 
@@ -75,8 +75,12 @@ def distributed(Aglob, comm):
 
 def training(M, A, F, rng, n_train=6):
     mus = np.column_stack(
-        [rng.uniform(1, 5, n_train), rng.uniform(0.2, 2, n_train), rng.uniform(0.5, 5, n_train),
-         rng.uniform(0.5, 2, n_train)]
+        [
+            rng.uniform(1, 5, n_train),
+            rng.uniform(0.2, 2, n_train),
+            rng.uniform(0.5, 5, n_train),
+            rng.uniform(0.5, 2, n_train),
+        ]
     )
     return np.hstack([fom(mu, M, A, F) for mu in mus])
 
@@ -86,8 +90,13 @@ def test_full_basis_reproduces_fom(comm, rng):
     V = np.linalg.qr(rng.standard_normal((N_DOF, N_DOF)))[0]  # any complete basis
     Vl = distribute_rows(V, comm)
     model = LinearAffineROM.from_full(
-        Vl, mass=distributed(M, comm), stiffness=[distributed(a, comm) for a in A],
-        rhs=[distribute_rows(f, comm) for f in F], comm=comm, theta_a=theta_a, theta_f=theta_f,
+        Vl,
+        mass=distributed(M, comm),
+        stiffness=[distributed(a, comm) for a in A],
+        rhs=[distribute_rows(f, comm) for f in F],
+        comm=comm,
+        theta_a=theta_a,
+        theta_f=theta_f,
     )
     mu = np.array([2.0, 0.7, 3.0, 1.3])
     C = model.solve(mu, dt=DT, n_steps=N_STEPS)
@@ -105,8 +114,10 @@ def test_decaying_eigenmode_matches_analytic_discrete_decay(comm):
     lam, W = sla.eigh(K.toarray(), M.toarray())
     v = W[:, 3] / np.sqrt(W[:, 3] @ M @ W[:, 3])
     model = LinearAffineROM.from_full(
-        distribute_rows(v[:, None], comm), mass=distributed(M, comm),
-        stiffness=[distributed(a, comm) for a in A], rhs=[distribute_rows(f, comm) for f in F],
+        distribute_rows(v[:, None], comm),
+        mass=distributed(M, comm),
+        stiffness=[distributed(a, comm) for a in A],
+        rhs=[distribute_rows(f, comm) for f in F],
         comm=comm,
     )
     C = model.solve(dt=DT, n_steps=N_STEPS, c0=np.ones(1), theta_a=theta_a(mu), theta_f=theta_f(mu))
@@ -120,8 +131,13 @@ def test_held_out_error_small_and_decreasing_with_basis_size(comm, rng):
     Mop = distributed(M, comm)
     modes, sv = rom.pod(distribute_rows(S, comm), product=Mop, comm=comm, rank=20, method="qr")
     full = LinearAffineROM.from_full(
-        modes, mass=Mop, stiffness=[distributed(a, comm) for a in A],
-        rhs=[distribute_rows(f, comm) for f in F], comm=comm, theta_a=theta_a, theta_f=theta_f,
+        modes,
+        mass=Mop,
+        stiffness=[distributed(a, comm) for a in A],
+        rhs=[distribute_rows(f, comm) for f in F],
+        comm=comm,
+        theta_a=theta_a,
+        theta_f=theta_f,
     )
     np.testing.assert_allclose(full.mass, np.eye(modes.shape[1]), atol=1e-12)  # M-orthonormal
     test_mus = [np.array([3.3, 1.1, 2.2, 0.8]), np.array([1.5, 0.4, 4.0, 1.9])]

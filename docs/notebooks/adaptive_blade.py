@@ -30,11 +30,11 @@
 # $t_{hold} = 0.5$ on, so that plastic flow and creep appear where the training never had
 # them.
 #
-# The reduced model ([`rom.enrichment`](../../api/rom.enrichment/), after Casenave & Akkari,
+# The reduced model ([`rom.adaptive.enrichment`](../../api/rom.adaptive.enrichment/), after Casenave & Akkari,
 # MCA 24(2):41, 2019) runs a POD-Galerkin Newton on the displacement with the internal
-# forces integrated by an empirical cubature ([`rom.ecm`](../../api/rom.ecm/),
-# [`rom.hyperreduced`](../../api/rom.hyperreduced/)). After every reduced step a Gappy-POD
-# indicator $E_k$ ([`rom.indicator`](../../api/rom.indicator/)) measures how well the
+# forces integrated by an empirical cubature ([`rom.adaptive.cubature`](../../api/rom.adaptive.cubature/),
+# [`rom.adaptive.hyperreduced`](../../api/rom.adaptive.hyperreduced/)). After every reduced step a Gappy-POD
+# indicator $E_k$ ([`rom.adaptive.indicator`](../../api/rom.adaptive.indicator/)) measures how well the
 # cumulated plastic strain at the reduced points fits its POD basis; when
 # $E_k > \mathrm{tol}_E$, the step is replaced by **one full-order step** and the bases,
 # the cubature and the indicator are updated from it.
@@ -57,9 +57,9 @@ import numpy as np
 from mpi4py import MPI
 
 from rom import plotting
+from rom.adaptive.enrichment import AdaptiveROM
+from rom.adaptive.indicator import calibrate
 from rom.cli import describe_store, format_info
-from rom.enrichment import AdaptiveROM
-from rom.indicator import calibrate
 from rom.io import SnapshotStore
 from solvers.mechanics import Load, ViscoplasticModel
 
@@ -96,8 +96,10 @@ train = sample_loads(N_TRAIN, rng, s2_max=60.0)
 cal = sample_loads(N_CAL, rng, s2_max=250.0, hold_min=0.4)
 times = np.linspace(0.0, 1.0, N_STEPS + 1)[1:]
 LOAD_NAMES = ("A", "g", "S1", "S2", "hold")
-say(f"size {SIZE}, {N_TRAIN} training and {N_CAL} calibration loads, {N_STEPS} steps, "
-    f"{comm.size} rank(s), output in {out}")
+say(
+    f"size {SIZE}, {N_TRAIN} training and {N_CAL} calibration loads, {N_STEPS} steps, "
+    f"{comm.size} rank(s), output in {out}"
+)
 say("new load: " + ", ".join(f"{n} = {v:g}" for n, v in zip(LOAD_NAMES, TEST_LOAD, strict=True)))
 
 # %% [markdown]
@@ -118,19 +120,26 @@ def timed_solve(load):
 
 
 path = out / "training.h5"
-store = SnapshotStore.create(path, {"u": fom.keys, "p": fom.qp_keys},
-                             parameter_names=LOAD_NAMES, comm=comm)
+store = SnapshotStore.create(
+    path, {"u": fom.keys, "p": fom.qp_keys}, parameter_names=LOAD_NAMES, comm=comm
+)
 trajectories, t_train = [], 0.0
 for i, load in enumerate(train):
     trajectory, seconds = timed_solve(load)
     trajectories.append(trajectory)
     t_train += seconds
-    store.append({"u": trajectory.u, "p": trajectory.p}, parameters=load, time=times,
-                 sample=np.full(N_STEPS, i))
+    store.append(
+        {"u": trajectory.u, "p": trajectory.p},
+        parameters=load,
+        time=times,
+        sample=np.full(N_STEPS, i),
+    )
 store.close()
 n_qp = comm.allreduce(fom.n_qp_local)
-say(f"{fom.n_dofs} displacement dofs, {n_qp} quadrature points, "
-    f"{N_TRAIN} trajectories in {t_train:.2f} s")
+say(
+    f"{fom.n_dofs} displacement dofs, {n_qp} quadrature points, "
+    f"{N_TRAIN} trajectories in {t_train:.2f} s"
+)
 with SnapshotStore.open(path) as st:
     info = describe_store(st)
 say(format_info(info))
@@ -150,16 +159,21 @@ say(format_info(info))
 
 # %%
 tic = time.perf_counter()
-arom = AdaptiveROM(svd_rtol=1e-6, cubature_tol=1e-5, tol_E=np.inf,
-                   max_enrichments=MAX_ENRICHMENTS, seed=0).fit(fom, trajectories)
+arom = AdaptiveROM(
+    svd_rtol=1e-6, cubature_tol=1e-5, tol_E=np.inf, max_enrichments=MAX_ENRICHMENTS, seed=0
+).fit(fom, trajectories)
 t_offline = time.perf_counter() - tic
 n_modes0, n_points0 = arom.svd_u_.n_components_, arom.cubature_.points.size
-say(f"offline ROM in {t_offline:.2f} s: N = {n_modes0} displacement modes, "
+say(
+    f"offline ROM in {t_offline:.2f} s: N = {n_modes0} displacement modes, "
     f"n_p = {arom.svd_p_.n_components_} plastic-strain modes, {n_points0} cubature points "
-    f"of {n_qp}, {arom.indicator_.mask_.size} mask points")
-fig = plotting.singular_values(arom.svd_u_.singular_values_,
-                               total_energy=arom.svd_u_.total_energy_,
-                               title="displacement POD (M product), training")
+    f"of {n_qp}, {arom.indicator_.mask_.size} mask points"
+)
+fig = plotting.singular_values(
+    arom.svd_u_.singular_values_,
+    total_energy=arom.svd_u_.total_energy_,
+    title="displacement POD (M product), training",
+)
 
 # %% [markdown]
 # The temperature at $t = 1$ of the first training load and of the new load at the
@@ -178,11 +192,13 @@ if comm.rank == 0 and comm.size == 1:
     import matplotlib.pyplot as plt
 
     xq = fom.qp_coordinates
-    lo, hi = min(T.min() for T in temperatures.values()), max(T.max() for T in temperatures.values())
+    lo, hi = (
+        min(T.min() for T in temperatures.values()),
+        max(T.max() for T in temperatures.values()),
+    )
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     for ax, (title, T) in zip(axes, temperatures.items(), strict=True):
-        sc = ax.scatter(xq[:, 0], xq[:, 1], c=T, s=40, marker="s", cmap="inferno",
-                        vmin=lo, vmax=hi)
+        sc = ax.scatter(xq[:, 0], xq[:, 1], c=T, s=40, marker="s", cmap="inferno", vmin=lo, vmax=hi)
         ax.scatter(xq[arom.cubature_.points, 0], xq[arom.cubature_.points, 1], s=3, c="c")
         ax.set(title=title, aspect="equal")
     fig.colorbar(sc, ax=axes, label="temperature")
@@ -192,7 +208,7 @@ if comm.rank == 0 and comm.size == 1:
 #
 # The unenriched ROM runs on held-out loads from a wider envelope (stronger second spot,
 # holds), and the pairs (indicator, true error) fix the threshold
-# ([`calibrate`](../../api/rom.indicator/)): a monotone fit $e \approx f(E)$, the largest
+# ([`calibrate`](../../api/rom.adaptive.indicator/)): a monotone fit $e \approx f(E)$, the largest
 # observed $E$ with $f(E) \le$ target, lowered until at most 5 % of the accepted steps miss
 # the target. The true error of step $k$ is the larger of
 # $\|u_k - u_k^h\|_M / \max_j\|u_j^h\|_M$ and the same for $p$ in $L^2(\Omega)$.
@@ -201,9 +217,11 @@ if comm.rank == 0 and comm.size == 1:
 E_cal, e_cal = calibration_pairs(arom, fom, cal, times)
 calibration = calibrate(E_cal, e_cal, target=TOL)
 arom.tol_E = calibration.tol_E
-say(f"tol_E = {calibration.tol_E:.3e} (Spearman {calibration.spearman:.2f}, "
+say(
+    f"tol_E = {calibration.tol_E:.3e} (Spearman {calibration.spearman:.2f}, "
     f"miss rate {calibration.miss_rate:.2f}, {calibration.n_accepted} of {E_cal.size} steps "
-    "accepted)")
+    "accepted)"
+)
 
 # %% [markdown]
 # ## Online 1: the unenriched ROM on the new load
@@ -221,9 +239,12 @@ t_plain = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
 eu0, ep0 = step_errors(fom, plain.displacement(), plain.plastic_strain(), ref)
 err_plain = float(max(eu0.max(), ep0.max()))
 say(f"unenriched ROM: max error u {eu0.max():.2e}, p {ep0.max():.2e} (target {TOL:g})")
-fig = plotting.errors(times, {"u, unenriched": eu0, "p, unenriched": ep0,
-                              "target": np.full(times.size, TOL)},
-                      ylabel="relative error", title="unenriched ROM on the new load")
+fig = plotting.errors(
+    times,
+    {"u, unenriched": eu0, "p, unenriched": ep0, "target": np.full(times.size, TOL)},
+    ylabel="relative error",
+    title="unenriched ROM on the new load",
+)
 fig.axes[0].set_xlabel("t")
 
 # %% [markdown]
@@ -243,12 +264,24 @@ fig.axes[0].set_xlabel("t")
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-plotting.indicator(plain.indicator, error=np.maximum(eu0, ep0), tol=arom.tol_E, time=times,
-                   ax=axes[0], title="indicator E_k, unenriched run")
-axes[1].loglog(np.maximum(E_cal, 1e-16), np.maximum(e_cal, 1e-16), "o", ms=3,
-               label="calibration loads")
-axes[1].loglog(np.maximum(plain.indicator, 1e-16), np.maximum(np.maximum(eu0, ep0), 1e-16),
-               "s", ms=3, label="new load")
+plotting.indicator(
+    plain.indicator,
+    error=np.maximum(eu0, ep0),
+    tol=arom.tol_E,
+    time=times,
+    ax=axes[0],
+    title="indicator E_k, unenriched run",
+)
+axes[1].loglog(
+    np.maximum(E_cal, 1e-16), np.maximum(e_cal, 1e-16), "o", ms=3, label="calibration loads"
+)
+axes[1].loglog(
+    np.maximum(plain.indicator, 1e-16),
+    np.maximum(np.maximum(eu0, ep0), 1e-16),
+    "s",
+    ms=3,
+    label="new load",
+)
 axes[1].axvline(arom.tol_E, color="r", lw=1, label="tol_E")
 axes[1].axhline(TOL, color="k", ls=":", label="target")
 axes[1].set(xlabel="indicator E_k", ylabel="true error", xlim=(1e-5, None))
@@ -273,14 +306,18 @@ t_adaptive = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
 eu1, ep1 = step_errors(fom, adaptive.displacement(), adaptive.plastic_strain(), ref)
 err_adaptive = float(max(eu1.max(), ep1.max()))
 enriched_steps = np.flatnonzero(adaptive.enriched)
-say(f"adaptive ROM: {adaptive.fom_steps} full-order steps at t = {times[enriched_steps]}, "
+say(
+    f"adaptive ROM: {adaptive.fom_steps} full-order steps at t = {times[enriched_steps]}, "
     f"max error u {eu1.max():.2e}, p {ep1.max():.2e} (target {TOL:g}); "
     f"N {n_modes0} -> {adaptive.n_modes[-1]}, cubature points {n_points0} -> "
-    f"{arom.cubature_.points.size}")
-fig = plotting.errors(times, {"u, adaptive": eu1, "p, adaptive": ep1,
-                              "target": np.full(times.size, TOL)},
-                      ylabel="relative error",
-                      title=f"adaptive ROM: {adaptive.fom_steps} full-order steps (green)")
+    f"{arom.cubature_.points.size}"
+)
+fig = plotting.errors(
+    times,
+    {"u, adaptive": eu1, "p, adaptive": ep1, "target": np.full(times.size, TOL)},
+    ylabel="relative error",
+    title=f"adaptive ROM: {adaptive.fom_steps} full-order steps (green)",
+)
 for k in enriched_steps:
     fig.axes[0].axvline(times[k], color="g", alpha=0.4)
 fig.axes[0].set_xlabel("t")
@@ -291,8 +328,10 @@ fig.axes[0].set_xlabel("t")
 # ROM, on a common color scale.
 
 # %%
-p_errors = {"|p - p_h|, unenriched ROM": np.abs(plain.plastic_strain()[:, -1] - ref.p[:, -1]),
-            "|p - p_h|, adaptive ROM": np.abs(adaptive.plastic_strain()[:, -1] - ref.p[:, -1])}
+p_errors = {
+    "|p - p_h|, unenriched ROM": np.abs(plain.plastic_strain()[:, -1] - ref.p[:, -1]),
+    "|p - p_h|, adaptive ROM": np.abs(adaptive.plastic_strain()[:, -1] - ref.p[:, -1]),
+}
 if comm.rank == 0 and comm.size == 1:
     xq = fom.qp_coordinates
     hi = max(e.max() for e in p_errors.values())
@@ -301,8 +340,7 @@ if comm.rank == 0 and comm.size == 1:
     axes[0].set(title="plastic strain p_h, full order", aspect="equal")
     fig.colorbar(sc, ax=axes[0], shrink=0.8)
     for ax, (title, e) in zip(axes[1:], p_errors.items(), strict=True):
-        sc = ax.scatter(xq[:, 0], xq[:, 1], c=e, s=40, marker="s", cmap="magma", vmin=0.0,
-                        vmax=hi)
+        sc = ax.scatter(xq[:, 0], xq[:, 1], c=e, s=40, marker="s", cmap="magma", vmin=0.0, vmax=hi)
         ax.set(title=title, aspect="equal")
     fig.colorbar(sc, ax=list(axes[1:]), shrink=0.8)
 
@@ -320,8 +358,10 @@ if comm.rank == 0 and comm.size == 1:
 # %%
 walls = {"full order": t_fom, "ROM, unenriched": t_plain, "adaptive ROM": t_adaptive}
 say("  ".join(f"{name} {seconds:.3f} s" for name, seconds in walls.items()))
-say(f"adaptive ROM on rank 0: reduced steps {adaptive.wall_time['reduced']:.3f} s, "
-    f"enrichments {adaptive.wall_time['enrichment']:.3f} s")
+say(
+    f"adaptive ROM on rank 0: reduced steps {adaptive.wall_time['reduced']:.3f} s, "
+    f"enrichments {adaptive.wall_time['enrichment']:.3f} s"
+)
 fig, ax = plt.subplots(figsize=(5.5, 3.4))
 ax.bar(list(walls), list(walls.values()), color=["tab:gray", "tab:blue", "tab:green"])
 ax.set(ylabel="wall time [s]", title="whole trajectory, new load")

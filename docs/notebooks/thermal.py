@@ -49,9 +49,9 @@ from mpi4py import MPI
 import rom
 from rom import plotting
 from rom.cli import describe_store, format_info
-from rom.compress import compress
+from rom.compression._compress import compress
 from rom.io import SnapshotStore
-from rom.reduced import LinearAffineROM, space_time_error
+from rom.models.galerkin import LinearAffineROM, space_time_error
 from rom.sampling import latin_hypercube
 from solvers.heat import HeatModel
 
@@ -67,8 +67,10 @@ def say(*args):
         print(*args)
 
 
-say(f"size {SIZE}, {N_TRAIN} training and {N_TEST} test parameters, {N_STEPS} steps, "
-    f"{comm.size} rank(s), output in {out}")
+say(
+    f"size {SIZE}, {N_TRAIN} training and {N_TEST} test parameters, {N_STEPS} steps, "
+    f"{comm.size} rank(s), output in {out}"
+)
 
 # %% [markdown]
 # ## Offline 1: full-order trajectories into a snapshot store
@@ -85,13 +87,18 @@ mus_train = latin_hypercube(model.parameter_ranges, N_TRAIN, seed=0, log_scale=l
 mus_test = latin_hypercube(model.parameter_ranges, N_TEST, seed=1, log_scale=log_scale)
 
 path = out / "thermal.h5"
-store = SnapshotStore.create(path, {"temperature": model.keys},
-                             parameter_names=model.parameter_names, comm=comm)
+store = SnapshotStore.create(
+    path, {"temperature": model.keys}, parameter_names=model.parameter_names, comm=comm
+)
 store.write_mesh(*(model.mesh_for_plot() or (None, None)))
 t0 = time.perf_counter()
 for i, mu in enumerate(mus_train):
-    store.append({"temperature": model.solve(mu)}, parameters=mu, time=model.times,
-                 sample=np.full(model.n_steps, i))
+    store.append(
+        {"temperature": model.solve(mu)},
+        parameters=mu,
+        time=model.times,
+        sample=np.full(model.n_steps, i),
+    )
 store.close()
 say(f"{model.n_dofs} dofs, {N_TRAIN} trajectories in {time.perf_counter() - t0:.2f} s")
 
@@ -113,12 +120,14 @@ say(format_info(info))
 
 # %%
 with SnapshotStore.open(path, comm=comm, keys={"temperature": model.keys}) as st:
-    result = compress(st, method="batch", field="temperature", product=model.mass,
-                      comm=comm, rel_l2_err=1e-6)
+    result = compress(
+        st, method="batch", field="temperature", product=model.mass, comm=comm, rel_l2_err=1e-6
+    )
 modes, sv = result.modes, result.singular_values
 say(f"{len(sv)} modes, error bound {result.error_bound:.2e}")
-fig = plotting.singular_values(sv, total_energy=result.details["total_energy"],
-                               title="POD singular values (L2 product)")
+fig = plotting.singular_values(
+    sv, total_energy=result.details["total_energy"], title="POD singular values (L2 product)"
+)
 
 # %% [markdown]
 # ## Online: Galerkin ROM on held-out parameters
@@ -130,8 +139,13 @@ fig = plotting.singular_values(sv, total_energy=result.details["total_energy"],
 
 # %%
 full_rom = LinearAffineROM.from_full(
-    modes, mass=model.mass, stiffness=model.stiffness_terms, rhs=model.rhs_terms, comm=comm,
-    theta_a=model.theta_a, theta_f=model.theta_f,
+    modes,
+    mass=model.mass,
+    stiffness=model.stiffness_terms,
+    rhs=model.rhs_terms,
+    comm=comm,
+    theta_a=model.theta_a,
+    theta_f=model.theta_f,
 )
 sizes = sorted({1, 2, 4, 8, len(sv)} & set(range(1, len(sv) + 1)))
 errors = np.zeros((N_TEST, len(sizes)))
@@ -141,11 +155,15 @@ for i, mu in enumerate(mus_test):
         C = full_rom.truncated(n).solve(mu, dt=model.dt, n_steps=model.n_steps)
         errors[i, j] = space_time_error(U, modes[:, :n] @ C, product=model.mass, comm=comm)
 total = result.details["total_energy"]
-tails = rom.truncation.tail_energies(sv) + max(total - float(np.sum(sv**2)), 0.0)
-fig = plotting.errors(sizes, {
-    "held-out ROM error (max)": errors.max(axis=0),
-    "training POD tail": [np.sqrt(tails[n] / total) for n in sizes],
-}, ylabel="relative space-time L2 error")
+tails = rom.compression.truncation.tail_energies(sv) + max(total - float(np.sum(sv**2)), 0.0)
+fig = plotting.errors(
+    sizes,
+    {
+        "held-out ROM error (max)": errors.max(axis=0),
+        "training POD tail": [np.sqrt(tails[n] / total) for n in sizes],
+    },
+    ylabel="relative space-time L2 error",
+)
 
 # %% [markdown]
 # ## The temperature field
@@ -167,8 +185,9 @@ if comm.rank == 0 and mesh is not None and comm.size == 1:
     for ax, (title, u) in zip(axes, fields.items(), strict=True):
         values = np.empty(points.shape[0])
         values[model.keys] = u
-        plotting.field(points, cells, values, ax=ax, label="temperature", title=title,
-                       vmin=lo, vmax=hi)
+        plotting.field(
+            points, cells, values, ax=ax, label="temperature", title=title, vmin=lo, vmax=hi
+        )
 
 # %% [markdown]
 # ## The same from the command line

@@ -31,8 +31,8 @@ import scipy.linalg
 import scipy.stats
 from mpi4py import MPI
 
-from .parallel import check_collective, get_comm, validate_local_rows
-from .qdeim import global_offset, leverage_points, qdeim, validate_global_indices
+from rom.adaptive.points import global_offset, leverage_points, qdeim, validate_global_indices
+from rom.parallel import check_collective, get_comm, validate_local_rows
 
 __all__ = ["CalibrationResult", "GappyIndicator", "calibrate"]
 
@@ -55,7 +55,7 @@ class GappyIndicator:
         mask has exactly :math:`n_p` points and is refused unless ``allow_no_margin=True``.
     p_ref : float
         Floor of the normalization, guarding the elastic phase where :math:`p \\approx 0`.
-        :class:`rom.enrichment.AdaptiveROM` sets it to the scale of the training
+        :class:`rom.adaptive.enrichment.AdaptiveROM` sets it to the scale of the training
         trajectories' plastic strain on the mask, the scale the error is measured on.
     allow_no_margin : bool
         Accept ``margin=0`` (for tests of that failure mode).

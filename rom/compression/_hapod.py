@@ -23,7 +23,7 @@ which guarantee :math:`\\frac{1}{|S|}\\sum_s \\|s - P_\\rho s\\|_M^2 \\le \\vare
 uses :math:`\\varepsilon(\\rho) = \\varepsilon^*\\sqrt{|S|}`.
 
 Shapes: :func:`dist_hapod` is the star (two-level) tree over column chunks, :func:`inc_hapod`
-the incremental chain, run as Brand updates (:class:`rom.incremental_svd.IncrementalSVD`) with
+the incremental chain, run as Brand updates (:class:`rom.compression.incremental_svd.IncrementalSVD`) with
 the streaming allowance of ``METHODS.md`` section 2.3: each block of :math:`c_t` columns may
 discard :math:`(1-\\omega^2)\\varepsilon^{*2}c_t` (unused allowance carried forward) and the
 final truncation brings the total to at most :math:`\\varepsilon^{*2}|S|`; no depth is needed
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from .incremental_svd import IncrementalSVD
-from .parallel import Product, check_collective, get_comm
-from .pod import pod
-from .truncation import truncation_rank
+from rom.compression._pod import pod
+from rom.compression.incremental_svd import IncrementalSVD
+from rom.compression.truncation import truncation_rank
+from rom.parallel import Product, check_collective, get_comm
 
 __all__ = ["Chunk", "HapodResult", "hapod", "dist_hapod", "inc_hapod", "column_chunks"]
 
@@ -175,8 +175,9 @@ def _tree_error(tree: Any) -> str | None:
             if e:
                 return e
         return None
-    return (f"tree nodes must be lists of subtrees, ndarrays or Chunk leaves, "
-            f"got {type(tree).__name__}")
+    return (
+        f"tree nodes must be lists of subtrees, ndarrays or Chunk leaves, got {type(tree).__name__}"
+    )
 
 
 def _eps_error(eps: Any, omega: Any) -> str | None:
@@ -239,7 +240,7 @@ def hapod(
     comm : mpi4py communicator, optional
         Serial when ``None``.
     method : {"qr", "snapshots"}
-        POD method of the nodes (:func:`rom.pod.pod`). ``"qr"`` resolves the local tails
+        POD method of the nodes (:func:`rom.compression._pod.pod`). ``"qr"`` resolves the local tails
         down to round-off, so the a-posteriori bound is reliable for any ``eps``;
         ``"snapshots"`` is faster but its tails are noise below about
         :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``).
@@ -280,20 +281,42 @@ def hapod(
             X = np.hstack(parts)
         e = tol(n_alpha, not path)
         U, s, tail = _node_pod(X, e, product=product, comm=comm, method=method)
-        nodes.append(dict(path=path, depth=len(path) + 1, n_snapshots=n_alpha, tolerance=e,
-                          local_error=math.sqrt(tail), n_input=X.shape[1], n_modes=len(s)))
+        nodes.append(
+            dict(
+                path=path,
+                depth=len(path) + 1,
+                n_snapshots=n_alpha,
+                tolerance=e,
+                local_error=math.sqrt(tail),
+                n_input=X.shape[1],
+                n_modes=len(s),
+            )
+        )
         return U, s
 
     U, s = visit(tree, ())
     total = sum(nd["local_error"] ** 2 for nd in nodes)
     res = HapodResult(
-        modes=U, singular_values=s, n_snapshots=n, eps=eps, omega=omega, n_levels=L,
-        nodes=nodes, error_bound=math.sqrt(total), guaranteed_bound=eps * math.sqrt(n),
+        modes=U,
+        singular_values=s,
+        n_snapshots=n,
+        eps=eps,
+        omega=omega,
+        n_levels=L,
+        nodes=nodes,
+        error_bound=math.sqrt(total),
+        guaranteed_bound=eps * math.sqrt(n),
         mean_squared_error_bound=total / n if n else 0.0,
         timings={"total": time.perf_counter() - t0},
     )
-    logger.debug("hapod: %d nodes, %d levels, %d modes, bound %.3e (a priori %.3e)",
-                 len(nodes), L, len(s), res.error_bound, res.guaranteed_bound)
+    logger.debug(
+        "hapod: %d nodes, %d levels, %d modes, bound %.3e (a priori %.3e)",
+        len(nodes),
+        L,
+        len(s),
+        res.error_bound,
+        res.guaranteed_bound,
+    )
     return U, s, res
 
 
@@ -301,8 +324,10 @@ def _leaves(source: Any, chunk: int, field: str | None) -> list:
     if _is_store(source):
         n = int(source.n_snapshots)
         return [
-            Chunk(min(chunk, n - j),
-                  lambda a=j, b=min(j + chunk, n): source.read(field, columns=slice(a, b)))
+            Chunk(
+                min(chunk, n - j),
+                lambda a=j, b=min(j + chunk, n): source.read(field, columns=slice(a, b)),
+            )
             for j in range(0, n, chunk)
         ]
     if isinstance(source, np.ndarray):
@@ -373,31 +398,54 @@ def inc_hapod(
         it: Iterable[np.ndarray] = (b for _, b in blocks())
     else:
         it = source
-    est = IncrementalSVD(column_allowance=(1 - omega**2) * eps**2, novelty_tol=novelty_tol,
-                         product=product, comm=comm, keep_coefficients=False)
+    est = IncrementalSVD(
+        column_allowance=(1 - omega**2) * eps**2,
+        novelty_tol=novelty_tol,
+        product=product,
+        comm=comm,
+        keep_coefficients=False,
+    )
     nodes: list[dict] = []
     for t, block in enumerate(it):
         est.partial_fit(block)
-        nodes.append(dict(path=(t,), depth=t + 1, n_snapshots=est.n_samples_seen_,
-                          tolerance=math.sqrt(est.block_allowance_[-1]),
-                          local_error=math.sqrt(est.block_discarded_energy_[-1]),
-                          n_modes=est.n_components_))
+        nodes.append(
+            dict(
+                path=(t,),
+                depth=t + 1,
+                n_snapshots=est.n_samples_seen_,
+                tolerance=math.sqrt(est.block_allowance_[-1]),
+                local_error=math.sqrt(est.block_discarded_energy_[-1]),
+                n_modes=est.n_components_,
+            )
+        )
     n = est.n_samples_seen_ if hasattr(est, "n_samples_seen_") else 0
     if n == 0:
         check_collective("inc_hapod: the source has no columns", comm)
     D0 = est.discarded_energy_
     est.truncate(l2_err=eps * math.sqrt(n))
     est.check_orthonormality()
-    nodes.append(dict(path=("final",), depth=len(nodes) + 1, n_snapshots=n,
-                      tolerance=math.sqrt(max(eps**2 * n - D0, 0.0)),
-                      local_error=math.sqrt(est.discarded_energy_ - D0),
-                      n_modes=est.n_components_))
+    nodes.append(
+        dict(
+            path=("final",),
+            depth=len(nodes) + 1,
+            n_snapshots=n,
+            tolerance=math.sqrt(max(eps**2 * n - D0, 0.0)),
+            local_error=math.sqrt(est.discarded_energy_ - D0),
+            n_modes=est.n_components_,
+        )
+    )
     D = est.discarded_energy_
     res = HapodResult(
-        modes=est.modes_, singular_values=est.singular_values_, n_snapshots=n, eps=eps,
-        omega=omega, n_levels=0, nodes=nodes, error_bound=math.sqrt(D),
-        guaranteed_bound=eps * math.sqrt(n), mean_squared_error_bound=D / n,
+        modes=est.modes_,
+        singular_values=est.singular_values_,
+        n_snapshots=n,
+        eps=eps,
+        omega=omega,
+        n_levels=0,
+        nodes=nodes,
+        error_bound=math.sqrt(D),
+        guaranteed_bound=eps * math.sqrt(n),
+        mean_squared_error_bound=D / n,
         timings={"total": time.perf_counter() - t0},
     )
     return est.modes_, est.singular_values_, res
-

@@ -1,6 +1,6 @@
 r"""k-medoids and k-center clustering on a precomputed dissimilarity matrix.
 
-The dissimilarity is typically the sine dissimilarity of :mod:`rom.dissimilarity`, computed
+The dissimilarity is typically the sine dissimilarity of :mod:`rom.local.dissimilarity`, computed
 collectively and replicated on every rank; clustering then runs redundantly on each rank and,
 being deterministic, gives the same labels everywhere (``DESIGN.md`` section 5).
 
@@ -346,7 +346,7 @@ class KMedoids:
         ----------
         D_to_medoids : ndarray of shape (n_new, n_clusters_)
             Dissimilarity of each new point (rows) to each medoid (columns, in the order of
-            ``medoid_indices_``), e.g. from :func:`rom.dissimilarity.sine_dissimilarity_between`.
+            ``medoid_indices_``), e.g. from :func:`rom.local.dissimilarity.sine_dissimilarity_between`.
 
         Returns
         -------
@@ -479,8 +479,8 @@ def kmeans_snapshots(
     """
     from sklearn.cluster import KMeans
 
-    from .dissimilarity import _replicated_sum
-    from .parallel import (
+    from rom.local.dissimilarity import _replicated_sum
+    from rom.parallel import (
         apply_product,
         blas_threads,
         check_collective,
@@ -501,4 +501,3 @@ def kmeans_snapshots(
     km = KMeans(n_clusters=int(n_clusters), n_init=10, random_state=seed)
     with blas_threads(comm):  # ranks share the cores: no oversubscribed OpenMP pools
         return km.fit_predict(Y)
-

@@ -9,12 +9,12 @@ owned rows of all snapshots fit.
 =============  ==============================================  ================================
 method         algorithm                                       ``error_bound``
 =============  ==============================================  ================================
-"batch"        :func:`rom.pod.pod` on all columns              tail :math:`\\sqrt{\\sum_{n>N}
+"batch"        :func:`rom.compression._pod.pod` on all columns              tail :math:`\\sqrt{\\sum_{n>N}
                                                                \\sigma_n^2}` (exact)
-"incremental"  :class:`rom.incremental_svd.IncrementalSVD`     :math:`\\sqrt{D}` (running)
-"hapod"        :func:`rom.hapod.dist_hapod` (star, chunks)     :math:`\\sqrt{\\sum_\\alpha
+"incremental"  :class:`rom.compression.incremental_svd.IncrementalSVD`     :math:`\\sqrt{D}` (running)
+"hapod"        :func:`rom.compression._hapod.dist_hapod` (star, chunks)     :math:`\\sqrt{\\sum_\\alpha
                                                                t_\\alpha}` (local tails)
-"randomized"   :func:`rom.randomized.randomized_svd`           ``None``
+"randomized"   :func:`rom.compression.randomized.randomized_svd`           ``None``
 =============  ==============================================  ================================
 
 Every bound is on the Frobenius :math:`M`-norm projection error
@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from .hapod import _is_store, column_chunks, dist_hapod
-from .incremental_svd import IncrementalSVD
-from .parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
-from .pod import pod
-from .randomized import randomized_svd, randomized_svd_streamed
-from .truncation import truncation_rank, validate_truncation
+from rom.compression._hapod import _is_store, column_chunks, dist_hapod
+from rom.compression._pod import pod
+from rom.compression.incremental_svd import IncrementalSVD
+from rom.compression.randomized import randomized_svd, randomized_svd_streamed
+from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
 
 __all__ = ["CompressionResult", "compress", "METHODS"]
 
@@ -69,7 +69,7 @@ class CompressionResult:
     timings : dict
         Seconds: ``"total"`` and, where measured, ``"energy_pass"``.
     details : dict
-        Method-specific extras (e.g. the :class:`rom.hapod.HapodResult`).
+        Method-specific extras (e.g. the :class:`rom.compression._hapod.HapodResult`).
     """
 
     modes: np.ndarray
@@ -120,7 +120,7 @@ def compress(
     progress : bool
         Progress bar on rank 0 while streaming a store (tqdm, terminals only).
     **truncation
-        ``"batch"``: ``rank``, ``rtol``, ``l2_err``, ``rel_l2_err`` (:mod:`rom.truncation`),
+        ``"batch"``: ``rank``, ``rtol``, ``l2_err``, ``rel_l2_err`` (:mod:`rom.compression.truncation`),
         ``pod_method`` ("qr", the default: singular values and the bound resolved to
         round-off; "snapshots": faster, tails below about :math:`\\sqrt{u}\\|S\\|` are
         noise).
@@ -144,13 +144,17 @@ def compress(
     if method not in METHODS:
         err = f"method must be one of {METHODS}, got {method!r}"
     elif set(truncation) - _OPTIONS[method]:
-        err = (f"method {method!r} does not take {sorted(set(truncation) - _OPTIONS[method])}; "
-               f"options: {sorted(_OPTIONS[method])}")
+        err = (
+            f"method {method!r} does not take {sorted(set(truncation) - _OPTIONS[method])}; "
+            f"options: {sorted(_OPTIONS[method])}"
+        )
     elif not isinstance(chunk, (int, np.integer)) or chunk < 1:
         err = f"chunk must be a positive integer, got {chunk!r}"
     elif not (_is_store(source) or isinstance(source, np.ndarray)):
-        err = (f"source must be an ndarray of owned rows or a SnapshotStore, "
-               f"got {type(source).__name__}")
+        err = (
+            f"source must be an ndarray of owned rows or a SnapshotStore, "
+            f"got {type(source).__name__}"
+        )
     elif method == "randomized" and "rank" not in truncation:
         err = "method 'randomized' needs rank="
     elif method == "hapod" and sum(k in truncation for k in ("eps", "l2_err", "rel_l2_err")) != 1:
@@ -173,8 +177,13 @@ def compress(
         check_collective(validate_truncation(**opts), comm)
         # all modes, then the rule here: the tail is summed from the dropped values (smallest
         # first) plus the unresolved remainder, never as total - kept (METHODS section 1)
-        U, s, d = pod(X, product=product, comm=comm, method=truncation.get("pod_method", "qr"),
-                      return_details=True)
+        U, s, d = pod(
+            X,
+            product=product,
+            comm=comm,
+            method=truncation.get("pod_method", "qr"),
+            return_details=True,
+        )
         total = d["total_energy"]
         extra = max(total - float(np.sum(s[::-1] ** 2)), 0.0)
         N = truncation_rank(s, total_energy=total, extra_tail=extra, **opts)
@@ -182,9 +191,13 @@ def compress(
         U, s = U[:, :N], s[:N]
         details["total_energy"] = total
     elif method == "incremental":
-        est = IncrementalSVD(product=product, comm=comm, keep_coefficients=False,
-                             n_total=n if truncation.get("l2_err") is not None else None,
-                             **truncation)
+        est = IncrementalSVD(
+            product=product,
+            comm=comm,
+            keep_coefficients=False,
+            n_total=n if truncation.get("l2_err") is not None else None,
+            **truncation,
+        )
         for _, b in blocks():
             est.partial_fit(b)
         if n == 0:
@@ -204,23 +217,43 @@ def compress(
             total = _energy(blocks, product, comm)
             timings["energy_pass"] = time.perf_counter() - t1
             eps = float(truncation["rel_l2_err"]) * math.sqrt(total / n)
-        U, s, res = dist_hapod(source, eps=eps, omega=truncation.get("omega", 0.9),
-                               chunk=int(chunk), field=field, product=product, comm=comm,
-                               method=truncation.get("pod_method", "qr"))
+        U, s, res = dist_hapod(
+            source,
+            eps=eps,
+            omega=truncation.get("omega", 0.9),
+            chunk=int(chunk),
+            field=field,
+            product=product,
+            comm=comm,
+            method=truncation.get("pod_method", "qr"),
+        )
         bound = res.error_bound
         details["hapod"] = res
     else:  # randomized
-        opts = {k: truncation[k] for k in ("oversampling", "power_iterations", "seed")
-                if k in truncation}
+        opts = {
+            k: truncation[k]
+            for k in ("oversampling", "power_iterations", "seed")
+            if k in truncation
+        }
         if store:
-            U, s = randomized_svd_streamed(blocks, n, rank=truncation["rank"], product=product,
-                                           comm=comm, **opts)
+            U, s = randomized_svd_streamed(
+                blocks, n, rank=truncation["rank"], product=product, comm=comm, **opts
+            )
         else:
-            U, s = randomized_svd(source, rank=truncation["rank"], product=product, comm=comm,
-                                  **opts)
+            U, s = randomized_svd(
+                source, rank=truncation["rank"], product=product, comm=comm, **opts
+            )
         bound = None
     timings["total"] = time.perf_counter() - t0
-    logger.debug("compress(%s): %d snapshots -> %d modes in %.3g s", method, n, len(s),
-                 timings["total"])
-    return CompressionResult(modes=U, singular_values=s, method=method, n_snapshots=n,
-                             error_bound=bound, timings=timings, details=details)
+    logger.debug(
+        "compress(%s): %d snapshots -> %d modes in %.3g s", method, n, len(s), timings["total"]
+    )
+    return CompressionResult(
+        modes=U,
+        singular_values=s,
+        method=method,
+        n_snapshots=n,
+        error_bound=bound,
+        timings=timings,
+        details=details,
+    )

@@ -3,8 +3,8 @@
 Casenave & Akkari, "An error indicator-based adaptive reduced order model for nonlinear
 structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123). Online, per time step::
 
-    (c_k, xi_k|Z^) <- reduced Newton t_{k-1} -> t_k            (rom.hyperreduced)
-    E_k <- Gappy-POD indicator of p^_k                        (rom.indicator)
+    (c_k, xi_k|Z^) <- reduced Newton t_{k-1} -> t_k            (rom.adaptive.hyperreduced)
+    E_k <- Gappy-POD indicator of p^_k                        (rom.adaptive.indicator)
     if E_k > tol_E (and fewer than max_enrichments so far):
         x <- full state at t_{k-1}: u = Psi_u c_{k-1}; eps_vp, p at all points by Gappy-POD
              from their values at Z^ (one POD basis per internal variable)
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from .hyperreduced import (
+from rom.adaptive.hyperreduced import (
     ReducedState,
     Temperature,
     build_hyperreduced,
@@ -46,9 +46,9 @@ from .hyperreduced import (
     internal_force_cubature,
     work_array,
 )
-from .incremental_svd import IncrementalSVD
-from .indicator import GappyIndicator
-from .parallel import allreduce_sum, check_collective, get_comm
+from rom.adaptive.indicator import GappyIndicator
+from rom.compression.incremental_svd import IncrementalSVD
+from rom.parallel import allreduce_sum, check_collective, get_comm
 
 __all__ = ["AdaptiveROM", "AdaptiveRun", "FullState"]
 
@@ -114,9 +114,7 @@ class AdaptiveRun:
 
     def displacement(self) -> np.ndarray:
         """Owned rows of :math:`u_k = \\Psi_u c_k`, shape (n_owned, n_t)."""
-        return np.column_stack(
-            [self.bases[v] @ c for v, c in zip(self.version, self.coefficients)]
-        )
+        return np.column_stack([self.bases[v] @ c for v, c in zip(self.version, self.coefficients)])
 
     def plastic_strain(self) -> np.ndarray:
         """Gappy-POD reconstruction :math:`p_k \\approx \\Phi_p c_{p,k}` at the local quadrature
@@ -135,17 +133,17 @@ class AdaptiveROM:
         Truncation of the incremental SVDs of :math:`u` (product :math:`M`), :math:`p`,
         :math:`\\varepsilon^{vp}` and :math:`\\sigma` after every block (a training
         trajectory, or one enrichment snapshot): drop :math:`\\sigma'_i <
-        \\mathrm{svd\\_rtol}\\,\\sigma'_1` (:class:`rom.incremental_svd.IncrementalSVD`).
+        \\mathrm{svd\\_rtol}\\,\\sigma'_1` (:class:`rom.compression.incremental_svd.IncrementalSVD`).
         A relative threshold, not an energy allowance: an allowance left over from the
         training would be carried forward and could swallow an enrichment snapshot.
     cubature_tol : float
-        Tolerance of :func:`rom.hyperreduced.internal_force_cubature`.
+        Tolerance of :func:`rom.adaptive.hyperreduced.internal_force_cubature`.
     tol_E : float
-        Indicator threshold (e.g. from :func:`rom.indicator.calibrate`).
+        Indicator threshold (e.g. from :func:`rom.adaptive.indicator.calibrate`).
     max_enrichments : int
         Cap on full-order steps per :meth:`run`.
     margin : int, optional
-        Extra indicator points (:class:`rom.indicator.GappyIndicator`; default :math:`n_p`).
+        Extra indicator points (:class:`rom.adaptive.indicator.GappyIndicator`; default :math:`n_p`).
     p_ref : float, optional
         Floor of the indicator normalization :math:`E_k = \\|r_k\\| / \\max(\\|\\hat p_k\\|,
         p_{ref})`. Default ``p_ref_rel`` times the largest training :math:`\\|p_k\\|_2`
@@ -171,7 +169,7 @@ class AdaptiveROM:
         per enrichment (blade case at 101,250 dofs: residuals 2e-1, 4e-4, 1e-8, 1e-11 from the
         reduced prediction, ``docs/performance.md``).
     rtol, max_newton : float, int
-        Reduced Newton options (:class:`rom.hyperreduced.HyperReducedModel`).
+        Reduced Newton options (:class:`rom.adaptive.hyperreduced.HyperReducedModel`).
     seed : int
         Seed of the cubature's random restarts.
 
@@ -273,8 +271,9 @@ class AdaptiveROM:
         self._fom_takes_guess = "u_guess" in params
         own = getattr(fom, "rtol", None)
         if "rtol" in params and self.fom_rtol is not None:
-            self._step_options["rtol"] = (float(self.fom_rtol) if own is None
-                                          else max(float(self.fom_rtol), float(own)))
+            self._step_options["rtol"] = (
+                float(self.fom_rtol) if own is None else max(float(self.fom_rtol), float(own))
+            )
         opts = dict(rtol=self.svd_rtol, comm=comm)
         self.svd_u_ = IncrementalSVD(product=fom.mass, **opts)
         self.svd_p_ = IncrementalSVD(**opts)
@@ -287,13 +286,16 @@ class AdaptiveROM:
             self.svd_vp_.partial_fit(np.reshape(tr.eps_vp, (-1, n_t)))
             self.svd_sigma_.partial_fit(np.reshape(tr.stresses, (-1, n_t)))
         check_collective(
-            None if self.svd_p_.n_components_ > 0
+            None
+            if self.svd_p_.n_components_ > 0
             else "the training trajectories have no plastic strain: the indicator needs p != 0",
             comm,
         )
         n_q = int(allreduce_sum(float(fom.n_qp_local), comm))
-        p_max = max(float(np.sqrt(np.max(allreduce_sum(np.sum(np.square(tr.p), axis=0), comm))))
-                    for tr in trajectories)
+        p_max = max(
+            float(np.sqrt(np.max(allreduce_sum(np.sum(np.square(tr.p), axis=0), comm))))
+            for tr in trajectories
+        )
         self._p_scale = p_max / np.sqrt(n_q)  # times sqrt(|mask|) in _rebuild
         self.n_enrichments_ = 0
         self._rebuild(initial_points=None, temperature=0.0)
@@ -309,20 +311,38 @@ class AdaptiveROM:
         S = np.multiply(Us, sv, out=work_array(self._cubature_work, "stresses", Us.shape))
         S = S.reshape(nq, nc, -1)
         self.cubature_ = internal_force_cubature(
-            strains, S, fom.qp_weights, tol=self.cubature_tol, initial_points=initial_points,
-            seed=self.seed, comm=comm, workspace=self._cubature_work,
+            strains,
+            S,
+            fom.qp_weights,
+            tol=self.cubature_tol,
+            initial_points=initial_points,
+            seed=self.seed,
+            comm=comm,
+            workspace=self._cubature_work,
         )
         self.indicator_ = GappyIndicator(
-            self.svd_p_.modes_, self.cubature_.points, margin=self.margin, p_ref=1.0, comm=comm,
+            self.svd_p_.modes_,
+            self.cubature_.points,
+            margin=self.margin,
+            p_ref=1.0,
+            comm=comm,
         )
         mask = self.indicator_.mask_
         self.indicator_.p_ref = (
-            self.p_ref if self.p_ref is not None
+            self.p_ref
+            if self.p_ref is not None
             else max(self.p_ref_rel * self._p_scale * np.sqrt(mask.size), 1e-300)
         )
         self.model_ = build_hyperreduced(
-            fom, Psi, self.cubature_.points, self.cubature_.weights, temperature=temperature,
-            imposed_points=mask, strains=strains, rtol=self.rtol, max_newton=self.max_newton,
+            fom,
+            Psi,
+            self.cubature_.points,
+            self.cubature_.weights,
+            temperature=temperature,
+            imposed_points=mask,
+            strains=strains,
+            rtol=self.rtol,
+            max_newton=self.max_newton,
         )
         r_vp = self.svd_vp_.n_components_
         self._vp_rows = gather_at_points(
@@ -330,7 +350,10 @@ class AdaptiveROM:
         ).reshape(-1, r_vp)
         logger.info(
             "adaptive ROM: N=%d modes, n_p=%d, %d cubature points, %d mask points",
-            Psi.shape[1], self.svd_p_.n_components_, self.cubature_.points.size, mask.size,
+            Psi.shape[1],
+            self.svd_p_.n_components_,
+            self.cubature_.points.size,
+            mask.size,
         )
 
     # ------------------------------------------------------------------ online
@@ -368,8 +391,12 @@ class AdaptiveROM:
         times = np.asarray(times, dtype=np.float64).ravel()
         t0 = float(fom.initial_time)
         err = None
-        if times.size == 0 or not np.all(np.isfinite(times)) or times[0] <= t0 \
-                or np.any(np.diff(times) <= 0):
+        if (
+            times.size == 0
+            or not np.all(np.isfinite(times))
+            or times[0] <= t0
+            or np.any(np.diff(times) <= 0)
+        ):
             err = f"times must increase strictly from above initial_time={t0}"
         check_collective(err, comm)
         fom.set_temperature(temperature)
@@ -432,8 +459,11 @@ class AdaptiveROM:
                 mask = self.indicator_.mask_
                 c = self.svd_u_.transform(full.u[:, None])[:, 0]
                 new = ReducedState(
-                    float(t), c, gather_at_points(full.eps_vp, mask, comm),
-                    gather_at_points(full.p, mask, comm), gather_at_points(full.sigma, mask, comm),
+                    float(t),
+                    c,
+                    gather_at_points(full.eps_vp, mask, comm),
+                    gather_at_points(full.p, mask, comm),
+                    gather_at_points(full.sigma, mask, comm),
                 )
                 bases.append(self.svd_u_.modes_.copy())
                 p_bases.append(self.svd_p_.modes_.copy())
@@ -443,8 +473,16 @@ class AdaptiveROM:
                 wall["enrichment"] += time.perf_counter() - tic
                 logger.info(
                     "step %d (t=%g): E=%.3e > tol_E=%.3e, enrichment %d: N=%d, n_p=%d, "
-                    "|Z|=%d, |Z^|=%d", k, t, E[k], self.tol_E, n_enr, self.svd_u_.n_components_,
-                    self.svd_p_.n_components_, self.cubature_.points.size, mask.size,
+                    "|Z|=%d, |Z^|=%d",
+                    k,
+                    t,
+                    E[k],
+                    self.tol_E,
+                    n_enr,
+                    self.svd_u_.n_components_,
+                    self.svd_p_.n_components_,
+                    self.cubature_.points.size,
+                    mask.size,
                 )
             else:
                 logger.debug("step %d (t=%g): E=%.3e", k, t, E[k])
@@ -455,9 +493,19 @@ class AdaptiveROM:
             n_modes[k] = state.c.size
             n_points[k] = state.p.size
         return AdaptiveRun(
-            times=times, indicator=E, enriched=enriched, n_modes=n_modes, n_points=n_points,
-            newton_iterations=iters, fom_steps=fom_steps, coefficients=coefs,
-            p_coefficients=pcoefs, version=version, bases=bases, p_bases=p_bases, wall_time=wall,
+            times=times,
+            indicator=E,
+            enriched=enriched,
+            n_modes=n_modes,
+            n_points=n_points,
+            newton_iterations=iters,
+            fom_steps=fom_steps,
+            coefficients=coefs,
+            p_coefficients=pcoefs,
+            version=version,
+            bases=bases,
+            p_bases=p_bases,
+            wall_time=wall,
         )
 
     def _check_fitted(self) -> None:

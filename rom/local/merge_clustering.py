@@ -2,7 +2,7 @@ r"""Error-constrained greedy clustering of blocks (Shamrai, arXiv:2601.11626).
 
 Blocks :math:`A_j` (for us: the weighted snapshots of simulation :math:`j`) are merged into
 clusters whose concatenation has a relative best rank-:math:`r` error
-:math:`e_r \le \varepsilon`; a merge is accepted only while a predictor from :mod:`rom.bounds`
+:math:`e_r \le \varepsilon`; a merge is accepted only while a predictor from :mod:`rom.local.bounds`
 says so, and a final exact SVD per cluster certifies it (``METHODS.md`` section 4)::
 
     avail <- blocks by ||A_j||_F descending (ties by index);  fails <- 0
@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 from mpi4py import MPI
 
-from .bounds import (
+from rom.local.bounds import (
     DROP_TOL,
     BlockSpectrum,
     IncrementalResidualBound,
@@ -48,7 +48,7 @@ from .bounds import (
     validate_blocks,
     weyl_tail,
 )
-from .parallel import Product, allreduce_sum, apply_product, get_comm
+from rom.parallel import Product, allreduce_sum, apply_product, get_comm
 
 __all__ = ["ErrorConstrainedClustering", "clustering_metrics", "cluster_errors"]
 
@@ -127,7 +127,7 @@ class _ExactGram:
 
     Keeps an :math:`M`-orthonormal basis :math:`Q` of the cluster's range (not rotated) and
     :math:`C = Q^TMXX^TMQ`, whose eigenvalues are the :math:`\\sigma_i(X)^2`; a block is added
-    by CGS2 and a bordered :math:`C`, like :class:`rom.bounds.TruncatedGramEstimator` without
+    by CGS2 and a bordered :math:`C`, like :class:`rom.local.bounds.TruncatedGramEstimator` without
     truncation. Residual directions below ``DROP_TOL * ||A||_F`` (the sqrt(u) floor) are dropped
     and their energy counted as error. Cost per candidate :math:`O(mkn + (k+n)^3)`, cheaper
     than a fresh SVD of the concatenation.
@@ -304,7 +304,7 @@ class ErrorConstrainedClustering:
     ) -> ErrorConstrainedClustering:
         """Cluster ``blocks`` (each of shape (n_local, n_j), row-distributed); returns self.
 
-        ``spectra``, optional: the blocks' :func:`rom.bounds.block_spectra` (same product),
+        ``spectra``, optional: the blocks' :func:`rom.local.bounds.block_spectra` (same product),
         to share one set of per-block SVDs between several fits (predictors, orderings,
         tolerances) instead of recomputing them; ``metrics_["spectra_time"]`` is then 0.
         """
@@ -313,9 +313,12 @@ class ErrorConstrainedClustering:
         if err is None and spectra is not None:
             if len(spectra) != len(blocks):
                 err = f"spectra has {len(spectra)} entries for {len(blocks)} blocks"
-            elif any(not isinstance(sp, BlockSpectrum) or sp.width != np.shape(A)[1]
-                     or sp.factor.shape[0] != np.shape(A)[0]
-                     for sp, A in zip(spectra, blocks, strict=True)):
+            elif any(
+                not isinstance(sp, BlockSpectrum)
+                or sp.width != np.shape(A)[1]
+                or sp.factor.shape[0] != np.shape(A)[0]
+                for sp, A in zip(spectra, blocks, strict=True)
+            ):
                 err = "spectra do not match the blocks (BlockSpectrum of each block expected)"
         if comm.size > 1:
             errs = comm.allgather(err)
@@ -331,8 +334,7 @@ class ErrorConstrainedClustering:
             self._spectra = list(spectra)
         else:
             self._spectra = [
-                block_spectrum(A, comm=self.comm, product=self.product, keep=keep)
-                for A in blocks
+                block_spectrum(A, comm=self.comm, product=self.product, keep=keep) for A in blocks
             ]
         t_spec = 0.0 if spectra is not None else time.perf_counter() - t0
         widths = [A.shape[1] for A in blocks]
@@ -381,7 +383,9 @@ class ErrorConstrainedClustering:
         t_cluster = time.perf_counter() - t0
 
         t1 = time.perf_counter()
-        errors = list(cluster_errors(blocks, clusters, rank=r, comm=self.comm, product=self.product))
+        errors = list(
+            cluster_errors(blocks, clusters, rank=r, comm=self.comm, product=self.product)
+        )
         n_splits = 0
         n_pre_violations = int(sum(1 for e in errors if e > eps))
         if self.certify:
@@ -394,8 +398,9 @@ class ErrorConstrainedClustering:
                     errors.append(0.0)
                     n_splits += 1
                     errors[c] = float(
-                        cluster_errors(blocks, [clusters[c]], rank=r, comm=self.comm,
-                                       product=self.product)[0]
+                        cluster_errors(
+                            blocks, [clusters[c]], rank=r, comm=self.comm, product=self.product
+                        )[0]
                     )
                 c += 1
         t_cert = time.perf_counter() - t1
@@ -423,7 +428,9 @@ class ErrorConstrainedClustering:
         del self._spectra
         logger.info(
             "error-constrained clustering: %d clusters (%d non-singleton), CR %.2f, %d splits",
-            metrics["n_clusters"], metrics["n_nonsingletons"], metrics["compression_ratio"],
+            metrics["n_clusters"],
+            metrics["n_nonsingletons"],
+            metrics["compression_ratio"],
             n_splits,
         )
         return self

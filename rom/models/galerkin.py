@@ -30,7 +30,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import Product, allreduce_sum, apply_product, check_collective, validate_local_rows
+from rom.parallel import (
+    Product,
+    allreduce_sum,
+    apply_product,
+    check_collective,
+    validate_local_rows,
+)
 
 __all__ = ["project_operator", "project_vector", "LinearAffineROM", "space_time_error"]
 
@@ -193,8 +199,10 @@ def space_time_error(
 ) -> float:
     """Relative space-time error :math:`\\sqrt{\\sum_k \\|u^k - \\tilde u^k\\|_M^2 /
     \\sum_k \\|u^k\\|_M^2}` of trajectories stored column-wise (owned rows; collective)."""
-    err = None if np.shape(U) == np.shape(U_approx) else (
-        f"trajectories differ in shape: {np.shape(U)} vs {np.shape(U_approx)}"
+    err = (
+        None
+        if np.shape(U) == np.shape(U_approx)
+        else (f"trajectories differ in shape: {np.shape(U)} vs {np.shape(U_approx)}")
     )
     check_collective(err, comm)
     E = U - U_approx

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import Product, allreduce_sum, apply_product, get_comm
-from .pod import cholesky_qr, gram_matrix, right_solve_upper, tsqr
+from rom.compression._pod import cholesky_qr, gram_matrix, right_solve_upper, tsqr
+from rom.parallel import Product, allreduce_sum, apply_product, get_comm
 
 __all__ = [
     "BlockSpectrum",
@@ -82,8 +82,9 @@ def validate_blocks(
     comm = get_comm(comm)
     err = None
     out: list[np.ndarray] = []
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, (int, np.integer))
-                             or rank < 1):
+    if rank is not None and (
+        isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1
+    ):
         err = f"rank must be a positive integer, got {rank!r}"
     try:
         seq = list(blocks)
@@ -146,7 +147,7 @@ def _r_factor(A: np.ndarray, comm: MPI.Comm) -> np.ndarray:
 def _exact_sv2(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> np.ndarray:
     if product is None:
         R = _r_factor(A, comm)
-        return np.linalg.svd(R, compute_uv=False)**2 if R.size else np.zeros(0)
+        return np.linalg.svd(R, compute_uv=False) ** 2 if R.size else np.zeros(0)
     _, R = _factor(A, comm, product)
     s = np.linalg.svd(R, compute_uv=False) if R.size else np.zeros(0)
     return s**2
@@ -415,8 +416,10 @@ class IncrementalResidualBound:
         comm = get_comm(self.comm)
         if self.Q_ is None:
             self.Q_ = np.zeros((A.shape[0], 0))
-        a2 = norm2 if norm2 is not None else float(
-            allreduce_sum(float(np.sum(A * apply_product(self.product, A))), comm)
+        a2 = (
+            norm2
+            if norm2 is not None
+            else float(allreduce_sum(float(np.sum(A * apply_product(self.product, A))), comm))
         )
         self.total_ += a2 + (tail if norm2 is None else 0.0)
         R, _ = _project_out(self.Q_, A, comm, self.product, 2)
@@ -595,8 +598,10 @@ def estimator_bound(
     ``published=True``. Blocks are added in the given order.
     """
     blocks = validate_blocks(blocks, comm, rank=rank)
-    if isinstance(oversampling, bool) or not isinstance(oversampling, (int, np.integer)) or (
-        oversampling < 0
+    if (
+        isinstance(oversampling, bool)
+        or not isinstance(oversampling, (int, np.integer))
+        or (oversampling < 0)
     ):
         raise ValueError(f"oversampling must be a non-negative integer, got {oversampling!r}")
     est = TruncatedGramEstimator(

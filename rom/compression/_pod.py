@@ -41,7 +41,8 @@ import numpy as np
 import scipy.linalg as sla
 from mpi4py import MPI
 
-from .parallel import (
+from rom.compression.truncation import tail_energies, truncation_rank, validate_truncation
+from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
@@ -54,12 +55,18 @@ from .parallel import (
     validate_local_rows,
     worth_splitting,
 )
-from .triangular import trmm_rows
-from .truncation import tail_energies, truncation_rank, validate_truncation
+from rom.triangular import trmm_rows
 
 __all__ = [
-    "pod", "POD", "tsqr", "cholesky_qr", "orthonormalize", "right_solve_upper", "gram_matrix",
-    "orthonormality_error", "rows_product",
+    "pod",
+    "POD",
+    "tsqr",
+    "cholesky_qr",
+    "orthonormalize",
+    "right_solve_upper",
+    "gram_matrix",
+    "orthonormality_error",
+    "rows_product",
 ]
 
 logger = logging.getLogger(__name__)
@@ -142,8 +149,9 @@ def rows_product(
                 G += Yc.T @ Yc
         return G
 
-    parts = split_rows(part, n, work=2.0 * n * A.shape[1] * k + (n * k * k if gram else 0),
-                       threads=threads)
+    parts = split_rows(
+        part, n, work=2.0 * n * A.shape[1] * k + (n * k * k if gram else 0), threads=threads
+    )
     return out, (_ordered_sum(parts) if gram else None)
 
 
@@ -327,8 +335,11 @@ def _cholesky_qr(X, *, product, comm, defer_last, threads=None):
     factors = [R1]
     for _ in range(passes - 1):
         Q, R, G = _apply_factor(Q, factors[-1], R, gram=product is None, threads=threads)
-        G = (gram_matrix(Q, product=product, comm=comm, threads=threads) if G is None
-             else _sym(allreduce_sum(G, comm)))
+        G = (
+            gram_matrix(Q, product=product, comm=comm, threads=threads)
+            if G is None
+            else _sym(allreduce_sum(G, comm))
+        )
         factors.append(_chol_or_eig(G))
     F = factors[-1]
     if defer_last:
@@ -359,7 +370,9 @@ def _chol_or_eig(G: np.ndarray) -> np.ndarray:
         pass
     dvals, W = np.linalg.eigh(G)
     dvals, W = dvals[::-1], W[:, ::-1]
-    keep = dvals > G.shape[0] * np.finfo(float).eps * max(dvals[0], 0.0) if dvals.size else dvals > 0
+    keep = (
+        dvals > G.shape[0] * np.finfo(float).eps * max(dvals[0], 0.0) if dvals.size else dvals > 0
+    )
     return np.sqrt(dvals[keep])[:, None] * W[:, keep].T
 
 
@@ -447,7 +460,7 @@ def pod(
     method : {"snapshots", "qr"}
         Fast method of snapshots, or accurate TSQR + SVD (module docstring).
     rank, rtol, l2_err, rel_l2_err : optional
-        Truncation rules of :mod:`rom.truncation` (e.g. ``rel_l2_err=eps`` keeps the smallest
+        Truncation rules of :mod:`rom.compression.truncation` (e.g. ``rel_l2_err=eps`` keeps the smallest
         :math:`N` with :math:`\\sum_{n>N}\\sigma_n^2 \\le \\varepsilon^2 \\|X\\|_M^2`). Without
         any rule all numerically nonzero modes are kept.
     orth_tol : float
@@ -490,8 +503,13 @@ def pod(
             sv = sv_all[:n_reliable]
             extra = float(tail_energies(sv_all)[n_reliable])
             N = truncation_rank(
-                sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
-                total_energy=total, extra_tail=extra,
+                sv,
+                rank=rank,
+                rtol=rtol,
+                l2_err=l2_err,
+                rel_l2_err=rel_l2_err,
+                total_energy=total,
+                extra_tail=extra,
             )
             unmet = (l2_err is not None and extra > float(l2_err) ** 2) or (
                 rel_l2_err is not None and extra > float(rel_l2_err) ** 2 * total
@@ -516,8 +534,13 @@ def pod(
             n_reliable = int(np.count_nonzero(sv_all > floor))
             sv = sv_all[:n_reliable]
             N = truncation_rank(
-                sv, rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err,
-                total_energy=total, extra_tail=float(tail_energies(sv_all)[n_reliable]),
+                sv,
+                rank=rank,
+                rtol=rtol,
+                l2_err=l2_err,
+                rel_l2_err=rel_l2_err,
+                total_energy=total,
+                extra_tail=float(tail_energies(sv_all)[n_reliable]),
             )
             # the last Cholesky-QR pass, applied to N columns only
             sg = _signs(Vt[:N].T)
@@ -526,8 +549,9 @@ def pod(
             tail = float(tail_energies(sv_all)[N])
             sv = sv[:N]
         Gu = None if Gu is None else allreduce_sum(Gu, comm)
-        U, sv, Vn = _ensure_orthonormal(U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol,
-                                        gram=Gu, threads=T)
+        U, sv, Vn = _ensure_orthonormal(
+            U, sv, Vn, product=product, comm=comm, orth_tol=orth_tol, gram=Gu, threads=T
+        )
         U, Vn = _fix_signs(U, Vn)
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", method, len(sv), m, tail, total)
     if return_details:
@@ -559,8 +583,11 @@ def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol, gram=None, threads
     for _ in range(3):
         if k == 0:
             break
-        G = (gram_matrix(U, product=product, comm=comm, threads=threads) if gram is None
-             else _sym(gram))
+        G = (
+            gram_matrix(U, product=product, comm=comm, threads=threads)
+            if gram is None
+            else _sym(gram)
+        )
         err = float(np.max(np.abs(G - np.eye(k))))
         if err <= orth_tol:
             break
@@ -570,8 +597,9 @@ def _ensure_orthonormal(U, sv, V, *, product, comm, orth_tol, gram=None, threads
         Rinv = sla.lapack.dtrtri(R, lower=0)[0]
         V = V @ Vrt.T
         sg = _signs(V)  # folded into the small factor: the tall modes are not flipped later
-        U, gram = rows_product(U, np.triu(Rinv) @ (Ur * sg), out=U, gram=product is None,
-                               threads=threads)
+        U, gram = rows_product(
+            U, np.triu(Rinv) @ (Ur * sg), out=U, gram=product is None, threads=threads
+        )
         gram = None if gram is None else allreduce_sum(gram, comm)
         sv, V = sr, V * sg
     return U, sv, V
@@ -585,7 +613,7 @@ class POD:
     method : {"snapshots", "qr"}
         See :func:`pod`.
     rank, rtol, l2_err, rel_l2_err : optional
-        Truncation rules (:mod:`rom.truncation`).
+        Truncation rules (:mod:`rom.compression.truncation`).
     product : operator, optional
         Inner product :math:`M` on owned rows (Euclidean when ``None``).
     comm : mpi4py communicator, optional
@@ -644,9 +672,16 @@ class POD:
     def fit(self, X: np.ndarray) -> POD:
         """Compute the POD of the snapshots ``X`` (n_local, n_samples); returns ``self``."""
         U, sv, d = pod(
-            X, product=self.product, comm=self.comm, method=self.method, rank=self.rank,
-            rtol=self.rtol, l2_err=self.l2_err, rel_l2_err=self.rel_l2_err,
-            orth_tol=self.orth_tol, return_details=True,
+            X,
+            product=self.product,
+            comm=self.comm,
+            method=self.method,
+            rank=self.rank,
+            rtol=self.rtol,
+            l2_err=self.l2_err,
+            rel_l2_err=self.rel_l2_err,
+            orth_tol=self.orth_tol,
+            return_details=True,
         )
         self.modes_ = U
         self.singular_values_ = sv
@@ -667,8 +702,9 @@ class POD:
         self._check_fitted()
         X, _ = validate_local_rows(X, "X", self.comm)
         check_collective(
-            None if X.shape[0] == self.modes_.shape[0] else
-            f"X has {X.shape[0]} local rows, the modes have {self.modes_.shape[0]}",
+            None
+            if X.shape[0] == self.modes_.shape[0]
+            else f"X has {X.shape[0]} local rows, the modes have {self.modes_.shape[0]}",
             self.comm,
         )
         return allreduce_sum(self.modes_.T @ apply_product(self.product, X), self.comm)

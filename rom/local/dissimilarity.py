@@ -35,7 +35,8 @@ from collections.abc import Sequence
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import (
+from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
@@ -43,7 +44,6 @@ from .parallel import (
     get_comm,
     validate_local_rows,
 )
-from .truncation import truncation_rank, validate_truncation
 
 __all__ = [
     "sine_dissimilarity",
@@ -203,7 +203,7 @@ def sine_dissimilarity_between(
     r"""Sine dissimilarity :math:`\delta(x_i, y_j)` between the columns of two matrices.
 
     For online assignment: ``X`` holds new fields, ``Y`` the medoid snapshots; then
-    :meth:`rom.clustering.KMedoids.predict` takes the result. Same math, validation and
+    :meth:`rom.local.clustering.KMedoids.predict` takes the result. Same math, validation and
     stable refinement as :func:`sine_dissimilarity`.
 
     Parameters
@@ -362,7 +362,7 @@ def trajectory_dissimilarity(
     r"""Pairwise principal-angle distances between the POD subspaces of trajectories.
 
     Each trajectory :math:`S_i` (snapshots of one simulation) gets an :math:`M`-orthonormal
-    POD basis :math:`V_i` of a common dimension :math:`k` (:func:`rom.pod.pod`): ``rank=k``
+    POD basis :math:`V_i` of a common dimension :math:`k` (:func:`rom.compression._pod.pod`): ``rank=k``
     directly, or with ``rel_l2_err=eps`` the median over trajectories of the smallest
     :math:`N_i` with :math:`\sum_{n>N_i}\sigma_n^2 \le \varepsilon^2\|S_i\|_M^2` (one :math:`k`
     per study, ``METHODS.md`` section 3.1), capped by each trajectory's number of nonzero modes.
@@ -391,7 +391,7 @@ def trajectory_dissimilarity(
         Symmetric, zero diagonal; identical on every rank.
     bases : list of ndarray, only with ``return_bases=True``
     """
-    from .pod import pod  # local import: pod is a heavier module
+    from rom.compression._pod import pod  # local import: pod is a heavier module
 
     comm = get_comm(comm)
     err = _metric_error(metric)

@@ -31,7 +31,7 @@ about :math:`u\\lambda_1/\\lambda_k`, which one Cholesky pass on the new modes r
 at least every few blocks otherwise. The eigen route needs every kept eigenvalue resolved
 (:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are either dropped
 into :math:`D` when the truncation allowance covers them, or the update falls back to the
-rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr` with an SVD of its
+rank-revealing shifted Cholesky-QR of :func:`rom.compression._pod.cholesky_qr` with an SVD of its
 :math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
 check. :meth:`IncrementalSVD.fit` (Euclidean) fuses sweep 1 of each block into sweep 3 of
 the one before: while a row block of the new modes is in cache, its part of
@@ -89,7 +89,16 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import (
+from rom.compression._pod import (
+    _factor_inverse,
+    _ordered_sum,
+    _signs,
+    cholesky_qr,
+    gram_matrix,
+    orthonormalize,
+)
+from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
@@ -101,8 +110,6 @@ from .parallel import (
     thread_block,
     worth_splitting,
 )
-from .pod import _factor_inverse, _ordered_sum, _signs, cholesky_qr, gram_matrix, orthonormalize
-from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["IncrementalSVD"]
 
@@ -145,14 +152,22 @@ def _split_worth(n: int, c: int, k: int) -> bool:
 def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
     """The local part of :math:`U^TC` (Euclidean), as row ranges (:func:`split_rows`)."""
     k, c = U.shape[1], C.shape[1]
-    parts = split_rows(lambda lo, hi: local_inner(U[lo:hi], C[lo:hi]), U.shape[0],
-                       work=2.0 * U.shape[0] * k * c, threads=threads)
+    parts = split_rows(
+        lambda lo, hi: local_inner(U[lo:hi], C[lo:hi]),
+        U.shape[0],
+        work=2.0 * U.shape[0] * k * c,
+        threads=threads,
+    )
     return _ordered_sum(parts)
 
 
 def _residual_sweep(
-    C: np.ndarray, U: np.ndarray, L: np.ndarray, H: np.ndarray | None = None,
-    *, threads: int | None = None
+    C: np.ndarray,
+    U: np.ndarray,
+    L: np.ndarray,
+    H: np.ndarray | None = None,
+    *,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The local parts of :math:`U^TH` and :math:`H^TH` for ``H = C - U L``, one
     cache-sized row block at a time (a single sweep over ``C`` and ``U``). ``H`` is stored
@@ -183,8 +198,15 @@ def _residual_sweep(
 
 
 def _combine(
-    U: np.ndarray, A: np.ndarray, B: np.ndarray | None, T: np.ndarray | None,
-    out: np.ndarray, *, gram: bool, threads: int | None = None, ahead: np.ndarray | None = None
+    U: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray | None,
+    T: np.ndarray | None,
+    out: np.ndarray,
+    *,
+    gram: bool,
+    threads: int | None = None,
+    ahead: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """``out = U A + B T`` by row blocks (``out`` may be ``U``: each block is formed in a
     temporary first); as row ranges, one per thread. From the same sweep, while each block
@@ -215,8 +237,17 @@ def _combine(
 
 
 def _residual_basis(
-    H: np.ndarray | None, G: np.ndarray, P0: np.ndarray, thresh2: float, budget: float,
-    U: np.ndarray, *, product, comm, C: np.ndarray | None = None, L: np.ndarray | None = None,
+    H: np.ndarray | None,
+    G: np.ndarray,
+    P0: np.ndarray,
+    thresh2: float,
+    budget: float,
+    U: np.ndarray,
+    *,
+    product,
+    comm,
+    C: np.ndarray | None = None,
+    L: np.ndarray | None = None,
     threads: int | None = None,
 ) -> dict:
     """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
@@ -238,7 +269,7 @@ def _residual_basis(
     about :math:`u\\lambda_1/\\lambda_k \\le 10^{-7}`, is one that a Cholesky pass on the new
     modes removes. Weaker directions above ``thresh2`` are dropped when their total energy fits
     in ``budget`` (the truncation could discard them anyway; the energy is charged to it);
-    otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.pod.cholesky_qr`
+    otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.compression._pod.cholesky_qr`
     and an SVD of its :math:`R` are used (``B`` is an explicit, orthonormal :math:`J`; two
     more passes and two more :math:`n\\times c` arrays). Its dropped energy is that of the
     values of :math:`R` below ``thresh2`` and of the factorization's own residual
@@ -250,7 +281,7 @@ def _residual_basis(
     ``H=None`` (Euclidean streaming): the residual was never stored. The eigen route then
     returns ``B=None``: the caller forms :math:`HT = CT - U(LT)` from the block itself; the
     accurate route forms :math:`H = C - UL` from ``C`` and ``L`` first. ``threads``: as in
-    :func:`rom.pod.gram_matrix`, for the accurate route's products.
+    :func:`rom.compression._pod.gram_matrix`, for the accurate route's products.
     """
     k = U.shape[1]
     c = G.shape[0]
@@ -267,8 +298,14 @@ def _residual_basis(
         sk = np.sqrt(lam[keep])
         Wk = W[:, keep]
         dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
-        return {"B": H, "Pb": P0, "Bmap": Wk / sk, "K": sk[:, None] * Wk.T, "Ladd": P0,
-                "dropped": dropped}
+        return {
+            "B": H,
+            "Pb": P0,
+            "Bmap": Wk / sk,
+            "K": sk[:, None] * Wk.T,
+            "Ladd": P0,
+            "dropped": dropped,
+        }
     if H is None:
         H = C - U @ L if k else np.array(C)
     Q, Rq = cholesky_qr(H, product=product, comm=comm, threads=threads)
@@ -285,10 +322,8 @@ def _residual_basis(
         P1 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
         J -= U @ P1
         Jq, Rj = orthonormalize(J, product=product, comm=comm, threads=threads)
-        return {"B": Jq, "Pb": None, "Bmap": None, "K": Rj @ K, "Ladd": P1 @ K,
-                "dropped": dropped}
-    return {"B": J, "Pb": None, "Bmap": None, "K": K, "Ladd": np.zeros((k, c)),
-            "dropped": dropped}
+        return {"B": Jq, "Pb": None, "Bmap": None, "K": Rj @ K, "Ladd": P1 @ K, "dropped": dropped}
+    return {"B": J, "Pb": None, "Bmap": None, "K": K, "Ladd": np.zeros((k, c)), "dropped": dropped}
 
 
 class IncrementalSVD:
@@ -388,12 +423,14 @@ class IncrementalSVD:
 
     # ------------------------------------------------------------------ validation
     def _option_error(self) -> str | None:
-        err = validate_truncation(rank=self.rank, rtol=self.rtol, l2_err=self.l2_err,
-                                  rel_l2_err=self.rel_l2_err)
+        err = validate_truncation(
+            rank=self.rank, rtol=self.rtol, l2_err=self.l2_err, rel_l2_err=self.rel_l2_err
+        )
         if err:
             return err
-        given = [n for n in ("l2_err", "rel_l2_err", "column_allowance")
-                 if getattr(self, n) is not None]
+        given = [
+            n for n in ("l2_err", "rel_l2_err", "column_allowance") if getattr(self, n) is not None
+        ]
         if len(given) > 1:
             return f"give at most one of l2_err, rel_l2_err, column_allowance (got {given})"
         ca = self.column_allowance
@@ -425,12 +462,16 @@ class IncrementalSVD:
             return None, f"block must be real and numeric, got dtype {C.dtype}"
         C = np.asarray(C, dtype=np.float64)
         if hasattr(self, "modes_") and C.shape[0] != self.modes_.shape[0]:
-            return None, (f"block has {C.shape[0]} local rows, expected {self.modes_.shape[0]} "
-                          "(the rows of the first block on this rank)")
+            return None, (
+                f"block has {C.shape[0]} local rows, expected {self.modes_.shape[0]} "
+                "(the rows of the first block on this rank)"
+            )
         if check_finite and not np.all(np.isfinite(C)):
             j = int(np.flatnonzero(~np.all(np.isfinite(C), axis=0))[0])
-            return None, (f"block contains NaN or Inf (local column {j}, snapshot "
-                          f"{getattr(self, 'n_samples_seen_', 0) + j}); state left unchanged")
+            return None, (
+                f"block contains NaN or Inf (local column {j}, snapshot "
+                f"{getattr(self, 'n_samples_seen_', 0) + j}); state left unchanged"
+            )
         return C, None
 
     # ------------------------------------------------------------------ fitting
@@ -460,17 +501,30 @@ class IncrementalSVD:
         with blas_threads(comm) as nt, thread_block(nt, split) as T:
             for j in range(0, X.shape[1], b):
                 ahead = X[:, j + b : j + 2 * b] if look and j + b < X.shape[1] else None
-                L_next = self._partial_fit(X[:, j : j + b], threads=T, own_block=not split,
-                                           ahead=ahead, L_local=L_next)
+                L_next = self._partial_fit(
+                    X[:, j : j + b], threads=T, own_block=not split, ahead=ahead, L_local=L_next
+                )
         if X.shape[1]:
             self.check_orthonormality()
         return self
 
     def _reset(self) -> None:
-        for name in ("modes_", "singular_values_", "coefficients_", "n_samples_seen_",
-                     "discarded_energy_", "error_bound_", "total_energy_", "n_features_",
-                     "n_components_", "block_discarded_energy_", "block_allowance_", "_carry",
-                     "_fit_n_total", "_since_check"):
+        for name in (
+            "modes_",
+            "singular_values_",
+            "coefficients_",
+            "n_samples_seen_",
+            "discarded_energy_",
+            "error_bound_",
+            "total_energy_",
+            "n_features_",
+            "n_components_",
+            "block_discarded_energy_",
+            "block_allowance_",
+            "_carry",
+            "_fit_n_total",
+            "_since_check",
+        ):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -483,8 +537,9 @@ class IncrementalSVD:
         self._partial_fit(block, threads=None, own_block=True)
         return self
 
-    def _partial_fit(self, block, *, threads: int | None, own_block: bool, ahead=None,
-                     L_local=None) -> np.ndarray | None:
+    def _partial_fit(
+        self, block, *, threads: int | None, own_block: bool, ahead=None, L_local=None
+    ) -> np.ndarray | None:
         """:meth:`partial_fit`; ``own_block``: enter this update's own thread block, else run
         with ``threads`` from the caller's (:meth:`fit`). ``ahead``, ``L_local``: the
         lookahead of :meth:`_update`, whose result for the next block is returned."""
@@ -501,8 +556,7 @@ class IncrementalSVD:
             return None
         if not own_block:
             return self._update(C, comm, threads=threads, ahead=ahead, L_local=L_local)
-        split = self.product is None and _split_worth(C.shape[0], C.shape[1],
-                                                      self.modes_.shape[1])
+        split = self.product is None and _split_worth(C.shape[0], C.shape[1], self.modes_.shape[1])
         with blas_threads(comm) as nt, thread_block(nt, split) as T:
             return self._update(C, comm, threads=T, ahead=ahead, L_local=L_local)
 
@@ -531,8 +585,11 @@ class IncrementalSVD:
         G = gram_matrix(U, product=self.product, comm=self.comm, threads=threads)
         orth = float(np.max(np.abs(G - np.eye(N))))
         if orth > self.orth_tol:
-            logger.debug("incremental SVD: orthonormality %.2e > %.1e, re-orthonormalizing",
-                         orth, self.orth_tol)
+            logger.debug(
+                "incremental SVD: orthonormality %.2e > %.1e, re-orthonormalizing",
+                orth,
+                self.orth_tol,
+            )
             Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm, threads=threads)
             U2, s2, _ = np.linalg.svd(Ro * sv, full_matrices=False)
             U2 = U2 * _signs(U2)  # keep each mode's orientation (U2 is near a permutation)
@@ -559,8 +616,9 @@ class IncrementalSVD:
         if orth <= self.orth_tol:
             self._since_check = 0
             return U, sv, Gam, La
-        logger.debug("incremental SVD: orthonormality %.2e > %.1e, one Cholesky-QR pass",
-                     orth, self.orth_tol)
+        logger.debug(
+            "incremental SVD: orthonormality %.2e > %.1e, one Cholesky-QR pass", orth, self.orth_tol
+        )
         try:
             R = np.linalg.cholesky(0.5 * (G + G.T)).T
         except np.linalg.LinAlgError:
@@ -583,12 +641,13 @@ class IncrementalSVD:
         :meth:`partial_fit` checks :math:`\\max|U^TMU - I|` exactly every
         few blocks (and after every accurate-path update); between checks the drift is
         round-off of the small updates, :math:`O(u(k+c))` per block. :meth:`fit` and
-        :func:`rom.compress.compress` call this at the end.
+        :func:`rom.compression._compress.compress` call this at the end.
         """
         self._check_fitted()
         if getattr(self, "_since_check", 0):
             self.modes_, self.singular_values_, self.coefficients_ = self._orth_guard(
-                self.modes_, self.singular_values_, self.coefficients_)
+                self.modes_, self.singular_values_, self.coefficients_
+            )
         return self
 
     def _raise_nonfinite(self, C: np.ndarray, comm: MPI.Comm) -> None:
@@ -597,11 +656,16 @@ class IncrementalSVD:
         bad = ~np.all(np.isfinite(C), axis=0)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
-            err = (f"block contains NaN or Inf (local column {j}, snapshot "
-                   f"{self.n_samples_seen_ + j}); state left unchanged")
+            err = (
+                f"block contains NaN or Inf (local column {j}, snapshot "
+                f"{self.n_samples_seen_ + j}); state left unchanged"
+            )
         check_collective(err, comm)
-        check_collective("block overflows (its inner products are not finite); rescale the "
-                         "snapshots; state left unchanged", comm)
+        check_collective(
+            "block overflows (its inner products are not finite); rescale the "
+            "snapshots; state left unchanged",
+            comm,
+        )
 
     def _allowance(self, c: int, normC2: float) -> float:
         """Energy this block may discard (before the carry-over)."""
@@ -619,8 +683,13 @@ class IncrementalSVD:
         return 0.0
 
     def _update(
-        self, C: np.ndarray, comm: MPI.Comm, *, threads: int | None = None,
-        ahead: np.ndarray | None = None, L_local: np.ndarray | None = None
+        self,
+        C: np.ndarray,
+        comm: MPI.Comm,
+        *,
+        threads: int | None = None,
+        ahead: np.ndarray | None = None,
+        L_local: np.ndarray | None = None,
     ) -> np.ndarray | None:
         """One block update. ``L_local``: this rank's :math:`U^TC`, formed by the previous
         update's last sweep (:meth:`fit`'s lookahead); ``ahead``: the next block, whose
@@ -639,8 +708,11 @@ class IncrementalSVD:
         # mode update, whose sweep also measures the orthonormality of the new modes.
         if k == 0:
             H = C
-            G = (gram_matrix(C, comm=comm, threads=threads) if P is None
-                 else allreduce_sum(C.T @ apply_product(P, C), comm))
+            G = (
+                gram_matrix(C, comm=comm, threads=threads)
+                if P is None
+                else allreduce_sum(C.T @ apply_product(P, C), comm)
+            )
             L = P0 = np.zeros((0, c))
         else:
             if P is not None:
@@ -667,15 +739,27 @@ class IncrementalSVD:
         normC2 = float(np.sum(L * L)) + normH2  # ||U L||^2 + ||H||^2, U^T M U = I
         thresh2 = (self.novelty_tol**2) * max(normC2, 0.0)
         any_err_rule = any(
-            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance))
+            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
+        )
         allowance = self._allowance(c, normC2) + self._carry
         res = None
         if normH2 <= thresh2:  # nothing novel
             K, dropped = np.zeros((0, c)), max(normH2, 0.0)
         else:
             # rank-revealing factorization of the residual, H ~ U (L add) + J K
-            res = _residual_basis(H, G, P0, thresh2, allowance if any_err_rule else -1.0, U,
-                                  product=P, comm=comm, C=C, L=L, threads=threads)
+            res = _residual_basis(
+                H,
+                G,
+                P0,
+                thresh2,
+                allowance if any_err_rule else -1.0,
+                U,
+                product=P,
+                comm=comm,
+                C=C,
+                L=L,
+                threads=threads,
+            )
             K, dropped = res["K"], res["dropped"]
             L1, L = L, L + res["Ladd"]
         r = K.shape[0]
@@ -690,7 +774,9 @@ class IncrementalSVD:
         # truncation by the allowance (carried forward) and rank / rtol
         avail = allowance - dropped
         N = truncation_rank(
-            sc[:nz], rank=self.rank, rtol=self.rtol,
+            sc[:nz],
+            rank=self.rank,
+            rtol=self.rtol,
             l2_err=math.sqrt(max(avail, 0.0)) if any_err_rule else None,
         )
         tail = float(np.sum(sc[N:nz][::-1] ** 2))
@@ -731,8 +817,9 @@ class IncrementalSVD:
         del H, B, res
         Unew, svnew = out, sc[:N].copy()
         if fused:
-            Unew, svnew, Gnew, La = self._orth_fix(Unew, svnew, Gnew, allreduce_sum(G_U, comm),
-                                                   threads, La)
+            Unew, svnew, Gnew, La = self._orth_fix(
+                Unew, svnew, Gnew, allreduce_sum(G_U, comm), threads, La
+            )
         elif check:
             Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew, threads)
             La = None  # U may have been replaced: the next update forms U^T C itself
@@ -749,8 +836,9 @@ class IncrementalSVD:
         self.block_discarded_energy_.append(block_D)
         self.block_allowance_.append(allowance if any_err_rule else math.inf)
         self._carry = carry
-        logger.debug("incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e",
-                     c, r, N, block_D)
+        logger.debug(
+            "incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e", c, r, N, block_D
+        )
         return La
 
     def truncate(
@@ -767,8 +855,9 @@ class IncrementalSVD:
         self._check_fitted()
         check_collective(validate_truncation(rank=rank, rtol=rtol, l2_err=l2_err), self.comm)
         sv = self.singular_values_
-        N = truncation_rank(sv, rank=rank, rtol=rtol, l2_err=l2_err,
-                            extra_tail=self.discarded_energy_)
+        N = truncation_rank(
+            sv, rank=rank, rtol=rtol, l2_err=l2_err, extra_tail=self.discarded_energy_
+        )
         if rank is None and rtol is None and l2_err is None:
             N = len(sv)
         tail = float(np.sum(sv[N:][::-1] ** 2))
@@ -785,7 +874,8 @@ class IncrementalSVD:
     def _check_fitted(self) -> None:
         if not hasattr(self, "modes_"):
             raise RuntimeError(
-                "this IncrementalSVD is not fitted yet; call partial_fit or fit first")
+                "this IncrementalSVD is not fitted yet; call partial_fit or fit first"
+            )
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Reduced coordinates :math:`U^T M X`, shape (k, n_columns) (collective)."""
@@ -806,4 +896,3 @@ class IncrementalSVD:
                 f"coefficients have {Cf.shape[0]} rows, expected n_components_={self.n_components_}"
             )
         return self.modes_ @ Cf
-

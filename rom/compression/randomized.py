@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import (
+from rom.compression._pod import cholesky_qr
+from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
@@ -39,7 +40,6 @@ from .parallel import (
     get_comm,
     validate_local_rows,
 )
-from .pod import cholesky_qr
 
 __all__ = ["randomized_svd", "randomized_svd_streamed"]
 

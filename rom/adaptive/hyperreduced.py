@@ -27,7 +27,7 @@ number of degrees of freedom. The offline helper :func:`build_hyperreduced` gath
 rows once (collective).
 
 Global point index = number of quadrature points held by lower ranks + local index
-(:func:`rom.qdeim.global_offset`), as in :mod:`rom.ecm` and :mod:`rom.indicator`.
+(:func:`rom.adaptive.points.global_offset`), as in :mod:`rom.adaptive.cubature` and :mod:`rom.adaptive.indicator`.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ import numpy as np
 import scipy.linalg
 from mpi4py import MPI
 
-from .ecm import CubatureResult, empirical_cubature
-from .parallel import allreduce_sum, check_collective, gather_rows, get_comm
-from .pod import pod
-from .qdeim import global_offset, validate_global_indices
-from .truncation import truncation_rank
+from rom.adaptive.cubature import CubatureResult, empirical_cubature
+from rom.adaptive.points import global_offset, validate_global_indices
+from rom.compression._pod import pod
+from rom.compression.truncation import truncation_rank
+from rom.parallel import allreduce_sum, check_collective, gather_rows, get_comm
 
 __all__ = [
     "ConstitutiveLaw",
@@ -112,9 +112,7 @@ class ReducedStepInfo:
     reference_norm: float = 0.0
 
 
-def gather_at_points(
-    A: np.ndarray, points: np.ndarray, comm: MPI.Comm | None = None
-) -> np.ndarray:
+def gather_at_points(A: np.ndarray, points: np.ndarray, comm: MPI.Comm | None = None) -> np.ndarray:
     """Rows of a point-distributed array at global point indices, replicated on all ranks.
 
     Parameters
@@ -200,8 +198,7 @@ class HyperReducedModel:
         if Psi_u.ndim != 2:
             err = f"Psi_u must be 2-D (n_owned, N), got shape {Psi_u.shape}"
         elif strains.ndim != 3 or strains.shape[2] != Psi_u.shape[1]:
-            err = (f"strains must have shape (m, n_comp, N={Psi_u.shape[1]}), "
-                   f"got {strains.shape}")
+            err = f"strains must have shape (m, n_comp, N={Psi_u.shape[1]}), got {strains.shape}"
         elif weights.shape != (strains.shape[0],):
             err = f"weights must have shape ({strains.shape[0]},), got {weights.shape}"
         elif coordinates.ndim != 2 or coordinates.shape[0] != strains.shape[0]:
@@ -267,8 +264,9 @@ class HyperReducedModel:
     def initial_state(self, t0: float = 0.0) -> ReducedState:
         """:math:`c = 0` and no viscoplastic strain at time ``t0``."""
         m, nc = self.n_points, self.n_comp
-        return ReducedState(float(t0), np.zeros(self.n_modes), np.zeros((m, nc)), np.zeros(m),
-                            np.zeros((m, nc)))
+        return ReducedState(
+            float(t0), np.zeros(self.n_modes), np.zeros((m, nc)), np.zeros(m), np.zeros((m, nc))
+        )
 
     def reconstruct(self, c: np.ndarray) -> np.ndarray:
         """Owned rows of :math:`u = \\Psi_u c` (``c`` of shape (N,) or (N, k))."""
@@ -314,8 +312,9 @@ class HyperReducedModel:
                 raise RuntimeError(f"constitutive law returned NaN/Inf at t={t_next}")
             sa = sigma[act]
             R = self._wB.T @ sa.ravel() - f
-            ref = float(np.linalg.norm(self._absB.T @ np.linalg.norm(sa, axis=1))
-                        + np.linalg.norm(f))
+            ref = float(
+                np.linalg.norm(self._absB.T @ np.linalg.norm(sa, axis=1)) + np.linalg.norm(f)
+            )
             r = float(np.linalg.norm(R))
             info.residual_norms.append(r)
             info.reference_norm = ref
@@ -372,7 +371,7 @@ def build_hyperreduced(
     Psi_u : ndarray (n_owned, N)
         Displacement modes, owned rows.
     points, weights : ndarray (n_z,)
-        Reduced quadrature (global indices, e.g. :func:`rom.ecm.empirical_cubature`).
+        Reduced quadrature (global indices, e.g. :func:`rom.adaptive.cubature.empirical_cubature`).
     temperature : callable or float
         :math:`T(x, t)` as given to the full-order model (callable form), or a constant.
     imposed_points : ndarray of int, optional
@@ -405,15 +404,26 @@ def build_hyperreduced(
     wm[np.searchsorted(mask, pts)] = w
     if strains is None:
         strains = fom.strain_at_qp(Psi_u)
-    B = gather_at_points(np.asarray(strains).reshape(fom.n_qp_local, -1, Psi_u.shape[1]),
-                         mask, comm)
+    B = gather_at_points(
+        np.asarray(strains).reshape(fom.n_qp_local, -1, Psi_u.shape[1]), mask, comm
+    )
     X = gather_at_points(np.asarray(fom.qp_coordinates), mask, comm)
     loads = []
     for fj, theta in external_load or []:
         loads.append((allreduce_sum(Psi_u.T @ np.asarray(fj, dtype=np.float64), comm), theta))
     return HyperReducedModel(
-        Psi_u, B, wm, law=fom.constitutive, coordinates=X, temperature=temperature,
-        external_load=loads, points=mask, rtol=rtol, atol=atol, max_newton=max_newton, comm=comm,
+        Psi_u,
+        B,
+        wm,
+        law=fom.constitutive,
+        coordinates=X,
+        temperature=temperature,
+        external_load=loads,
+        points=mask,
+        rtol=rtol,
+        atol=atol,
+        max_newton=max_newton,
+        comm=comm,
     )
 
 
@@ -474,7 +484,7 @@ def internal_force_cubature(
        :math:`\ell^2` tail); :math:`\phi_j(x_q) = U_{qj}/\sqrt{w_q}` satisfy
        :math:`\sum_q w_q \phi_i\phi_j = \delta_{ij}`;
     2. the rows :math:`\phi_1..\phi_r` and :math:`1/\sqrt{|\Omega|}` go to
-       :func:`rom.ecm.empirical_cubature` (``include_volume=False``), whose right-hand side then
+       :func:`rom.adaptive.cubature.empirical_cubature` (``include_volume=False``), whose right-hand side then
        has norm :math:`\approx\sqrt{|\Omega|}`.
 
     The stopping test then reads: every :math:`L^2`-normalized integrand of the span, and the
@@ -497,7 +507,7 @@ def internal_force_cubature(
     initial_points : array of int, optional
         Warm start (global indices), e.g. the previous rule after an enrichment.
     max_points, seed, comm
-        As in :func:`rom.ecm.empirical_cubature`.
+        As in :func:`rom.adaptive.cubature.empirical_cubature`.
     workspace : dict, optional
         Kept by the caller between calls (e.g. one rebuild per enrichment): the tall work
         arrays (integrands, basis rows, about ``n_q (N n_s + r)`` doubles) are reused from it
@@ -511,8 +521,10 @@ def internal_force_cubature(
     S = np.asarray(stresses, dtype=np.float64)
     w = np.asarray(qp_weights, dtype=np.float64)
     if B.ndim != 3 or S.ndim != 3 or B.shape[:2] != S.shape[:2] or w.shape != B.shape[:1]:
-        err = (f"need strains (n_qp, n_comp, N), stresses (n_qp, n_comp, n_s) and weights "
-               f"(n_qp,) on the same points, got {B.shape}, {S.shape}, {w.shape}")
+        err = (
+            f"need strains (n_qp, n_comp, N), stresses (n_qp, n_comp, n_s) and weights "
+            f"(n_qp,) on the same points, got {B.shape}, {S.shape}, {w.shape}"
+        )
     elif not (np.all(np.isfinite(B)) and np.all(np.isfinite(S)) and np.all(np.isfinite(w))):
         err = "strains, stresses or qp_weights contain NaN or Inf"
     elif np.any(w <= 0):
@@ -539,8 +551,9 @@ def internal_force_cubature(
     # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
     # product per point (numpy's matmul loop; 4x faster here than the einsum)
     Bw = np.multiply(B, sw[:, None, None], out=buffer("strains", B.shape))
-    Gt = np.matmul(Bw.transpose(0, 2, 1), S,
-                   out=buffer("integrands", (n_q, B.shape[2], S.shape[2]))).reshape(n_q, -1)
+    Gt = np.matmul(
+        Bw.transpose(0, 2, 1), S, out=buffer("integrands", (n_q, B.shape[2], S.shape[2]))
+    ).reshape(n_q, -1)
     offset, n_q_global = global_offset(n_q, comm)
     if Gt.shape[1] >= n_q_global:
         # more integrands than points (small meshes): one SVD of the gathered n_q x n_g matrix,
@@ -556,8 +569,12 @@ def internal_force_cubature(
         lam, V = _leading_eigenpairs(Gram, svd_tol)
         sv = np.sqrt(np.maximum(lam, 0.0))
         total = float(np.trace(Gram))
-        r = truncation_rank(sv, rel_l2_err=svd_tol, total_energy=total,
-                            extra_tail=max(total - float(np.sum(sv**2)), 0.0))
+        r = truncation_rank(
+            sv,
+            rel_l2_err=svd_tol,
+            total_energy=total,
+            extra_tail=max(total - float(np.sum(sv**2)), 0.0),
+        )
         r = min(r, int(np.count_nonzero(sv > 1e-8 * sv[0]))) if sv.size and sv[0] > 0 else 0
         # rows phi_j = U_j / sqrt(w) formed transposed by one product, U^T = (V / sv)^T Gt^T
         volume = float(allreduce_sum(w.sum(), comm))
@@ -565,12 +582,27 @@ def internal_force_cubature(
         np.matmul((V[:, :r] / sv[:r]).T, Gt.T, out=rows[:r])
         rows[:r] /= sw
         rows[r] = 1.0 / np.sqrt(volume)
-        return empirical_cubature(rows, w, tol=tol, initial_points=initial_points,
-                                  include_volume=False, max_points=max_points, seed=seed,
-                                  comm=comm)
+        return empirical_cubature(
+            rows,
+            w,
+            tol=tol,
+            initial_points=initial_points,
+            include_volume=False,
+            max_points=max_points,
+            seed=seed,
+            comm=comm,
+        )
     else:
         U, _ = pod(Gt, comm=comm, method="qr", rel_l2_err=svd_tol)
     volume = float(allreduce_sum(w.sum(), comm))
     rows = np.vstack([(U / sw[:, None]).T, np.full((1, n_q), 1.0 / np.sqrt(volume))])
-    return empirical_cubature(rows, w, tol=tol, initial_points=initial_points,
-                              include_volume=False, max_points=max_points, seed=seed, comm=comm)
+    return empirical_cubature(
+        rows,
+        w,
+        tol=tol,
+        initial_points=initial_points,
+        include_volume=False,
+        max_points=max_points,
+        seed=seed,
+        comm=comm,
+    )

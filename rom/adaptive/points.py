@@ -28,7 +28,7 @@ from collections.abc import Iterable
 import numpy as np
 from mpi4py import MPI
 
-from .parallel import check_collective, get_comm, validate_local_rows
+from rom.parallel import check_collective, get_comm, validate_local_rows
 
 __all__ = ["global_offset", "leverage_points", "qdeim", "validate_global_indices"]
 
@@ -152,8 +152,7 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
             score[redo] = exact[redo] = np.einsum("ij,ij->i", R, R)
     if not diag[-1] > n_q * np.finfo(float).eps * diag[0]:
         ratio = diag[-1] / diag[0] if diag[0] > 0 else 0.0
-        check_collective(f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})",
-                         comm)
+        check_collective(f"Phi is numerically rank deficient (|R_pp|/|R_11| = {ratio:.2e})", comm)
     return piv
 
 

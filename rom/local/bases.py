@@ -4,23 +4,23 @@ A dictionary of local bases (``DESIGN.md`` section 5, ``METHODS.md`` sections 3.
 training items -- single snapshots, or whole trajectories when ``groups`` is given -- are
 partitioned into clusters :math:`C_1..C_K`, and each cluster gets its own :math:`M`-orthonormal
 POD basis :math:`\Psi_k` of size :math:`N_k` (by ``rank`` or the energy rule
-:math:`\sum_{n>N_k}\sigma_n(S_k)^2 \le \varepsilon^2\|S_k\|_M^2`, :mod:`rom.truncation`).
+:math:`\sum_{n>N_k}\sigma_n(S_k)^2 \le \varepsilon^2\|S_k\|_M^2`, :mod:`rom.compression.truncation`).
 
 Clusterings (``clustering=``):
 
 ``"sine-kmedoids"`` / ``"sine-kcenter"``
-    :class:`rom.clustering.KMedoids` (sum / max objective) on the sine dissimilarity
+    :class:`rom.local.clustering.KMedoids` (sum / max objective) on the sine dissimilarity
     :math:`\delta(u, v) = \sqrt{1 - \langle u,v\rangle_M^2/(\|u\|_M^2\|v\|_M^2)}`
-    (:func:`rom.dissimilarity.sine_dissimilarity`). The minimax radius of a cluster in
+    (:func:`rom.local.dissimilarity.sine_dissimilarity`). The minimax radius of a cluster in
     :math:`\delta` is its normalized 1-width, so clustering in :math:`\delta` targets the
     normalized Kolmogorov widths of the clusters (Daniel, Casenave, Akkari, Ryckelynck,
     arXiv:2108.12291; Daniel, Casenave, Akkari, Ketata, Ryckelynck, arXiv:2103.13683).
 ``"kmeans-parameters"``
-    Euclidean k-means on the standardized parameters (:func:`rom.clustering.kmeans_parameters`).
+    Euclidean k-means on the standardized parameters (:func:`rom.local.clustering.kmeans_parameters`).
 ``"kmeans-snapshots"``
-    Euclidean (:math:`M`-norm) k-means on the items (:func:`rom.clustering.kmeans_snapshots`).
+    Euclidean (:math:`M`-norm) k-means on the items (:func:`rom.local.clustering.kmeans_snapshots`).
 ``"merge"``
-    Error-constrained merging (:class:`rom.merge_clustering.ErrorConstrainedClustering`, Shamrai,
+    Error-constrained merging (:class:`rom.local.merge_clustering.ErrorConstrainedClustering`, Shamrai,
     arXiv:2601.11626): the number of clusters follows from ``rank`` and ``rel_l2_err``
     (``n_clusters`` is ignored).
 
@@ -64,7 +64,9 @@ import numpy as np
 import scipy.optimize
 from mpi4py import MPI
 
-from .parallel import (
+from rom.compression._pod import pod
+from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
@@ -73,8 +75,6 @@ from .parallel import (
     norms,
     validate_local_rows,
 )
-from .pod import pod
-from .truncation import truncation_rank, validate_truncation
 
 __all__ = ["LocalBases", "CLUSTERINGS", "OnlineCost", "fit_online_cost"]
 
@@ -125,8 +125,7 @@ def fit_online_cost(sizes: Sequence[int], seconds: Sequence[float]) -> OnlineCos
     t = np.asarray(seconds, dtype=np.float64).ravel()
     if N.size != t.size or np.unique(N).size < 2:
         raise ValueError(f"need timings at two or more sizes, got sizes {N} and {t.size} times")
-    if not (np.all(np.isfinite(N)) and np.all(N >= 1) and np.all(np.isfinite(t))
-            and np.all(t > 0)):
+    if not (np.all(np.isfinite(N)) and np.all(N >= 1) and np.all(np.isfinite(t)) and np.all(t > 0)):
         raise ValueError("sizes must be >= 1 and times finite and positive")
     A = np.vander(N, 4, increasing=True) / t[:, None]
     scale = np.abs(A).max(axis=0)
@@ -178,13 +177,13 @@ class LocalBases:
         Serial when ``None``; every method is collective.
     compressor : callable
         ``compressor(X, product=, comm=) -> (modes, singular_values)``, all modes (default
-        :func:`rom.pod.pod`); truncation is applied here.
+        :func:`rom.compression._pod.pod`); truncation is applied here.
     seed : int
         Seed of the k-means clusterings and k-medoids restarts.
     min_cluster_size : int
-        For the k-medoids clusterings (:class:`rom.clustering.KMedoids`).
+        For the k-medoids clusterings (:class:`rom.local.clustering.KMedoids`).
     merge_options : dict, optional
-        Extra keyword arguments of :class:`rom.merge_clustering.ErrorConstrainedClustering`.
+        Extra keyword arguments of :class:`rom.local.merge_clustering.ErrorConstrainedClustering`.
 
     Attributes
     ----------
@@ -324,7 +323,7 @@ class LocalBases:
 
         Y = self._stack(X, items)
         prod = self._stacked_product(T)
-        from .dissimilarity import sine_dissimilarity
+        from rom.local.dissimilarity import sine_dissimilarity
 
         D = sine_dissimilarity(Y, product=prod, comm=comm)
         self.dissimilarity_ = D
@@ -355,8 +354,9 @@ class LocalBases:
             Xk = X[:, self.column_labels_ == k]
             modes, sv = self.compressor(Xk, product=self.product, comm=comm)
             energy = float(np.sum(norms(Xk, comm, self.product) ** 2))
-            Nk = truncation_rank(sv, rank=self.rank, rel_l2_err=self.rel_l2_err,
-                                 total_energy=energy)
+            Nk = truncation_rank(
+                sv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=energy
+            )
             self.modes_.append(modes)
             self.singular_values_.append(np.asarray(sv))
             self.bases_.append(modes[:, :Nk])
@@ -370,11 +370,15 @@ class LocalBases:
             genergy = float(np.sum(norms(X, comm, self.product) ** 2))
         self.global_singular_values_ = np.asarray(gsv)
         self.global_energy_ = genergy
-        self.global_basis_size_ = int(truncation_rank(
-            gsv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=genergy))
+        self.global_basis_size_ = int(
+            truncation_rank(gsv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=genergy)
+        )
         logger.info(
             "LocalBases(%s): K=%d, populations %s, sizes %s (global %d)",
-            self.clustering, K, self.cluster_sizes_.tolist(), self.basis_sizes_.tolist(),
+            self.clustering,
+            K,
+            self.cluster_sizes_.tolist(),
+            self.basis_sizes_.tolist(),
             self.global_basis_size_,
         )
         return self
@@ -392,24 +396,29 @@ class LocalBases:
 
     def _cluster(self, X, Y, D, P, items, prod, comm):
         """Labels (n_items,) and medoid item indices (or None) of the chosen clustering."""
-        from .clustering import KMedoids, kmeans_parameters, kmeans_snapshots
+        from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
 
         K = int(self.n_clusters)
         if self.clustering in ("sine-kmedoids", "sine-kcenter"):
             km = KMedoids(
-                K, objective="sum" if self.clustering == "sine-kmedoids" else "max",
-                min_cluster_size=self.min_cluster_size, seed=self.seed,
+                K,
+                objective="sum" if self.clustering == "sine-kmedoids" else "max",
+                min_cluster_size=self.min_cluster_size,
+                seed=self.seed,
             ).fit(D)
             return km.labels_, [int(m) for m in km.medoid_indices_]
         if self.clustering == "kmeans-parameters":
             return kmeans_parameters(P, K, seed=self.seed), None
         if self.clustering == "kmeans-snapshots":
             return kmeans_snapshots(Y, K, seed=self.seed, comm=comm, product=prod), None
-        from .merge_clustering import ErrorConstrainedClustering
+        from rom.local.merge_clustering import ErrorConstrainedClustering
 
         ecc = ErrorConstrainedClustering(
-            rank=int(self.rank), eps=float(self.rel_l2_err), product=self.product,
-            comm=self.comm, **(self.merge_options or {}),
+            rank=int(self.rank),
+            eps=float(self.rel_l2_err),
+            product=self.product,
+            comm=self.comm,
+            **(self.merge_options or {}),
         ).fit([X[:, cols] for cols in items])
         return ecc.labels_, None
 
@@ -428,12 +437,16 @@ class LocalBases:
         err = validate_truncation(rel_l2_err=rel_l2_err)
         if err is not None:
             raise ValueError(err)
-        local = np.array([
-            truncation_rank(sv, rel_l2_err=rel_l2_err, total_energy=e)
-            for sv, e in zip(self.singular_values_, self.energies_, strict=True)
-        ], dtype=np.int64)
-        glob = truncation_rank(self.global_singular_values_, rel_l2_err=rel_l2_err,
-                               total_energy=self.global_energy_)
+        local = np.array(
+            [
+                truncation_rank(sv, rel_l2_err=rel_l2_err, total_energy=e)
+                for sv, e in zip(self.singular_values_, self.energies_, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        glob = truncation_rank(
+            self.global_singular_values_, rel_l2_err=rel_l2_err, total_energy=self.global_energy_
+        )
         return local, int(glob)
 
     def basis(self, k: int, n: int | None = None) -> np.ndarray:
@@ -537,10 +550,9 @@ class LocalBases:
             errs = []
             for B in self.bases_:
                 R = U - B @ allreduce_sum(B.T @ MU, comm)
-                errs.append(float(allreduce_sum(np.sum(R * apply_product(self.product, R)),
-                                                comm)))
+                errs.append(float(allreduce_sum(np.sum(R * apply_product(self.product, R)), comm)))
             return int(np.argmin(np.array(errs) / (total if total > 0 else 1.0)))
-        from .dissimilarity import sine_dissimilarity_between
+        from rom.local.dissimilarity import sine_dissimilarity_between
 
         Yu = U.T.reshape(-1, 1)
         Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])

@@ -26,8 +26,8 @@ import numpy as np
 import scipy.optimize
 from mpi4py import MPI
 
-from .parallel import allreduce_sum, check_collective, get_comm
-from .qdeim import validate_global_indices
+from rom.adaptive.points import validate_global_indices
+from rom.parallel import allreduce_sum, check_collective, get_comm
 
 __all__ = ["CubatureResult", "empirical_cubature"]
 

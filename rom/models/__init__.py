@@ -1,0 +1,5 @@
+"""Galerkin reduced models built from assembled operators."""
+
+from rom.models.galerkin import LinearAffineROM, project_operator, project_vector, space_time_error
+
+__all__ = ["LinearAffineROM", "project_operator", "project_vector", "space_time_error"]
