@@ -35,6 +35,7 @@ __all__ = [
     "limit_blas_per_rank",
     "local_inner",
     "norms",
+    "replicated_sum",
     "row_range",
     "row_threads",
     "split_rows",
@@ -61,6 +62,19 @@ def allreduce_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.nda
         return a
     out = np.empty_like(a)
     comm.Allreduce(a, out, op=MPI.SUM)
+    return out
+
+
+def replicated_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
+    """Sum ``a`` over all ranks, bit-identical on every rank.
+
+    MPI does not promise that every rank of an Allreduce gets the same bits, so rank 0's sum
+    is broadcast: choices made from it (clustering ties) then agree on all ranks.
+    """
+    out = allreduce_sum(a, comm)
+    comm = get_comm(comm)
+    if comm.size > 1:
+        comm.Bcast(out, root=0)
     return out
 
 
