@@ -479,12 +479,12 @@ def kmeans_snapshots(
     """
     from sklearn.cluster import KMeans
 
-    from rom.local.dissimilarity import _replicated_sum
     from rom.parallel import (
         apply_product,
         blas_threads,
         check_collective,
         get_comm,
+        replicated_sum,
         validate_local_rows,
     )
 
@@ -495,7 +495,7 @@ def kmeans_snapshots(
     if not isinstance(n_clusters, (int, np.integer)) or not 1 <= n_clusters <= n:
         err = f"n_clusters must be an integer in [1, {n}], got {n_clusters!r}"
     check_collective(err, comm)
-    G = _replicated_sum(X.T @ apply_product(product, X), comm)
+    G = replicated_sum(X.T @ apply_product(product, X), comm)
     lam, Q = np.linalg.eigh(0.5 * (G + G.T))
     Y = Q * np.sqrt(np.maximum(lam, 0.0))  # rows: points, same distances as the snapshots
     km = KMeans(n_clusters=int(n_clusters), n_init=10, random_state=seed)

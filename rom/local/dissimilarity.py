@@ -38,10 +38,10 @@ from mpi4py import MPI
 from rom.compression.truncation import truncation_rank, validate_truncation
 from rom.parallel import (
     Product,
-    allreduce_sum,
     apply_product,
     check_collective,
     get_comm,
+    replicated_sum,
     validate_local_rows,
 )
 
@@ -57,18 +57,6 @@ logger = logging.getLogger(__name__)
 
 _METRICS = ("projection", "chordal", "geodesic")
 _REFINE_CHUNK = 512  # pairs refined per product application (bounds the extra memory)
-
-
-def _replicated_sum(a: np.ndarray, comm: MPI.Comm) -> np.ndarray:
-    """Allreduce then broadcast rank 0's copy: bit-identical on every rank.
-
-    MPI does not promise that every rank of an Allreduce gets the same bits; downstream
-    choices (clustering ties) must not differ between ranks.
-    """
-    out = allreduce_sum(a, comm)
-    if comm.size > 1:
-        comm.Bcast(out, root=0)
-    return out
 
 
 def _zero_column_error(sq_norms: np.ndarray, name: str) -> str | None:
@@ -113,7 +101,7 @@ def _refine_pairs(
     for s in range(0, ii.size, _REFINE_CHUNK):
         i, j = ii[s : s + _REFINE_CHUNK], jj[s : s + _REFINE_CHUNK]
         R = Xn[:, i] - Yn[:, j] * C[i, j]
-        sq = _replicated_sum(np.einsum("ij,ij->j", R, apply_product(product, R)), comm)
+        sq = replicated_sum(np.einsum("ij,ij->j", R, apply_product(product, R)), comm)
         D[i, j] = np.sqrt(np.maximum(sq, 0.0))
 
 
@@ -130,7 +118,7 @@ def _normalized_gram(X, Y, product, comm, refine_below, names):
         check_collective(err, comm)
     Z = X if same else np.hstack([X, Y])
     MZ = apply_product(product, Z)
-    sq = _replicated_sum(np.einsum("ij,ij->j", Z, MZ), comm)
+    sq = replicated_sum(np.einsum("ij,ij->j", Z, MZ), comm)
     nx = X.shape[1]
     err = _zero_column_error(sq[:nx], names[0])
     if err is None and not same:
@@ -141,11 +129,11 @@ def _normalized_gram(X, Y, product, comm, refine_below, names):
     scale = 1.0 / np.sqrt(sq)
     if same:
         Xn = X * scale
-        C = _replicated_sum(Xn.T @ (MZ * scale), comm)
+        C = replicated_sum(Xn.T @ (MZ * scale), comm)
         C = 0.5 * (C + C.T)
         return Xn, None, C
     Xn, Yn = X * scale[:nx], Y * scale[nx:]
-    C = _replicated_sum(Xn.T @ (MZ[:, nx:] * scale[nx:]), comm)
+    C = replicated_sum(Xn.T @ (MZ[:, nx:] * scale[nx:]), comm)
     return Xn, Yn, C
 
 
@@ -293,7 +281,7 @@ def principal_angles(
     p, q = U.shape[1], V.shape[1]
     MV = apply_product(product, V)
     MU = apply_product(product, U)
-    G = _replicated_sum(np.hstack([U, V]).T @ np.hstack([MU, MV]), comm)
+    G = replicated_sum(np.hstack([U, V]).T @ np.hstack([MU, MV]), comm)
     err = None
     if not np.all(np.isfinite(G)):
         err = "non-finite inner products (NaN/Inf in the product?)"
@@ -309,7 +297,7 @@ def principal_angles(
     C = G[:p, p:]
     cos = np.linalg.svd(C, compute_uv=False)  # descending -> angles ascending
     W = V - U @ C
-    WtMW = _replicated_sum(W.T @ apply_product(product, W), comm)
+    WtMW = replicated_sum(W.T @ apply_product(product, W), comm)
     sin2 = np.linalg.eigvalsh(0.5 * (WtMW + WtMW.T))  # ascending -> angles ascending
     sin = np.sqrt(np.clip(sin2, 0.0, 1.0))
     theta = np.where(cos**2 < 0.5, _angles_from_cos(cos), np.arcsin(np.minimum(sin, 1.0)))
@@ -407,7 +395,8 @@ def trajectory_dissimilarity(
     bases, svs = [], []
     for i, S in enumerate(trajectories):
         S, _ = validate_local_rows(S, f"trajectory {i}", comm)
-        U, sv = pod(S, product=product, comm=comm)
+        r = pod(S, product=product, comm=comm)
+        U, sv = r.modes, r.singular_values
         bases.append(U)
         svs.append(sv)
     if rank is not None:
@@ -428,7 +417,7 @@ def trajectory_dissimilarity(
     dims = [U.shape[1] for U in bases]
     offsets = np.concatenate([[0], np.cumsum(dims)])
     B = np.hstack(bases)
-    G = _replicated_sum(B.T @ apply_product(product, B), comm)
+    G = replicated_sum(B.T @ apply_product(product, B), comm)
     n = len(bases)
     D = np.zeros((n, n))
     for i in range(n):
