@@ -1,4 +1,4 @@
-"""Empirical cubature by non-negative orthogonal matching pursuit (``METHODS.md`` 5.1).
+"""Empirical cubature by non-negative orthogonal matching pursuit (docs/theory.md §5.1).
 
 Hernández, Caicedo, Ferrer, "Dimensional hyper-reduction of nonlinear finite element models
 via empirical cubature", CMAME 313 (2017): given integrands sampled at the quadrature points of
@@ -111,7 +111,7 @@ def empirical_cubature(
     seed: int = 0,
     comm: MPI.Comm | None = None,
 ) -> CubatureResult:
-    """Reduced quadrature by non-negative OMP (Hernández et al. 2017; ``METHODS.md`` 5.1).
+    """Reduced quadrature by non-negative OMP (Hernández et al. 2017; docs/theory.md §5.1).
 
     Greedy loop, from :math:`Z_0` = ``initial_points``::
 
@@ -164,85 +164,28 @@ def empirical_cubature(
     Z0, err = validate_global_indices(initial_points, n_q, "initial_points")
     check_collective(err, comm)
 
-    b = allreduce_sum(G @ w, comm)
-    bnorm = float(np.linalg.norm(b))
-    if include_volume:
-        volume = float(allreduce_sum(w.sum(), comm))
-        # constant row scaled so that its exact integral equals ||G w|| (or 1 if G w = 0)
-        scale = (bnorm if bnorm > 0 else 1.0) / volume if volume > 0 else 0.0
-        G = np.vstack([G, np.full((1, G.shape[1]), scale)])
-        b = np.append(b, scale * volume)
-    ref = bnorm if bnorm > 0 else float(np.linalg.norm(b))
-    n_rows = G.shape[0]
+    G, b, ref = _integration_system(G, w, include_volume, comm)
     if max_points is None:
-        max_points = max(n_rows, Z0.size)
+        max_points = max(G.shape[0], Z0.size)
     if ref == 0.0:
         logger.info("all integrals vanish: empty rule")
         return CubatureResult(np.empty(0, np.int64), np.empty(0), 0.0, [(0, 0.0)])
 
-    colnorm = np.sqrt(np.einsum("ij,ij->j", G, G))  # 4x faster than norm(axis=0) on wide G
+    pursuit = _Pursuit(G, b, offset, n_q, comm)
     rng = np.random.default_rng(seed)
-
-    def columns(idx: np.ndarray) -> np.ndarray:
-        """Columns ``idx`` (global) gathered on all ranks, shape (n_rows, len(idx))."""
-        loc = idx - offset
-        mine = (loc >= 0) & (loc < G.shape[1])
-        block = (idx[mine], G[:, loc[mine]])
-        parts = comm.allgather(block) if comm.size > 1 else [block]
-        out = np.empty((n_rows, idx.size))
-        pos = {int(g): j for j, g in enumerate(idx)}
-        for gi, cols in parts:
-            for j, g in enumerate(gi):
-                out[:, pos[int(g)]] = cols[:, j]
-        return out
-
-    Z = Z0.copy()
-    GZ = columns(Z)
-
-    def solve(Z, GZ):
-        if Z.size == 0:
-            return Z, GZ, np.empty(0), float(np.linalg.norm(b))
-        wz, _ = scipy.optimize.nnls(GZ, b)
-        keep = wz > 0
-        Z, GZ, wz = Z[keep], GZ[:, keep], wz[keep]
-        return Z, GZ, wz, float(np.linalg.norm(b - GZ @ wz))
-
-    Z, GZ, wz, rnorm = solve(Z, GZ)
+    Z, GZ, wz, rnorm = pursuit.solve(Z0, pursuit.columns(Z0))
     history = [(int(Z.size), rnorm / ref)]
     max_iter = 2 * max_points + Z0.size + 10
     it = 0
-    while rnorm > tol * ref and it < max_iter:
+    while rnorm > tol * ref and it < max_iter and Z.size < max_points:
         it += 1
-        if Z.size >= max_points:
-            break
-        r = b - GZ @ wz
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = (G.T @ r) / colnorm
-        score[~(colnorm > 0)] = -np.inf
-        loc = Z - offset
-        loc = loc[(loc >= 0) & (loc < G.shape[1])]
-        score[loc] = -np.inf
-        if score.size and np.isfinite(score).any():
-            j = int(np.argmax(score))  # first maximum: smallest local (hence global) index
-            best = (float(score[j]), offset + j)
-        else:
-            best = (-np.inf, n_q)
-        cands = comm.allgather(best) if comm.size > 1 else [best]
-        s_best, q_best = min(cands, key=lambda c: (-c[0], c[1]))
+        s_best, q_best = pursuit.best_candidate(Z, b - GZ @ wz)
         if not np.isfinite(s_best):
             logger.warning("no admissible column left; stopping at residual %.3e", rnorm / ref)
             break
-        Zn = np.append(Z, q_best)
-        GZn = np.hstack([GZ, columns(np.array([q_best], dtype=np.int64))])
-        Zn, GZn, wzn, rn = solve(Zn, GZn)
+        Zn, GZn, wzn, rn = pursuit.solve(*pursuit.add(Z, GZ, q_best))
         if rn >= rnorm:
-            free = np.setdiff1d(np.arange(n_q, dtype=np.int64), Zn)
-            if free.size:
-                q_rand = int(free[rng.integers(free.size)])
-                Zn = np.append(Zn, q_rand)
-                GZn = np.hstack([GZn, columns(np.array([q_rand], dtype=np.int64))])
-                Zn, GZn, wzn, rn = solve(Zn, GZn)
-                logger.debug("stalled: added random point %d", q_rand)
+            Zn, GZn, wzn, rn = pursuit.add_random(Zn, GZn, wzn, rn, rng)
         Z, GZ, wz, rnorm = Zn, GZn, wzn, rn
         history.append((int(Z.size), rnorm / ref))
     if rnorm > tol * ref:
@@ -254,3 +197,94 @@ def empirical_cubature(
         )
     order = np.argsort(Z)
     return CubatureResult(Z[order].astype(np.int64), wz[order], rnorm / ref, history)
+
+
+def _integration_system(
+    G: np.ndarray, w: np.ndarray, include_volume: bool, comm: MPI.Comm
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The system :math:`(G, b = Gw)` to match, with the volume row, and the reference norm.
+
+    The constant row is scaled so that its exact integral equals :math:`\\|Gw\\|` (or 1 when
+    :math:`Gw = 0`): the volume then weighs like the integrands in the stopping test. The
+    reference is :math:`\\|Gw\\|`, or :math:`\\|b\\|` when the integrands all vanish.
+    """
+    b = allreduce_sum(G @ w, comm)
+    bnorm = float(np.linalg.norm(b))
+    if include_volume:
+        volume = float(allreduce_sum(w.sum(), comm))
+        scale = (bnorm if bnorm > 0 else 1.0) / volume if volume > 0 else 0.0
+        G = np.vstack([G, np.full((1, G.shape[1]), scale)])
+        b = np.append(b, scale * volume)
+    ref = bnorm if bnorm > 0 else float(np.linalg.norm(b))
+    return G, b, ref
+
+
+class _Pursuit:
+    """The steps of non-negative OMP on a column-distributed system :math:`G_{:,Z} w_Z = b`.
+
+    ``G`` holds this rank's columns, global indices ``offset`` to ``offset + G.shape[1]``;
+    ``b`` is replicated. Selected columns are gathered on every rank, so the NNLS solves are
+    replicated and identical everywhere.
+    """
+
+    def __init__(self, G: np.ndarray, b: np.ndarray, offset: int, n_q: int, comm: MPI.Comm):
+        self.G, self.b, self.offset, self.n_q, self.comm = G, b, offset, n_q, comm
+        self.colnorm = np.sqrt(np.einsum("ij,ij->j", G, G))  # no temporary G**2
+
+    def columns(self, idx: np.ndarray) -> np.ndarray:
+        """Columns ``idx`` (global) gathered on all ranks, shape ``(n_rows, len(idx))``."""
+        G, comm = self.G, self.comm
+        loc = idx - self.offset
+        mine = (loc >= 0) & (loc < G.shape[1])
+        block = (idx[mine], G[:, loc[mine]])
+        parts = comm.allgather(block) if comm.size > 1 else [block]
+        out = np.empty((G.shape[0], idx.size))
+        pos = {int(g): j for j, g in enumerate(idx)}
+        for gi, cols in parts:
+            for j, g in enumerate(gi):
+                out[:, pos[int(g)]] = cols[:, j]
+        return out
+
+    def solve(
+        self, Z: np.ndarray, GZ: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """NNLS weights on ``Z``; points with zero weight are dropped. Returns the residual norm."""
+        if Z.size == 0:
+            return Z, GZ, np.empty(0), float(np.linalg.norm(self.b))
+        wz, _ = scipy.optimize.nnls(GZ, self.b)
+        keep = wz > 0
+        Z, GZ, wz = Z[keep], GZ[:, keep], wz[keep]
+        return Z, GZ, wz, float(np.linalg.norm(self.b - GZ @ wz))
+
+    def best_candidate(self, Z: np.ndarray, r: np.ndarray) -> tuple[float, int]:
+        """``(score, q)`` maximizing :math:`G_{:,q}^T r / \\|G_{:,q}\\|` over :math:`q \\notin Z`.
+
+        Ties go to the smaller global index; the score is ``-inf`` when no column is left.
+        """
+        G, comm = self.G, self.comm
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = (G.T @ r) / self.colnorm
+        score[~(self.colnorm > 0)] = -np.inf
+        loc = Z - self.offset
+        loc = loc[(loc >= 0) & (loc < G.shape[1])]
+        score[loc] = -np.inf
+        if score.size and np.isfinite(score).any():
+            j = int(np.argmax(score))  # first maximum: smallest local (hence global) index
+            best = (float(score[j]), self.offset + j)
+        else:
+            best = (-np.inf, self.n_q)
+        cands = comm.allgather(best) if comm.size > 1 else [best]
+        return min(cands, key=lambda c: (-c[0], c[1]))
+
+    def add(self, Z: np.ndarray, GZ: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
+        """``Z`` and its columns with point ``q`` appended."""
+        return np.append(Z, q), np.hstack([GZ, self.columns(np.array([q], dtype=np.int64))])
+
+    def add_random(self, Z, GZ, wz, rnorm, rng):
+        """Stalled residual: add one seeded random point outside ``Z`` and solve again."""
+        free = np.setdiff1d(np.arange(self.n_q, dtype=np.int64), Z)
+        if free.size == 0:
+            return Z, GZ, wz, rnorm
+        q_rand = int(free[rng.integers(free.size)])
+        logger.debug("stalled: added random point %d", q_rand)
+        return self.solve(*self.add(Z, GZ, q_rand))
