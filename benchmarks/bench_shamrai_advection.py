@@ -1,6 +1,6 @@
 """Error-constrained clustering on the synthetic 1-D advection protocol (Shamrai, arXiv:2601.11626).
 
-Protocol of ``METHODS.md`` section 4: exact solutions u0((x - beta t) mod 1) on 1024 cells,
+Protocol of docs/theory.md §4: exact solutions u0((x - beta t) mod 1) on 1024 cells,
 201 times, each sample reshaped row-major to a 3072 x 67 block; r = 67, eps = 0.05, patience
 10, seed 23. Compares the predictors (Weyl, residual, CGS2 estimator; norm and residual
 orderings; corrected vs published forms) with baselines (random labels with K in
@@ -25,33 +25,25 @@ k-means and HDBSCAN on a Johnson-Lindenstrauss sketch ``X G / sqrt(D)`` of the f
 blocks ``X`` (``G``: 205,824 x D standard normal, the row-major stream of
 ``default_rng([seed, D])``, generated 2048 rows at a time and never held whole); ``0`` runs
 them on ``X`` itself; default ``0`` up to 1000 samples, 2048 above (k-means on ``X`` copies it
-twice, HDBSCAN's trees degenerate in 205,824 dimensions: 335 s at 1000 samples). The JSON
+twice, and HDBSCAN's space-partitioning trees degenerate in 205,824 dimensions). The JSON
 records which data they ran on (``baseline_data``, and the method names say ``sketch D=..``).
 The baselines' clusters are certified by :func:`rom.local.merge_clustering.cluster_errors`, except
-(serial) clusters of more than 0.5 GB of blocks (k-means puts most blocks in one cluster;
-random K = 10 at 5000 samples has ~500 blocks per cluster): the same singular values from a QR
-of the transposed concatenation streamed 256 blocks at a time (equal to 1e-15, ~1.5 GB
-transient whatever the cluster size); ``n_streamed`` counts them.
+(serial) clusters of more than 0.5 GB of blocks (k-means can put most blocks in one cluster):
+the same singular values from a QR of the transposed concatenation streamed 256 blocks at a
+time; ``n_streamed`` counts them.
 
-Memory: the blocks take samples * 1.65 MB (8.2 GB at 5000) and are held once, as the rows of
-one ``(samples, 205,824)`` array (on rank 0; serial blocks are views of its rows). The
-per-block spectra add only singular values: blocks no wider than ``r + 5`` are cached as
-themselves (a reference). The flattened blocks are that array (no copy); a sketch takes
-samples * D * 8 bytes (82 MB at 5000 x 2048). The JSON records rank 0's peak RSS after each
-phase (``memory``). Under ``mpirun -n P`` every rank keeps only its rows of every block, and
-rank 0 also the whole array for the flattened baselines.
+Memory: the blocks take samples * 1.65 MB and are held once, as the rows of one
+``(samples, 205,824)`` array (on rank 0; serial blocks are views of its rows). The per-block
+spectra add only singular values: blocks no wider than ``r + 5`` are cached as themselves (a
+reference). The flattened blocks are that array (no copy); a sketch takes samples * D * 8
+bytes. The JSON records rank 0's peak RSS after each phase (``memory``). Under
+``mpirun -n P`` every rank keeps only its rows of every block, and rank 0 also the whole array
+for the flattened baselines.
 
 ``--other-blas-threads T`` (default 1) limits the BLAS libraries other than numpy's (the
-OpenBLAS bundled with scipy's wheel) to T threads: ``rom`` calls both, and two spinning pools
-on two cores made the estimator's predictions 3x slower and identical fits vary up to 9x.
+OpenBLAS bundled with scipy's wheel) to T threads: ``rom`` calls both, and two thread pools
+busy-waiting on the same cores slow the predictions and make the timings erratic.
 
-Cost, serial on 2 cores with the options of the 5000-sample command above (``--tightness-max``
-N/40 at the small sizes): 200 samples 73 s, peak RSS 1.31 GB; 500 samples 237 s, 2.33 GB.
-Extrapolated to 5000 (fits and certification linear in the samples with slowly growing
-clusters, the residual ordering quadratic, random K = 10 / 100 / 1000 at 22 / 6.5 / 0.04 s per
-cluster, HDBSCAN ~80 s on the sketch): 50-65 min (~7 min more without ``--tightness-max``,
-~18 min more with the published fits) and a peak RSS of 10-11 GB (8.2 GB of blocks, ~1.5 GB
-for a streamed certification).
 Writes ``benchmarks/results/shamrai_advection.json`` (``--out`` to change).
 """
 
@@ -95,10 +87,9 @@ def limit_other_blas(threads):
     """Limit every BLAS library but numpy's to ``threads`` threads; their paths.
 
     With wheels, scipy bundles its own OpenBLAS next to numpy's; ``rom`` calls both (scipy's
-    ``trtri``/``trmm`` in the range bases, numpy's elsewhere) and the idle pool's threads spin
-    while the other pool works, two pools of two threads on two cores: the estimator's
-    predictions ran 3x slower and identical fits varied up to 9x in time. scipy's calls here are
-    small (``m x r`` triangular products). Nothing is limited when only one BLAS is loaded.
+    ``trtri``/``trmm`` in the range bases, numpy's elsewhere) and the idle pool's threads
+    busy-wait while the other pool works, taking cores from it. scipy's calls here are small
+    (``m x r`` triangular products). Nothing is limited when only one BLAS is loaded.
     """
     ctl = ThreadpoolController()
     blas = [lib for lib in ctl.lib_controllers if lib.user_api == "blas"]
@@ -280,7 +271,8 @@ def tightness(blocks, clusters, *, r, comm, max_clusters=None, seed=0):
     }
 
 
-def main():
+def parse_args():
+    """Command-line options (the protocol's parameters and the study's switches)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=23)
@@ -310,7 +302,7 @@ def main():
     ap.add_argument(
         "--no-random",
         action="store_true",
-        help="skip the random-label baselines (about 15 min at 5000 samples)",
+        help="skip the random-label baselines",
     )
     ap.add_argument(
         "--baseline-sketch",
@@ -338,38 +330,22 @@ def main():
     )
     ap.add_argument("--out", type=Path, default=RESULTS / "shamrai_advection.json")
     args = ap.parse_args()
-    limited = limit_other_blas(args.other_blas_threads) if args.other_blas_threads > 0 else []
     if args.baseline_sketch is None:
         args.baseline_sketch = 0 if args.samples <= SKETCH_AUTO[0] else SKETCH_AUTO[1]
     if args.baseline_sketch < 0:
         ap.error("--baseline-sketch must be >= 0")
     if args.tightness_max is not None and args.tightness_max < 1:
         ap.error("--tightness-max must be >= 1")
-    comm = MPI.COMM_WORLD
-    root = comm.rank == 0
-    r, eps = args.rank, args.eps
-    memory = {}
+    return args
 
-    t0 = time.perf_counter()
-    data, blocks = generate(
-        args.samples, seed=args.seed, n_cells=args.n_cells, n_times=args.n_times, cols=r, comm=comm
-    )
-    t_gen = time.perf_counter() - t0
-    n_rows, widths = args.n_times * args.n_cells // r, [A.shape[1] for A in blocks]
-    memory["data_gb"] = data.nbytes / 1e9 if root else None
-    memory["peak_rss_gb"] = {"generation": peak_rss_gb()}
-    if root:
-        print(
-            f"{args.samples} blocks of {n_rows} x {r} generated in {t_gen:.1f} s "
-            f"({comm.size} rank(s), {memory['data_gb']:.2f} GB)",
-            flush=True,
-        )
 
-    rows = []
-    runs = []
-    for predictor in ("weyl", "residual", "estimator"):
-        for ordering in ("norm", "residual"):
-            runs.append((predictor, ordering, False))
+def fit_runs(args):
+    """The (predictor, ordering, published) fits asked for, in the order they run."""
+    runs = [
+        (predictor, ordering, False)
+        for predictor in ("weyl", "residual", "estimator")
+        for ordering in ("norm", "residual")
+    ]
     if not args.no_published:
         runs += [
             ("weyl", "norm", True),
@@ -380,9 +356,22 @@ def main():
         runs += [("exact", "norm", False), ("exact", "residual", False)]
     if args.fits:
         wanted = set(args.fits.split(","))
-        runs = [
-            run for run in runs if f"{run[0]}{'-published' if run[2] else ''}/{run[1]}" in wanted
-        ]
+        runs = [run for run in runs if run_name(*run) in wanted]
+    return runs
+
+
+def run_name(predictor, ordering, published):
+    """``predictor[-published]/ordering``, the name of a fit in the table and the JSON."""
+    return f"{predictor}{'-published' if published else ''}/{ordering}"
+
+
+def run_fits(args, blocks, *, comm, memory):
+    """Every fit of :func:`fit_runs` on one shared set of block spectra.
+
+    Returns ``(rows, fitted, t_spectra)``: the table rows, the fitted estimators by name and
+    the time of the per-block SVDs.
+    """
+    r, root = args.rank, comm.rank == 0
     # one set of per-block SVDs for every fit (estimator width r + 5 covers the others)
     t1 = time.perf_counter()
     spectra = bounds.block_spectra(blocks, comm=comm, keep=r + 5)
@@ -390,13 +379,13 @@ def main():
     memory["peak_rss_gb"]["spectra"] = peak_rss_gb()
     if root:
         print(f"block spectra in {t_spectra:.1f} s (shared by the fits below)", flush=True)
-    fitted = {}
-    for predictor, ordering, published in runs:
-        name = f"{predictor}{'-published' if published else ''}/{ordering}"
+    rows, fitted = [], {}
+    for predictor, ordering, published in fit_runs(args):
+        name = run_name(predictor, ordering, published)
         t1 = time.perf_counter()
         est = ErrorConstrainedClustering(
             rank=r,
-            eps=eps,
+            eps=args.eps,
             predictor=predictor,
             ordering=ordering,
             patience=args.patience,
@@ -415,189 +404,257 @@ def main():
                 f"  {wall:.1f} s",
                 flush=True,
             )
-    del spectra
     memory["peak_rss_gb"]["fits"] = peak_rss_gb()
-
     exact_cost = next(
         (row["time_per_evaluation"] for row in rows if row["method"] == "exact/norm"), None
     )
     for row in rows:
         row["cost_vs_exact_svd"] = row["time_per_evaluation"] / exact_cost if exact_cost else None
+    return rows, fitted, t_spectra
 
-    tight, baseline_data = None, None
-    if not args.fits_only:
-        # random labels (on rank 0, broadcast)
-        rng = np.random.default_rng(args.seed)
-        for K in () if args.no_random else (10, 100, 1000):
-            if K > args.samples:
-                continue
-            t1 = time.perf_counter()
-            labels = comm.bcast(rng.integers(K, size=args.samples) if root else None, root=0)
-            rows.append(
-                baseline_row(
-                    f"random K={K}",
-                    labels_to_clusters(labels),
-                    blocks,
-                    widths,
-                    r=r,
-                    eps=eps,
-                    comm=comm,
-                    n_rows=n_rows,
-                    fit_time=time.perf_counter() - t1,
-                )
-            )
-        memory["peak_rss_gb"]["random"] = peak_rss_gb()
 
-        # k-means and HDBSCAN on the flattened blocks (rows of rank 0's data: no copy) or on their
-        # sketch; labels broadcast
-        D = args.baseline_sketch
+def random_baselines(args, blocks, widths, *, comm, n_rows):
+    """Random labels with K in {10, 100, 1000} (drawn on rank 0, broadcast)."""
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    for K in () if args.no_random else (10, 100, 1000):
+        if K > args.samples:
+            continue
         t1 = time.perf_counter()
-        feats = (gaussian_sketch(data, D, args.seed) if D else data) if root else None
-        baseline_data = {
-            "kind": "sketch" if D else "full",
-            "dim": D or n_rows * r,
-            "dtype": "float64",
-            "time": time.perf_counter() - t1,
-        }
-        if D:
-            baseline_data["sketch"] = (
-                f"X G / sqrt({D}), X the flattened blocks, G standard normal "
-                f"(row-major stream of default_rng([{args.seed}, {D}]))"
-            )
-        if root:
-            print(
-                f"k-means/HDBSCAN on {baseline_data['kind']} data, {baseline_data['dim']} dims "
-                f"({baseline_data['time']:.1f} s)",
-                flush=True,
-            )
-        suffix = f" (sketch D={D})" if D else ""
-        K_est = fitted["estimator/norm"].metrics_["n_clusters"]
-        from sklearn.cluster import HDBSCAN, KMeans
-
-        t1 = time.perf_counter()
-        labels = (
-            KMeans(n_clusters=K_est, n_init=3, random_state=args.seed).fit_predict(feats)
-            if root
-            else None
-        )
-        labels = comm.bcast(labels, root=0)
+        labels = comm.bcast(rng.integers(K, size=args.samples) if comm.rank == 0 else None, root=0)
         rows.append(
             baseline_row(
-                f"k-means K={K_est}{suffix}",
+                f"random K={K}",
                 labels_to_clusters(labels),
                 blocks,
                 widths,
-                r=r,
-                eps=eps,
+                r=args.rank,
+                eps=args.eps,
                 comm=comm,
                 n_rows=n_rows,
                 fit_time=time.perf_counter() - t1,
             )
         )
-        memory["peak_rss_gb"]["k-means"] = peak_rss_gb()
-        if not args.no_hdbscan:
-            t1 = time.perf_counter()
-            labels = HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats) if root else None
-            labels = comm.bcast(labels, root=0)
-            rows.append(
-                baseline_row(
-                    f"HDBSCAN min=2{suffix}",
-                    labels_to_clusters(labels),
-                    blocks,
-                    widths,
-                    r=r,
-                    eps=eps,
-                    comm=comm,
-                    n_rows=n_rows,
-                    fit_time=time.perf_counter() - t1,
-                )
-            )
-            memory["peak_rss_gb"]["hdbscan"] = peak_rss_gb()
-        del feats
+    return rows
 
+
+def baseline_features(args, data, *, comm, n_rows):
+    """Rank 0's features for k-means/HDBSCAN (the flattened blocks, rows of ``data``, no copy;
+    or their sketch) and the ``baseline_data`` record."""
+    D = args.baseline_sketch
+    t1 = time.perf_counter()
+    feats = (gaussian_sketch(data, D, args.seed) if D else data) if comm.rank == 0 else None
+    info = {
+        "kind": "sketch" if D else "full",
+        "dim": D or n_rows * args.rank,
+        "dtype": "float64",
+        "time": time.perf_counter() - t1,
+    }
+    if D:
+        info["sketch"] = (
+            f"X G / sqrt({D}), X the flattened blocks, G standard normal "
+            f"(row-major stream of default_rng([{args.seed}, {D}]))"
+        )
+    if comm.rank == 0:
+        print(
+            f"k-means/HDBSCAN on {info['kind']} data, {info['dim']} dims ({info['time']:.1f} s)",
+            flush=True,
+        )
+    return feats, info
+
+
+def feature_baselines(args, feats, blocks, widths, *, K, comm, n_rows, memory):
+    """k-means with ``K`` clusters and HDBSCAN on rank 0's features; labels broadcast."""
+    from sklearn.cluster import HDBSCAN, KMeans
+
+    root = comm.rank == 0
+    suffix = f" (sketch D={args.baseline_sketch})" if args.baseline_sketch else ""
+    methods = [
+        (
+            f"k-means K={K}{suffix}",
+            "k-means",
+            lambda: KMeans(n_clusters=K, n_init=3, random_state=args.seed).fit_predict(feats),
+        )
+    ]
+    if not args.no_hdbscan:
+        methods.append(
+            (
+                f"HDBSCAN min=2{suffix}",
+                "hdbscan",
+                lambda: HDBSCAN(min_cluster_size=2, copy=True).fit_predict(feats),
+            )
+        )
+    rows = []
+    for name, key, cluster in methods:
         t1 = time.perf_counter()
-        tight = tightness(
-            blocks,
-            fitted["estimator/norm"].clusters_,
-            r=r,
-            comm=comm,
-            max_clusters=args.tightness_max,
-            seed=args.seed,
+        labels = comm.bcast(cluster() if root else None, root=0)
+        rows.append(
+            baseline_row(
+                name,
+                labels_to_clusters(labels),
+                blocks,
+                widths,
+                r=args.rank,
+                eps=args.eps,
+                comm=comm,
+                n_rows=n_rows,
+                fit_time=time.perf_counter() - t1,
+            )
         )
-        tight["time"] = time.perf_counter() - t1
-        memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
+        memory["peak_rss_gb"][key] = peak_rss_gb()
+    return rows
 
-    if root:
-        head = (
-            f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
-            f"{'std':>8s} {'viol':>5s} {'pre-viol':>8s} {'time s':>8s} {'eval/exact':>10s}"
+
+def run_baselines(args, data, blocks, fitted, *, comm, n_rows, memory):
+    """Random, k-means and HDBSCAN baselines, then the bound tightness on the estimator's
+    clusters. Returns ``(rows, tightness, baseline_data)``."""
+    widths = [A.shape[1] for A in blocks]
+    rows = random_baselines(args, blocks, widths, comm=comm, n_rows=n_rows)
+    memory["peak_rss_gb"]["random"] = peak_rss_gb()
+    feats, baseline_data = baseline_features(args, data, comm=comm, n_rows=n_rows)
+    K_est = fitted["estimator/norm"].metrics_["n_clusters"]
+    rows += feature_baselines(
+        args, feats, blocks, widths, K=K_est, comm=comm, n_rows=n_rows, memory=memory
+    )
+    del feats
+    t1 = time.perf_counter()
+    tight = tightness(
+        blocks,
+        fitted["estimator/norm"].clusters_,
+        r=args.rank,
+        comm=comm,
+        max_clusters=args.tightness_max,
+        seed=args.seed,
+    )
+    tight["time"] = time.perf_counter() - t1
+    memory["peak_rss_gb"]["tightness"] = peak_rss_gb()
+    return rows, tight, baseline_data
+
+
+def print_table(rows, tight):
+    """The methods table and the tightness summary (rank 0)."""
+    head = (
+        f"{'method':28s} {'clusters':>8s} {'non-s':>6s} {'CR':>6s} {'mean err':>9s} "
+        f"{'std':>8s} {'viol':>5s} {'pre-viol':>8s} {'time s':>8s} {'eval/exact':>10s}"
+    )
+    print("\n" + head + "\n" + "-" * len(head))
+    for row in rows:
+        pre = row.get("precertify_violations", "")
+        cost = row.get("cost_vs_exact_svd")
+        t = row.get("wall_time", row["cluster_time"] + row["certify_time"])
+        print(
+            f"{row['method']:28s} {row['n_clusters']:8d} {row['n_nonsingletons']:6d} "
+            f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
+            f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
+            f"{'' if cost is None else f'{cost:10.3f}'}"
         )
-        print("\n" + head + "\n" + "-" * len(head))
-        for row in rows:
-            pre = row.get("precertify_violations", "")
-            cost = row.get("cost_vs_exact_svd")
-            t = row.get("wall_time", row["cluster_time"] + row["certify_time"])
+    if tight is None:
+        return
+    print(
+        f"\nbound / true error on {tight['n_clusters']} of the "
+        f"{tight['n_nonsingleton_clusters']} non-singleton clusters of estimator/norm:"
+    )
+    for key, s in tight["summary"].items():
+        if s["median_ratio"] is not None:
             print(
-                f"{row['method']:28s} {row['n_clusters']:8d} {row['n_nonsingletons']:6d} "
-                f"{row['compression_ratio']:6.2f} {row['mean_error']:9.4f} "
-                f"{row['std_error']:8.4f} {row['violations']:5d} {pre!s:>8s} {t:8.1f} "
-                f"{'' if cost is None else f'{cost:10.3f}'}"
+                f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
+                f"  max {s['max_ratio']:9.3f}  violations {s['violations']}"
+                f"  time/exact SVD {s['time_vs_exact_svd']:.2f}"
             )
-        if tight is not None:
-            print(
-                f"\nbound / true error on {tight['n_clusters']} of the "
-                f"{tight['n_nonsingleton_clusters']} non-singleton clusters of "
-                "estimator/norm:"
-            )
-        for key, s in (tight or {"summary": {}})["summary"].items():
-            if s["median_ratio"] is not None:
-                print(
-                    f"  {key:22s} median {s['median_ratio']:9.3f}  min {s['min_ratio']:9.3f}"
-                    f"  max {s['max_ratio']:9.3f}  violations {s['violations']}"
-                    f"  time/exact SVD {s['time_vs_exact_svd']:.2f}"
-                )
-        result = {
-            "protocol": {
-                "samples": args.samples,
-                "seed": args.seed,
-                "rank": r,
-                "eps": eps,
-                "patience": args.patience,
-                "n_cells": args.n_cells,
-                "n_times": args.n_times,
-                "block_shape": [n_rows, r],
-                "ranks": comm.size,
-                "runs": [row["method"] for row in rows if "wall_time" in row],
-            },
-            "machine": {
-                "cpu": platform.machine(),
-                "cores": os.cpu_count(),
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "blas": [
-                    (i["internal_api"], i.get("version"), i["num_threads"])
-                    for i in threadpool_info()
-                ],
-                "blas_limited": [Path(f).name for f in limited],
-                "date": datetime.now(UTC).isoformat(timespec="seconds"),
-            },
-            "generation_time": t_gen,
-            "spectra_time": t_spectra,
-            "baseline_data": baseline_data,
-            "memory": memory,
-            "notes": "violations: clusters with exact e_r > eps after certification; "
-            "precertify_violations: accepted by the predictor with e_r > eps; "
-            "cost_vs_exact_svd: time per candidate evaluation / the exact-SVD "
-            "predictor's time per candidate evaluation (same run); the per-block SVDs "
-            "(spectra_time) are computed once and shared by all fits, so wall_time "
-            "excludes them; errors: mean/std "
-            "over non-singleton clusters that compress; k-means/HDBSCAN ran on "
-            "baseline_data (the flattened blocks or their Gaussian sketch; its time "
-            "is not in their cluster_time); memory: rank 0's peak RSS after each "
-            "phase.",
-            "methods": rows,
-            "tightness_on_estimator_clusters": tight,
-        }
+
+
+NOTES = (
+    "violations: clusters with exact e_r > eps after certification; "
+    "precertify_violations: accepted by the predictor with e_r > eps; "
+    "cost_vs_exact_svd: time per candidate evaluation / the exact-SVD "
+    "predictor's time per candidate evaluation (same run); the per-block SVDs "
+    "(spectra_time) are computed once and shared by all fits, so wall_time "
+    "excludes them; errors: mean/std "
+    "over non-singleton clusters that compress; k-means/HDBSCAN ran on "
+    "baseline_data (the flattened blocks or their Gaussian sketch; its time "
+    "is not in their cluster_time); memory: rank 0's peak RSS after each "
+    "phase."
+)
+
+
+def result_record(args, rows, tight, *, comm, n_rows, limited, times, baseline_data, memory):
+    """The JSON record of the run (``times``: generation and spectra times)."""
+    return {
+        "protocol": {
+            "samples": args.samples,
+            "seed": args.seed,
+            "rank": args.rank,
+            "eps": args.eps,
+            "patience": args.patience,
+            "n_cells": args.n_cells,
+            "n_times": args.n_times,
+            "block_shape": [n_rows, args.rank],
+            "ranks": comm.size,
+            "runs": [row["method"] for row in rows if "wall_time" in row],
+        },
+        "machine": {
+            "cpu": platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "blas": [
+                (i["internal_api"], i.get("version"), i["num_threads"]) for i in threadpool_info()
+            ],
+            "blas_limited": [Path(f).name for f in limited],
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        "generation_time": times["generation"],
+        "spectra_time": times["spectra"],
+        "baseline_data": baseline_data,
+        "memory": memory,
+        "notes": NOTES,
+        "methods": rows,
+        "tightness_on_estimator_clusters": tight,
+    }
+
+
+def main():
+    args = parse_args()
+    limited = limit_other_blas(args.other_blas_threads) if args.other_blas_threads > 0 else []
+    comm = MPI.COMM_WORLD
+    root = comm.rank == 0
+    r = args.rank
+    memory = {}
+
+    t0 = time.perf_counter()
+    data, blocks = generate(
+        args.samples, seed=args.seed, n_cells=args.n_cells, n_times=args.n_times, cols=r, comm=comm
+    )
+    times = {"generation": time.perf_counter() - t0}
+    n_rows = args.n_times * args.n_cells // r
+    memory["data_gb"] = data.nbytes / 1e9 if root else None
+    memory["peak_rss_gb"] = {"generation": peak_rss_gb()}
+    if root:
+        print(
+            f"{args.samples} blocks of {n_rows} x {r} generated in {times['generation']:.1f} s "
+            f"({comm.size} rank(s), {memory['data_gb']:.2f} GB)",
+            flush=True,
+        )
+    rows, fitted, times["spectra"] = run_fits(args, blocks, comm=comm, memory=memory)
+    tight, baseline_data = None, None
+    if not args.fits_only:
+        more, tight, baseline_data = run_baselines(
+            args, data, blocks, fitted, comm=comm, n_rows=n_rows, memory=memory
+        )
+        rows += more
+    if root:
+        print_table(rows, tight)
+        result = result_record(
+            args,
+            rows,
+            tight,
+            comm=comm,
+            n_rows=n_rows,
+            limited=limited,
+            times=times,
+            baseline_data=baseline_data,
+            memory=memory,
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
         print(f"\nwrote {args.out}")
