@@ -1,4 +1,4 @@
-"""Adaptive hyper-reduced model: indicator-triggered full-order steps (``METHODS.md`` 5.4).
+"""Adaptive hyper-reduced model: indicator-triggered full-order steps (docs/theory.md §5.4).
 
 Casenave & Akkari, "An error indicator-based adaptive reduced order model for nonlinear
 structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123). Online, per time step::
@@ -12,7 +12,7 @@ structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123). Online, per time s
         (u_k, sigma_k, p_k, eps_vp_k) <- ONE full-order step from x (Newton from the
              reduced prediction at t_k, to the tolerance fom_rtol)
         Psi_u, Phi_p, Phi_vp, Phi_sigma <- incremental SVD update by one column (product M
-             for u; Brand 2006, METHODS 2.1)
+             for u; Brand 2006, docs/theory.md §2.1)
         (Z, w^) <- empirical cubature of sigma : eps(Psi_u), warm-started from the previous Z
         Z^ <- Z u QDEIM(Phi_p) u extra;  new indicator; reduced data re-gathered
         c_k <- Psi_u^T M u_k;  xi_k|Z^ <- full-order values      (restart from the FOM state)
@@ -154,9 +154,7 @@ class AdaptiveROM:
         trajectories' largest plastic strain, as the error it stands for is measured
         (relative to the trajectory's largest norm): a smaller floor spends the capped
         enrichments on the first plastic steps, where the relative fit is poor but the error
-        negligible (blade benchmark at 101,250 dofs, ``docs/performance.md``: with
-        ``p_ref_rel=0.01`` 6 enrichments at steps 7-12 and 1.9 % error on p; with 1, 4
-        enrichments at steps 10-28 and 0.87 %).
+        negligible (``docs/performance.md`` compares the two on the blade case).
     reconstruction : {"gappy", "replay"}
         How the full state at :math:`t_{k-1}` is formed before a full-order step (module
         docstring).
@@ -165,9 +163,8 @@ class AdaptiveROM:
         ``fom.step(..., rtol=)`` when the model accepts it; the model's own tolerance when
         ``None`` or looser). The step feeds a reduced model accurate to about ``tol_E``
         (1e-3 to 1e-2): a residual of 1e-8 of the force scale leaves an error some five orders
-        below that, where the model's own 1e-10 costs one more Newton iteration (a sparse LU)
-        per enrichment (blade case at 101,250 dofs: residuals 2e-1, 4e-4, 1e-8, 1e-11 from the
-        reduced prediction, ``docs/performance.md``).
+        below that, and a tighter tolerance costs further Newton iterations (sparse LU
+        factorizations) per enrichment.
     rtol, max_newton : float, int
         Reduced Newton options (:class:`rom.adaptive.hyperreduced.HyperReducedModel`).
     seed : int
@@ -387,7 +384,7 @@ class AdaptiveROM:
         are updated in place (the model keeps what it learned).
         """
         self._check_fitted()
-        fom, comm = self.fom_, self._comm
+        fom = self.fom_
         times = np.asarray(times, dtype=np.float64).ravel()
         t0 = float(fom.initial_time)
         err = None
@@ -398,7 +395,7 @@ class AdaptiveROM:
             or np.any(np.diff(times) <= 0)
         ):
             err = f"times must increase strictly from above initial_time={t0}"
-        check_collective(err, comm)
+        check_collective(err, self._comm)
         fom.set_temperature(temperature)
         self.model_.temperature = temperature
         n_t = times.size
@@ -416,55 +413,16 @@ class AdaptiveROM:
         state = self.model_.initial_state(t0)
         fom_steps = 0
         last_fom = None  # (FOM state, index of its time) for the replay fallback
-        n_enr = 0
+        n_enr, cap = 0, self.max_enrichments
         for k, t in enumerate(times):
             tic = time.perf_counter()
-            try:
-                new, info = self.model_.step(state, t)
-                E[k] = float(self.indicator_.evaluate(new.p))
-                iters[k] = info.iterations
-            except (RuntimeError, np.linalg.LinAlgError) as exc:
-                if not enrich:
-                    raise
-                logger.warning("reduced step to t=%g failed (%s): enriching", t, exc)
-                new, E[k] = None, np.inf
-            flag = bool(enrich and E[k] > self.tol_E and n_enr < self.max_enrichments)
-            if comm.size > 1:  # the data are replicated; keep the ranks in step regardless
-                flag = bool(comm.bcast(flag, root=0))
+            new, E[k], iters[k], flag = self._reduced_step(state, t, enrich, n_enr < cap)
             wall["reduced"] += time.perf_counter() - tic
-            if new is None and not flag:
-                raise RuntimeError(f"reduced step to t={t} failed and no enrichment is left")
             if flag:
                 tic = time.perf_counter()
-                if self.reconstruction == "replay" or k == 0:
-                    x, j0 = (fom.initial_state(), 0) if last_fom is None else last_fom
-                    for j in range(j0, k):
-                        x, _ = fom.step(x, times[j])
-                        fom_steps += 1
-                else:
-                    x = self._full_state(state)
-                # the reduced prediction at t (when the reduced step succeeded) as Newton's
-                # first iterate: the same converged step in fewer iterations
-                opts = dict(self._step_options)
-                if new is not None and self._fom_takes_guess:
-                    opts["u_guess"] = self.svd_u_.modes_ @ new.c
-                full, _ = fom.step(x, t, **opts)
-                fom_steps += 1
+                new, full, taken = self._enrich(state, new, times, k, last_fom, temperature)
+                fom_steps += taken
                 last_fom = (full, k + 1)
-                self.svd_u_.partial_fit(full.u[:, None])
-                self.svd_p_.partial_fit(full.p[:, None])
-                self.svd_vp_.partial_fit(np.reshape(full.eps_vp, (-1, 1)))
-                self.svd_sigma_.partial_fit(np.reshape(full.sigma, (-1, 1)))
-                self._rebuild(initial_points=self.cubature_.points, temperature=temperature)
-                mask = self.indicator_.mask_
-                c = self.svd_u_.transform(full.u[:, None])[:, 0]
-                new = ReducedState(
-                    float(t),
-                    c,
-                    gather_at_points(full.eps_vp, mask, comm),
-                    gather_at_points(full.p, mask, comm),
-                    gather_at_points(full.sigma, mask, comm),
-                )
                 bases.append(self.svd_u_.modes_.copy())
                 p_bases.append(self.svd_p_.modes_.copy())
                 n_enr += 1
@@ -482,7 +440,7 @@ class AdaptiveROM:
                     self.svd_u_.n_components_,
                     self.svd_p_.n_components_,
                     self.cubature_.points.size,
-                    mask.size,
+                    self.indicator_.mask_.size,
                 )
             else:
                 logger.debug("step %d (t=%g): E=%.3e", k, t, E[k])
@@ -507,6 +465,78 @@ class AdaptiveROM:
             p_bases=p_bases,
             wall_time=wall,
         )
+
+    def _reduced_step(
+        self, state: ReducedState, t: float, enrich: bool, left: bool
+    ) -> tuple[ReducedState | None, float, int, bool]:
+        """Reduced step to ``t``: ``(state or None if Newton failed, E_k, iterations, enrich?)``.
+
+        ``enrich``: enrichment is on for this run; ``left``: the cap is not reached yet. The
+        decision is rank 0's, broadcast: the data are replicated, but the ranks must stay in
+        step regardless.
+        """
+        try:
+            new, info = self.model_.step(state, t)
+            E, iterations = float(self.indicator_.evaluate(new.p)), info.iterations
+        except (RuntimeError, np.linalg.LinAlgError) as exc:
+            if not enrich:
+                raise
+            logger.warning("reduced step to t=%g failed (%s): enriching", t, exc)
+            new, E, iterations = None, np.inf, 0
+        flag = bool(enrich and E > self.tol_E and left)
+        if self._comm.size > 1:
+            flag = bool(self._comm.bcast(flag, root=0))
+        if new is None and not flag:
+            raise RuntimeError(f"reduced step to t={t} failed and no enrichment is left")
+        return new, E, iterations, flag
+
+    def _enrich(
+        self,
+        state: ReducedState,
+        new: ReducedState | None,
+        times: np.ndarray,
+        k: int,
+        last_fom: tuple[Any, int] | None,
+        temperature: Temperature,
+    ) -> tuple[ReducedState, Any, int]:
+        """One full-order step to ``times[k]`` and the update of bases, cubature and indicator.
+
+        ``state`` is the reduced state at :math:`t_{k-1}`, ``new`` the reduced prediction at
+        :math:`t_k` (``None`` when the reduced Newton failed) and ``last_fom`` the last
+        full-order state with the index of the next time (for the replay fallback). Returns the
+        reduced state restarted from the full-order one, the full-order state and the number
+        of full-order steps taken. Collective.
+        """
+        fom, comm, t = self.fom_, self._comm, times[k]
+        fom_steps = 0
+        if self.reconstruction == "replay" or k == 0:
+            x, j0 = (fom.initial_state(), 0) if last_fom is None else last_fom
+            for j in range(j0, k):
+                x, _ = fom.step(x, times[j])
+                fom_steps += 1
+        else:
+            x = self._full_state(state)
+        # the reduced prediction at t (when the reduced step succeeded) as Newton's first
+        # iterate: the same converged step in fewer iterations
+        opts = dict(self._step_options)
+        if new is not None and self._fom_takes_guess:
+            opts["u_guess"] = self.svd_u_.modes_ @ new.c
+        full, _ = fom.step(x, t, **opts)
+        fom_steps += 1
+        self.svd_u_.partial_fit(full.u[:, None])
+        self.svd_p_.partial_fit(full.p[:, None])
+        self.svd_vp_.partial_fit(np.reshape(full.eps_vp, (-1, 1)))
+        self.svd_sigma_.partial_fit(np.reshape(full.sigma, (-1, 1)))
+        self._rebuild(initial_points=self.cubature_.points, temperature=temperature)
+        mask = self.indicator_.mask_
+        restarted = ReducedState(
+            float(t),
+            self.svd_u_.transform(full.u[:, None])[:, 0],
+            gather_at_points(full.eps_vp, mask, comm),
+            gather_at_points(full.p, mask, comm),
+            gather_at_points(full.sigma, mask, comm),
+        )
+        return restarted, full, fom_steps
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
