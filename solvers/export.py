@@ -1,4 +1,5 @@
-"""ParaView export of snapshot columns (VTX/ADIOS2 or XDMF/HDF5) on a rebuilt dolfinx P1 mesh.
+"""ParaView export of snapshot columns (VTX/ADIOS2 or XDMF/HDF5) on a rebuilt dolfinx P1 mesh,
+and the ``rom export`` sub-command.
 
 The snapshot store keeps the mesh in input order (``/mesh/points``, ``/mesh/cells``) and each
 row of a field under a partition-independent key ``node * block_size + component``
@@ -8,31 +9,50 @@ when ``block_size > 1``), asks for the values of the keys of every local dof (ow
 ghost) through a callback, and writes one "time step" per column, so that ParaView's time
 slider walks through snapshots, modes or reconstructions.
 
-This is the only place where the ``rom`` command line touches dolfinx; it imports this module
-lazily (``rom`` itself never imports dolfinx).
+:func:`add_command` is the entry point ``export`` of the group ``rom.commands`` (declared in
+``pyproject.toml``) through which :mod:`rom.cli` finds the sub-command; ``rom`` itself never
+imports :mod:`solvers` or dolfinx. This module imports dolfinx only when it exports, so that
+listing the commands stays cheap and a missing dolfinx is reported in one line.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-import basix.ufl
-import dolfinx
-import dolfinx_solver  # noqa: F401  (must come before dolfinx)
 import numpy as np
-import ufl
-from dolfinx import fem
 from mpi4py import MPI
+
+from rom.cli import CLIError, echo, field_arg, parse_columns, positive_int
+from rom.io import SnapshotStore, StoreError
+from rom.parallel import allreduce_sum, check_collective, row_range
 
 from .operators import vertex_keys
 
-__all__ = ["FORMATS", "cell_type", "block_size", "export_columns"]
+__all__ = ["FORMATS", "cell_type", "block_size", "export_columns", "add_command"]
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("vtx", "xdmf")
+
+
+def _fem_modules() -> tuple[Any, Any, Any]:
+    """``(basix, dolfinx, ufl)`` with ``basix.ufl``, ``dolfinx.fem``, ``dolfinx.io`` and
+    ``dolfinx.mesh`` loaded; ``dolfinx_solver`` is imported first (it orders MPI ahead of
+    the compiled bindings). Raises ``ImportError`` without dolfinx."""
+    importlib.import_module("dolfinx_solver")
+    import basix.ufl
+    import dolfinx.fem
+    import dolfinx.io
+    import dolfinx.mesh
+    import ufl
+
+    return basix, dolfinx, ufl
 
 
 def cell_type(gdim: int, n_vertices: int) -> str:
@@ -123,6 +143,8 @@ def export_columns(
     if t.shape != (n_columns,):
         raise ValueError(f"times must have shape ({n_columns},), got {t.shape}")
     out = Path(out)
+    basix, dolfinx, ufl = _fem_modules()
+    fem = dolfinx.fem
 
     if comm.rank == 0:
         pts = np.ascontiguousarray(points, dtype=np.float64)
@@ -166,3 +188,123 @@ def export_columns(
         files = [path, path.with_suffix(".h5")]
     logger.info("wrote %d column(s) of %r to %s", n_columns, name, path)
     return files
+
+
+# ---------------------------------------------------------------------------- rom export
+def _reconstruction(
+    st: SnapshotStore,
+    field: str,
+    cols: np.ndarray,
+    mst: SnapshotStore,
+    n_modes: int | None,
+    comm: MPI.Comm,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Rows of :math:`V C` with :math:`C = \\arg\\min_C \\|VC - X\\|_F` (Euclidean least
+    squares in the span of the first ``n_modes`` modes; collective)."""
+    mfield = field if field in mst.fields else field_arg(mst, None)
+    n = mst.n_snapshots if n_modes is None else int(n_modes)
+    if not 1 <= n <= mst.n_snapshots:
+        raise CLIError(f"--n-modes must be in [1, {mst.n_snapshots}], got {n}")
+    keys = st.keys(field)
+    start, stop = row_range(keys.size, comm)
+    err, V = None, None
+    try:
+        V = mst.read(mfield, keys=keys[start:stop], columns=slice(0, n))
+    except StoreError as e:
+        err = f"{mst.path}: the modes do not have the rows of {st.path} field {field!r}: {e}"
+    check_collective(err, comm, StoreError)
+    X = st.read(field, columns=cols)
+    G = allreduce_sum(V.T @ V, comm)
+    B = allreduce_sum(V.T @ X, comm)
+    C = np.linalg.lstsq(G, B, rcond=None)[0]
+
+    def values(k: np.ndarray) -> np.ndarray:
+        return mst.read(mfield, keys=k, columns=slice(0, n)) @ C
+
+    return values
+
+
+def _mesh_of(st: SnapshotStore, other: Path | None, comm: MPI.Comm) -> tuple:
+    """The mesh of the store, or of the store ``--mesh`` names."""
+    mesh = st.read_mesh()
+    if other is not None:
+        with SnapshotStore.open(other, comm=comm) as ms:
+            mesh = ms.read_mesh()
+            if mesh is None:
+                raise CLIError(f"{other}: the store has no mesh")
+    if mesh is None:
+        raise CLIError(
+            f"{st.path}: the store has no mesh (/mesh/points, /mesh/cells); pass --mesh OTHER.h5"
+        )
+    return mesh
+
+
+def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
+    try:
+        _fem_modules()
+    except ImportError as e:
+        raise CLIError(
+            f"rom export needs dolfinx (install the fem extra: pip install -e '.[fem]'): {e}"
+        ) from None
+    with SnapshotStore.open(args.store, comm=comm) as st:
+        field = field_arg(st, args.field)
+        cols = parse_columns(args.columns, st.n_snapshots)
+        points, cells = _mesh_of(st, args.mesh, comm)
+        bs = block_size(points.shape[0], st.keys(field))
+        name = args.name or field
+        with contextlib.ExitStack() as stack:
+            if args.basis is None:
+
+                def values(k: np.ndarray) -> np.ndarray:
+                    return st.read(field, keys=k, columns=cols)
+            else:
+                mst = stack.enter_context(SnapshotStore.open(args.basis, comm=comm))
+                values = _reconstruction(st, field, cols, mst, args.n_modes, comm)
+                name = args.name or f"{field}_reconstruction"
+            files = export_columns(
+                args.out,
+                points,
+                cells,
+                values,
+                n_columns=cols.size,
+                block_size=bs,
+                name=name,
+                times=cols.astype(float),
+                fmt=args.format,
+                comm=comm,
+            )
+    echo(
+        comm,
+        f"exported {cols.size} column(s) of {field!r} as {name!r} to "
+        + ", ".join(str(f) for f in files),
+    )
+    return 0
+
+
+def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``rom export`` to the sub-command parsers ``sub`` (entry point ``export`` of the
+    group ``rom.commands``)."""
+    s = sub.add_parser(
+        "export",
+        parents=parents,
+        help="write columns (snapshots, modes, reconstructions) for ParaView",
+    )
+    s.add_argument("store", type=Path, help="snapshot store (index file)")
+    s.add_argument("--field", help="field name (optional when the store has one)")
+    s.add_argument(
+        "--columns",
+        nargs="+",
+        metavar="SPEC",
+        help="column indices or start:stop[:step] slices (default: all)",
+    )
+    s.add_argument(
+        "--basis",
+        type=Path,
+        help="modes store: export the least-squares reconstructions in its span",
+    )
+    s.add_argument("--n-modes", type=positive_int, help="use the first N modes of --basis")
+    s.add_argument("--mesh", type=Path, help="take the mesh from this store instead")
+    s.add_argument("--name", help="function name in ParaView (default: the field name)")
+    s.add_argument("--out", type=Path, required=True, help="output directory")
+    s.add_argument("--format", choices=FORMATS, default="vtx")
+    s.set_defaults(func=_run)

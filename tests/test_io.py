@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-import rom.io
 from rom.io import SnapshotStore, StoreError
 from rom.parallel import distribute_rows, row_range
 
@@ -114,8 +113,8 @@ def test_round_trip_serial(tmp_path, rng, monkeypatch):
 @pytest.mark.parametrize("small_blocks", [False, True])
 def test_scattered_keys_read_in_requested_order(tmp_path, rng, monkeypatch, small_blocks):
     if small_blocks:  # exercise the gap / block splitting of scattered reads
-        monkeypatch.setattr(rom.io, "_GAP_ROWS", 7)
-        monkeypatch.setattr(rom.io, "_BLOCK_ROWS", 50)
+        monkeypatch.setattr(SnapshotStore, "read_gap_rows", 7)
+        monkeypatch.setattr(SnapshotStore, "read_block_rows", 50)
     n = 3000
     keys = np.arange(n, dtype=np.int64) * 3 + 1
     X = rng.standard_normal((n, 4))
@@ -527,14 +526,14 @@ def test_writer_killed_at_random_moments_keeps_commits(tmp_path, rng):
 def test_failed_commit_keeps_previous_state(tmp_path, rng, monkeypatch):
     path = tmp_path / "s.h5"
     st, keys, X, _ = _small_store(None, path, rng)
-    real_fsync = rom.io._fsync_path
+    real_replace = os.replace
 
-    def fsync_failing_on_index(p, directory=False):
-        if str(p).endswith("s.h5.tmp"):
+    def replace_failing_on_index(src, dst):  # the commit of the index fails
+        if str(src).endswith("s.h5.tmp"):
             raise OSError("disk full (simulated)")
-        return real_fsync(p, directory)
+        return real_replace(src, dst)
 
-    monkeypatch.setattr(rom.io, "_fsync_path", fsync_failing_on_index)
+    monkeypatch.setattr(os, "replace", replace_failing_on_index)
     with pytest.raises(StoreError, match=r"could not commit seg-000002\.h5: OSError: disk full"):
         st.append(np.ones((12, 1)))
     assert st.n_snapshots == 2

@@ -1,0 +1,130 @@
+"""Pieces shared by the sub-commands of ``rom``: the one-line error, rank-0 execution and
+output, the logging of a command, output and field checks, argument types."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mpi4py import MPI
+
+from rom.io import SnapshotStore, StoreError
+
+__all__ = [
+    "CLIError",
+    "ArgParser",
+    "on_rank0",
+    "echo",
+    "log_to_stderr",
+    "check_output",
+    "field_arg",
+    "positive_int",
+    "nonneg_float",
+]
+
+
+class CLIError(ValueError):
+    """A bad option or input of the command line (printed as one line, exit status 2)."""
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An argument parser whose errors become :class:`CLIError` (one line, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CLIError(message)
+
+
+def on_rank0(comm: MPI.Comm, fn: Callable[[], Any], *, share: bool = True) -> Any:
+    """Run ``fn`` on rank 0 and broadcast its result (``None`` elsewhere unless ``share``);
+    an error raises :class:`CLIError` on every rank."""
+    result, err = None, None
+    if comm.rank == 0:
+        try:
+            result = fn()
+        except (StoreError, OSError, ValueError) as e:
+            err = str(e) or type(e).__name__
+    if comm.size > 1:
+        if share:
+            result, err = comm.bcast((result, err), root=0)
+        else:
+            err = comm.bcast(err, root=0)
+    if err is not None:
+        raise CLIError(err)
+    return result
+
+
+def echo(comm: MPI.Comm, text: str) -> None:
+    """Print ``text`` on rank 0."""
+    if comm.rank == 0:
+        print(text, flush=True)
+
+
+@contextlib.contextmanager
+def log_to_stderr(level: str, comm: MPI.Comm) -> Iterator[None]:
+    """Log the ``rom`` and ``solvers`` loggers to stderr while the command runs: rank 0 at
+    ``level``, other ranks errors only; the previous configuration is restored after."""
+    lvl = logging.getLevelName(level.upper())
+    if not isinstance(lvl, int):
+        raise CLIError(f"unknown log level {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in ("rom", "solvers"):
+        log = logging.getLogger(name)
+        saved.append((log, log.level))
+        log.addHandler(handler)
+        log.setLevel(lvl if comm.rank == 0 else logging.ERROR)
+    try:
+        yield
+    finally:
+        for log, old in saved:
+            log.removeHandler(handler)
+            log.setLevel(old)
+
+
+def check_output(path: Path, overwrite: bool, *, store: bool = False) -> None:
+    """Refuse to replace an existing output unless ``--overwrite`` (same verdict everywhere)."""
+    exists = path.exists() or (store and Path(str(path) + ".d").exists())
+    if exists and not overwrite:
+        raise CLIError(f"{path}: already exists (pass --overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise CLIError(f"{path.parent}: no such directory")
+
+
+def field_arg(store: SnapshotStore, field: str | None) -> str:
+    """The field named by ``--field``, or the store's only field when none is given."""
+    if field is None:
+        if len(store.fields) == 1:
+            return store.fields[0]
+        raise CLIError(f"{store.path}: the store has fields {list(store.fields)}; pass --field")
+    if field not in store.fields:
+        raise CLIError(f"{store.path}: no field {field!r} (fields: {list(store.fields)})")
+    return field
+
+
+def positive_int(s: str) -> int:
+    """Argument type: an integer >= 1."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def nonneg_float(s: str) -> float:
+    """Argument type: a finite number >= 0."""
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
+    return v
