@@ -1,5 +1,5 @@
-"""Local-bases benchmark (issue 4): modes per local ROM against one global basis, sine metric
-against Euclidean k-means, on the advection case itself.
+"""Local-bases benchmark: modes per local ROM against one global basis, sine metric against
+Euclidean k-means, on the advection case itself.
 
     .venv/bin/mpirun -n 2 .venv/bin/python -m mpi4py benchmarks/bench_local_bases.py [--size 48]
 
@@ -9,18 +9,23 @@ local ROM whose mean held-out ROM error reaches that of one global basis sized f
 and at equal K the sine clustering needs no more modes than Euclidean k-means on the snapshots
 (a configuration that never reaches the global error counts as infinitely many; a K where
 neither does is not compared). Peers are
-measured in the same run. Writes ``benchmarks/results/local_bases.json``.
+measured in the same run. Writes ``benchmarks/results/local_bases.json`` (with the machine
+record of ``benchmarks/protocol.py``). The figures are mode counts, not timings: there are no
+timed rounds; the online cost ratios (``cost_ratio_measured``) are measured by
+``cases/local_bases.py``. ``--quick``: a coarse mesh, K = 1, 2 (smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
+import protocol
 from mpi4py import MPI
+
+import rom
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "cases"))
@@ -31,39 +36,33 @@ SINE = ("sine-kmedoids", "sine-kcenter")
 EUCLID = "kmeans-snapshots"
 
 
-def main():
+#: case arguments: full size, --quick
+SIZES = {
+    False: {"size": 48, "n_train": 40, "n_test": 10, "n_steps": 40, "clusters": "1,2,4,8"},
+    True: {"size": 10, "n_train": 8, "n_test": 2, "n_steps": 6, "clusters": "1,2"},
+}
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=48)
-    p.add_argument("--n-train", type=int, default=40)
-    p.add_argument("--n-test", type=int, default=10)
-    p.add_argument("--n-steps", type=int, default=40)
+    p.add_argument("--size", type=int, default=None, help="default 48 (--quick 10)")
+    p.add_argument("--n-train", type=int, default=None)
+    p.add_argument("--n-test", type=int, default=None)
+    p.add_argument("--n-steps", type=int, default=None)
     p.add_argument("--tol", type=float, default=1e-2)
-    p.add_argument("--clusters", default="1,2,4,8")
-    p.add_argument("--out", default="run/bench_local_bases")
-    a = p.parse_args()
-    res = local_bases.main(
-        [
-            "--size",
-            str(a.size),
-            "--n-train",
-            str(a.n_train),
-            "--n-test",
-            str(a.n_test),
-            "--n-steps",
-            str(a.n_steps),
-            "--tol",
-            str(a.tol),
-            "--clusters",
-            a.clusters,
-            "--clusterings",
-            ",".join(["kmeans-parameters", EUCLID, *SINE]),
-            "--out",
-            a.out,
-            "--no-plots",
-            "--log-level",
-            "WARNING",
-        ]
-    )
+    p.add_argument("--clusters", default=None, help="default 1,2,4,8 (--quick 1,2)")
+    p.add_argument("--out", default="run/bench_local_bases", help="the case's output folder")
+    protocol.add_common_arguments(p, rounds=None)
+    a = p.parse_args(argv)
+    rom.limit_blas_per_rank()  # under mpirun: one BLAS pool per rank, its share of the cores
+    cfg = dict(SIZES[a.quick])
+    cfg.update({k: v for k in cfg if (v := getattr(a, k)) is not None})
+    case_args = []
+    for k, v in cfg.items():
+        case_args += ["--" + k.replace("_", "-"), str(v)]
+    clusterings = ",".join(["kmeans-parameters", EUCLID, *SINE])
+    case_args += ["--tol", str(a.tol), "--clusterings", clusterings, "--out", a.out]
+    res = local_bases.main([*case_args, "--no-plots", "--log-level", "WARNING"])
     comm = MPI.COMM_WORLD
     if comm.rank != 0:
         return
@@ -102,6 +101,7 @@ def main():
         )
         table.append(row)
     out = {
+        "benchmark": "local_bases",
         "n_dofs": res["n_dofs"],
         "ranks": comm.size,
         "n_train": res["n_train"],
@@ -134,10 +134,12 @@ def main():
         print("  ".join(parts))
     for t, ok in out["targets"].items():
         print(f"target {t}: {'met' if ok else 'NOT met'}")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "local_bases.json").write_text(
-        json.dumps(local_bases.common.jsonable(out), indent=2)
+    out["command_args"] = vars(a)
+    out["machine"] = protocol.machine()
+    path = protocol.write_json(
+        protocol.output_path(a, "local_bases.json"), local_bases.common.jsonable(out)
     )
+    print(f"written: {path}")
 
 
 if __name__ == "__main__":

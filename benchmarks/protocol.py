@@ -1,0 +1,276 @@
+"""The benchmarks' timing protocol, machine record and JSON output (one implementation).
+
+The protocol is fixed before measuring (``docs/performance.md``, section "Protocol"):
+
+1. **Interleaved rounds.** Every round times every contender once. The order rotates by one
+   contender per round (round ``k`` starts with contender ``k mod C``), so no contender
+   always runs first, or always right after the same neighbour.
+2. **Warm-up** (optional, ``warmup=True``): each timed call follows an untimed call of the
+   same contender right away, as ``timeit`` repeats do; the timed call then finds the
+   memory its predecessor freed, not pages the operating system has to fault in again.
+3. **Every round is stored**: the JSON holds each round's order and times.
+4. **The figure is the median of per-round ratios** ``t_contender / t_reference`` against a
+   reference named before measuring (the best configuration of the alternative: for an MPI
+   speed-up, the serial run with threaded BLAS). Contenders of one round ran seconds apart,
+   in the same state of the machine; the median discards the odd disturbed round.
+5. **The JSON is written only by the scripts**, atomically (a temporary file renamed over
+   the target), with the machine record of :func:`machine`.
+
+Under ``mpirun`` (``comm`` given) every timed call starts after a barrier and its time is the
+largest over the ranks.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+#: Where ``--quick`` runs write unless told otherwise (git-ignored), so that a smoke run
+#: never replaces a recorded result.
+QUICK_RESULTS = Path(__file__).resolve().parent.parent / "run" / "bench_quick"
+
+
+def machine() -> dict[str, Any]:
+    """Cores, BLAS libraries and their thread counts, library versions and the date."""
+    import scipy
+    from threadpoolctl import threadpool_info
+
+    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": ncpu,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "blas": [
+            {
+                "library": i.get("internal_api"),
+                "version": i.get("version"),
+                "num_threads": i.get("num_threads"),
+                "user_api": i.get("user_api"),
+            }
+            for i in threadpool_info()
+        ],
+        "thread_env": {
+            k: v
+            for k, v in os.environ.items()
+            if k.endswith("_NUM_THREADS") or k == "MALLOC_ARENA_MAX"
+        },
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def pymor_version() -> str:
+    """pyMOR's version, or ``"not installed"`` (the ``bench`` extra adds it)."""
+    try:
+        import pymor
+    except ImportError:
+        return "not installed"
+    return pymor.__version__
+
+
+def _timed(fn: Callable[[], Any], number: int, comm) -> tuple[float, Any]:
+    """Seconds per call of ``number`` consecutive calls (max over ranks) and the last output."""
+    if comm is not None:
+        comm.Barrier()
+    out = None
+    t0 = time.perf_counter()
+    for _ in range(number):
+        out = fn()
+    t = (time.perf_counter() - t0) / number
+    if comm is not None:
+        from mpi4py import MPI
+
+        t = comm.allreduce(t, op=MPI.MAX)
+    return t, out
+
+
+def run_rounds(
+    contenders: Mapping[str, Callable[[], Any]],
+    *,
+    rounds: int,
+    reference: str,
+    warmup: bool = False,
+    number: int | Mapping[str, int] = 1,
+    pairs: Mapping[str, tuple[str, str]] | None = None,
+    prepare: Mapping[str, Callable[[], Any]] | None = None,
+    comm=None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Time ``contenders`` in ``rounds`` interleaved rounds (module docstring).
+
+    Parameters
+    ----------
+    contenders : mapping name -> callable
+        Each is called with no argument; under ``mpirun`` by every rank (collective).
+    rounds : int
+        Number of rounds; every one is stored.
+    reference : str
+        The contender every per-round ratio divides by.
+    warmup : bool
+        Precede each timed call by an untimed call of the same contender.
+    number : int or mapping name -> int
+        Consecutive calls per timed sample (their mean is the sample), for calls too short
+        for one clock reading.
+    pairs : mapping label -> (numerator, denominator), optional
+        Further per-round ratios (e.g. the alternative over our method).
+    prepare : mapping name -> callable, optional
+        Untimed set-up run right before each warm-up or timed call of that contender (e.g.
+        a fresh copy of a model that the call changes in place).
+    comm : mpi4py communicator, optional
+        Barrier before each timed call; the time is the largest over the ranks.
+
+    Returns
+    -------
+    record : dict
+        The protocol settings, every round (order and times), the per-round ratios and their
+        medians (:func:`summarize`).
+    outputs : dict
+        The last output of each contender.
+    """
+    names = list(contenders)
+    if reference not in contenders:
+        raise ValueError(f"reference {reference!r} is not a contender ({names})")
+    if rounds < 1:
+        raise ValueError("rounds must be >= 1")
+    per = {n: number if isinstance(number, int) else int(number.get(n, 1)) for n in names}
+    log, outputs = [], {}
+    for k in range(rounds):
+        order = names[k % len(names) :] + names[: k % len(names)]
+        times = {}
+        for name in order:
+            fn = contenders[name]
+            outputs[name] = None  # let the previous output be freed before the call
+            gc.collect()
+            setup = (prepare or {}).get(name)
+            if warmup:
+                if setup is not None:
+                    setup()
+                fn()
+            if setup is not None:
+                setup()
+            times[name], outputs[name] = _timed(fn, per[name], comm)
+        log.append({"order": order, "times_s": times})
+    record = summarize(log, reference=reference, pairs=pairs)
+    record["protocol"] = {
+        "rounds": rounds,
+        "order": "rotated by one contender per round",
+        "warmup": warmup,
+        "number": per,
+        "reference": reference,
+        "figure": "median over rounds of t / t_reference within the round",
+        "ranks": 1 if comm is None else comm.size,
+    }
+    return record, outputs
+
+
+def summarize(
+    log: list[dict[str, Any]],
+    *,
+    reference: str,
+    pairs: Mapping[str, tuple[str, str]] | None = None,
+) -> dict[str, Any]:
+    """Per-round ratios against ``reference`` (and ``pairs``) and their medians.
+
+    ``log`` is one entry per round, ``{"times_s": {name: seconds}, ...}``; rounds measured
+    elsewhere (e.g. by a case script) are summarized the same way.
+    """
+    names = list(log[0]["times_s"])
+    times = {n: [r["times_s"][n] for r in log] for n in names}
+    ref = np.asarray(times[reference])
+    per_round = {n: (np.asarray(times[n]) / ref).tolist() for n in names if n != reference}
+    out: dict[str, Any] = {
+        "rounds": log,
+        "times_s": times,
+        "median_s": {n: float(np.median(t)) for n, t in times.items()},
+        "per_round_ratio": per_round,
+        "median_ratio": {n: float(np.median(r)) for n, r in per_round.items()},
+    }
+    if pairs:
+        out["pairs"] = {}
+        for label, (a, b) in pairs.items():
+            r = (np.asarray(times[a]) / np.asarray(times[b])).tolist()
+            out["pairs"][label] = {
+                "numerator": a,
+                "denominator": b,
+                "per_round": r,
+                "median": float(np.median(r)),
+            }
+    return out
+
+
+def _plain(x: Any) -> Any:
+    """JSON-ready copy: numpy scalars and arrays to Python, paths to strings."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _plain(x.tolist())
+    if isinstance(x, np.bool_):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.floating):
+        return float(x)
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_plain(dict(data)), indent=2, allow_nan=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def output_path(args, name: str) -> Path:
+    """``--json`` if given, else ``results/<name>`` (``run/bench_quick/<name>`` with ``--quick``)."""
+    if getattr(args, "json", None):
+        return Path(args.json)
+    return (QUICK_RESULTS if getattr(args, "quick", False) else RESULTS) / name
+
+
+def add_common_arguments(p, *, rounds: int) -> None:
+    """``--rounds``, ``--quick`` and ``--json``, the same in every benchmark script."""
+    p.add_argument(
+        "--rounds", type=int, default=None, help=f"interleaved rounds (default {rounds})"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small sizes and few rounds, for a smoke test (seconds); the figures mean nothing",
+    )
+    p.add_argument(
+        "--json",
+        default=None,
+        help="output file (default benchmarks/results/<name>.json; run/bench_quick/ with --quick)",
+    )
+
+
+def rounds_of(args, full: int, quick: int = 3) -> int:
+    """``--rounds`` if given, else ``quick`` rounds with ``--quick`` and ``full`` without."""
+    return args.rounds or (quick if args.quick else full)
