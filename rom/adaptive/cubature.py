@@ -26,7 +26,7 @@ import numpy as np
 import scipy.optimize
 from mpi4py import MPI
 
-from rom.adaptive.points import validate_global_indices
+from rom.adaptive.points import best_over_ranks, gather_at_points, validate_global_indices
 from rom.parallel import allreduce_sum, check_collective, get_comm
 
 __all__ = ["CubatureResult", "empirical_cubature"]
@@ -233,17 +233,8 @@ class _Pursuit:
 
     def columns(self, idx: np.ndarray) -> np.ndarray:
         """Columns ``idx`` (global) gathered on all ranks, shape ``(n_rows, len(idx))``."""
-        G, comm = self.G, self.comm
-        loc = idx - self.offset
-        mine = (loc >= 0) & (loc < G.shape[1])
-        block = (idx[mine], G[:, loc[mine]])
-        parts = comm.allgather(block) if comm.size > 1 else [block]
-        out = np.empty((G.shape[0], idx.size))
-        pos = {int(g): j for j, g in enumerate(idx)}
-        for gi, cols in parts:
-            for j, g in enumerate(gi):
-                out[:, pos[int(g)]] = cols[:, j]
-        return out
+        cols = gather_at_points(self.G.T, idx, self.comm, offset=self.offset)
+        return np.ascontiguousarray(cols.T)
 
     def solve(
         self, Z: np.ndarray, GZ: np.ndarray
@@ -261,7 +252,7 @@ class _Pursuit:
 
         Ties go to the smaller global index; the score is ``-inf`` when no column is left.
         """
-        G, comm = self.G, self.comm
+        G = self.G
         with np.errstate(divide="ignore", invalid="ignore"):
             score = (G.T @ r) / self.colnorm
         score[~(self.colnorm > 0)] = -np.inf
@@ -273,8 +264,7 @@ class _Pursuit:
             best = (float(score[j]), self.offset + j)
         else:
             best = (-np.inf, self.n_q)
-        cands = comm.allgather(best) if comm.size > 1 else [best]
-        return min(cands, key=lambda c: (-c[0], c[1]))
+        return best_over_ranks(best, self.comm)
 
     def add(self, Z: np.ndarray, GZ: np.ndarray, q: int) -> tuple[np.ndarray, np.ndarray]:
         """``Z`` and its columns with point ``q`` appended."""

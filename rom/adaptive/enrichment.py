@@ -42,11 +42,11 @@ from rom.adaptive.hyperreduced import (
     ReducedState,
     Temperature,
     build_hyperreduced,
-    gather_at_points,
     internal_force_cubature,
     work_array,
 )
 from rom.adaptive.indicator import GappyIndicator
+from rom.adaptive.points import gather_at_points
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.parallel import allreduce_sum, check_collective, get_comm
 

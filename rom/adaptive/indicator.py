@@ -1,4 +1,4 @@
-"""Gappy-POD error indicator and its calibration (``METHODS.md`` 5.3).
+"""Gappy-POD error indicator and its calibration (docs/theory.md §5.3).
 
 Casenave & Akkari, "An error indicator-based adaptive reduced order model for nonlinear
 structural mechanics", Math. Comput. Appl. 24(2):41 (2019), arXiv:1904.09123. A dual quantity
@@ -31,7 +31,7 @@ import scipy.linalg
 import scipy.stats
 from mpi4py import MPI
 
-from rom.adaptive.points import global_offset, leverage_points, qdeim, validate_global_indices
+from rom.adaptive.points import gather_at_points, leverage_points, qdeim, validate_global_indices
 from rom.parallel import check_collective, get_comm, validate_local_rows
 
 __all__ = ["CalibrationResult", "GappyIndicator", "calibrate"]
@@ -115,12 +115,7 @@ class GappyIndicator:
             mask = np.union1d(mask, leverage_points(Phi_p, n_extra, exclude=mask, comm=comm))
         self.mask_ = mask.astype(np.int64)
 
-        offset, _ = global_offset(Phi_p.shape[0], comm)
-        loc = self.mask_ - offset
-        mine = (loc >= 0) & (loc < Phi_p.shape[0])
-        rows = Phi_p[loc[mine]]
-        if comm.size > 1:
-            rows = np.concatenate(comm.allgather(rows), axis=0)  # rank order = sorted order
+        rows = gather_at_points(Phi_p, self.mask_, comm)
         self.Q_, self.R_ = np.linalg.qr(rows)
         d = np.abs(np.diag(self.R_))
         if d.min() <= rows.shape[0] * np.finfo(float).eps * d.max():
@@ -209,7 +204,7 @@ def calibrate(
     max_miss: float = 0.05,
     method: str = "isotonic",
 ) -> CalibrationResult:
-    """Indicator threshold from pairs (indicator, true error) (``METHODS.md`` 5.3, our choice).
+    """Indicator threshold from pairs (indicator, true error) (docs/theory.md §5.3, our choice).
 
     1. Fit a non-decreasing :math:`e \\approx f(E)`: isotonic regression, or linear in
        log-log (``method="loglog"``, positive pairs only, slope must be positive).

@@ -1,4 +1,4 @@
-"""Interpolation points for a POD basis: QDEIM and leverage scores (``METHODS.md`` 5.2).
+"""Interpolation points for a POD basis: QDEIM and leverage scores (docs/theory.md §5.2).
 
 For a basis :math:`\\Phi \\in \\mathbb{R}^{n_q \\times n_p}` (rows = quadrature points or dofs,
 distributed over ranks as owned rows), QDEIM (Drmač & Gugercin, SIAM J. Sci. Comput. 38(2),
@@ -30,7 +30,14 @@ from mpi4py import MPI
 
 from rom.parallel import check_collective, get_comm, validate_local_rows
 
-__all__ = ["global_offset", "leverage_points", "qdeim", "validate_global_indices"]
+__all__ = [
+    "best_over_ranks",
+    "gather_at_points",
+    "global_offset",
+    "leverage_points",
+    "qdeim",
+    "validate_global_indices",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +52,57 @@ def global_offset(n_local: int, comm: MPI.Comm | None = None) -> tuple[int, int]
         return 0, int(n_local)
     counts = comm.allgather(int(n_local))
     return int(sum(counts[: comm.rank])), int(sum(counts))
+
+
+def gather_at_points(
+    A: np.ndarray,
+    points: np.ndarray,
+    comm: MPI.Comm | None = None,
+    *,
+    offset: int | None = None,
+) -> np.ndarray:
+    """Rows of a point-distributed array at global point indices, replicated on all ranks.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_local, ...)
+        This rank's rows (one per local quadrature point).
+    points : ndarray of int, shape (m,)
+        Global indices (replicated; any order, no duplicates needed).
+    comm : mpi4py communicator, optional
+    offset : int, optional
+        Global index of this rank's first row when the caller knows it
+        (:func:`global_offset`, one collective less).
+
+    Returns
+    -------
+    ndarray of shape (m, ...)
+        ``A_global[points]``. Collective; one allgather of the selected rows only.
+    """
+    comm = get_comm(comm)
+    A = np.asarray(A)
+    points = np.asarray(points, dtype=np.int64)
+    if offset is None:
+        offset, _ = global_offset(A.shape[0], comm)
+    loc = points - offset
+    mine = np.flatnonzero((loc >= 0) & (loc < A.shape[0]))
+    block = (mine, A[loc[mine]])
+    parts = comm.allgather(block) if comm.size > 1 else [block]
+    out = np.empty((points.size,) + A.shape[1:], dtype=A.dtype)
+    for pos, rows in parts:
+        out[pos] = rows
+    return out
+
+
+def best_over_ranks(candidate: tuple, comm: MPI.Comm | None = None) -> tuple:
+    """The best of every rank's ``(score, global index, ...)`` candidate (collective).
+
+    Largest score first, ties to the smaller global index: the choice is the one a single rank
+    holding all rows would make, whatever the rank count.
+    """
+    comm = get_comm(comm)
+    cands = comm.allgather(candidate) if comm.size > 1 else [candidate]
+    return min(cands, key=lambda c: (-c[0], c[1]))
 
 
 def validate_global_indices(
@@ -101,8 +159,9 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
     once it has dropped by :math:`\\sqrt u` (LAPACK's rule). The pivots are those of
     ``geqp3`` on :math:`\\Phi^T` (same choices in exact arithmetic), and
     :math:`\\|\\rho_{q^*}\\|` at step :math:`j` is :math:`|R_{jj}|`. Cost
-    :math:`O(n_{q,local}\\,n_p^2)` per rank (one matrix-vector product per step) and :math:`n_p` small allgathers; the result does
-    not depend on the rank count (each row's arithmetic is the same on any partition).
+    :math:`O(n_{q,local}\\,n_p^2)` per rank (one matrix-vector product per step) and
+    :math:`n_p` small allgathers; the result does not depend on the rank count (each row's
+    arithmetic is the same on any partition).
     """
     comm = get_comm(comm)
     Phi, n_q = validate_local_rows(Phi, "Phi", comm)
@@ -131,8 +190,7 @@ def qdeim(Phi: np.ndarray, *, comm: MPI.Comm | None = None) -> np.ndarray:
             best = (float(rho @ rho), offset + i, rho)
         else:
             best = (-1.0, n_q, None)
-        cands = comm.allgather(best) if comm.size > 1 else [best]
-        s_best, q_best, rho = min(cands, key=lambda c: (-c[0], c[1]))
+        s_best, q_best, rho = best_over_ranks(best, comm)
         diag[j] = np.sqrt(max(s_best, 0.0))
         piv[j] = q_best
         if 0 <= q_best - offset < Phi.shape[0]:
