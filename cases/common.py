@@ -1,8 +1,14 @@
-"""What every case script shares: the argument convention, logging and the JSON summary.
+"""What every case shares: the argument convention, logging, figures and the JSON summary.
 
-Every script in ``cases/`` accepts ``--out``, ``--size``, ``--seed``, ``--n-train``, ``--tol``,
-``--log-level`` and writes ``<out>/summary.json`` with the keys ``case``, ``version``,
-``created``, ``ranks``, ``args``, ``results``, ``timings_s`` and ``files``.
+Every case in ``cases/`` is one jupytext (percent format) file: an ``mpirun``-able script, the
+executed documentation page of the study, and a regression test. It accepts ``--out``,
+``--size``, ``--seed``, ``--n-train``, ``--tol``, ``--log-level``, ``--no-plots`` and writes
+``<out>/summary.json`` with the keys ``case``, ``version``, ``created``, ``ranks``, ``args``,
+``results``, ``timings_s`` and ``files``.
+
+In a notebook kernel (the documentation build) the command line is not read: the defaults
+apply, the smaller ones when ``ROM_DOCS_SMALL=1``, and the output goes to a temporary
+directory that :func:`finish` removes.
 """
 
 from __future__ import annotations
@@ -10,8 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
+import shutil
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +33,27 @@ from rom.summary import jsonable
 rom.limit_blas_per_rank()  # under mpirun: each rank's BLAS pool gets its share of the cores
 
 
+def in_notebook() -> bool:
+    """True in a Jupyter kernel (the documentation build executes the cases there)."""
+    return "ipykernel" in sys.modules
+
+
+def docs_small() -> bool:
+    """True when ``ROM_DOCS_SMALL=1``: the documentation's smaller default sizes."""
+    return os.environ.get("ROM_DOCS_SMALL") == "1"
+
+
 def parser(
     description: str, *, size: int, n_train: int, tol: float, out: str
 ) -> argparse.ArgumentParser:
-    """The shared argument parser with per-case defaults."""
+    """The shared argument parser with per-case defaults.
+
+    ``--out`` defaults to ``out`` in a script, and to a temporary directory (removed by
+    :func:`finish`) in a notebook kernel or when ``ROM_DOCS_SMALL=1``.
+    """
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--out", type=Path, default=Path(out), help="output directory")
+    p.add_argument("--out", type=Path, default=None, help=f"output directory (default {out})")
+    p.set_defaults(default_out=out)
     p.add_argument("--size", type=int, default=size, help="mesh size parameter (cells across)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--n-train", type=int, default=n_train, help="number of training parameters")
@@ -38,20 +62,65 @@ def parser(
     return p
 
 
-def start(p: argparse.ArgumentParser, argv=None, comm: MPI.Comm | None = None):
+def start(
+    p: argparse.ArgumentParser,
+    argv=None,
+    comm: MPI.Comm | None = None,
+    *,
+    small: dict[str, Any] | None = None,
+):
     """Parse the arguments, set up rank-0 logging and create ``--out`` (collective).
 
-    Also adds the shared ``--no-plots`` flag. Returns ``(args, comm, log, out)``.
+    Also adds the shared ``--no-plots`` flag. ``small`` holds the defaults of the
+    documentation build (``ROM_DOCS_SMALL=1``). ``argv=None`` reads the command line, except
+    in a notebook kernel. Returns ``(args, comm, log, out)``.
     """
     p.add_argument("--no-plots", action="store_true", help="write no PNG figures")
+    if small and docs_small():
+        p.set_defaults(**small)
+    if argv is None and in_notebook():
+        argv = []
     args = p.parse_args(argv)
     comm = MPI.COMM_WORLD if comm is None else comm
     log = setup_logging(args.log_level, comm)
+    args.temporary = args.out is None and (in_notebook() or docs_small())
+    if args.temporary:
+        tmp = tempfile.mkdtemp(prefix=f"rom-{Path(args.default_out).name}-")
+        args.out = Path(comm.bcast(tmp if comm.rank == 0 else None))
+    elif args.out is None:
+        args.out = Path(args.default_out)
     out = Path(args.out)
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
     return args, comm, log, out
+
+
+def say(comm: MPI.Comm, *args) -> None:
+    """Print on rank 0 only."""
+    if comm.rank == 0:
+        print(*args, flush=True)
+
+
+def save_figure(fig, out: Path, name: str, files: list[str], args) -> None:
+    """Write ``fig`` to ``<out>/<name>`` and list it in ``files`` (rank 0, unless
+    ``--no-plots``). In a notebook kernel the figure stays open, so the page shows it."""
+    if fig is None or args.no_plots:
+        return
+    fig.savefig(Path(out) / name, dpi=120)
+    files.append(name)
+    if not in_notebook():
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def finish(out: Path, args, comm: MPI.Comm) -> None:
+    """Remove the temporary output directory of a documentation run (collective)."""
+    comm.Barrier()
+    if args.temporary and comm.rank == 0:
+        shutil.rmtree(out, ignore_errors=True)
+    comm.Barrier()
 
 
 def setup_logging(level: str, comm: MPI.Comm) -> logging.Logger:
@@ -82,7 +151,7 @@ def write_summary(
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "ranks": comm.size,
             "python": platform.python_version(),
-            "args": vars(args),
+            "args": {k: v for k, v in vars(args).items() if k not in ("default_out", "temporary")},
             "results": results,
             "timings_s": timings,
             "files": files,

@@ -1,8 +1,9 @@
-"""cases/thermal.py end to end at a small size, at 1 and 2 ranks."""
+"""cases/thermal.py end to end at a small size, at 1 and 2 ranks (run as a script)."""
 
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -11,18 +12,19 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "cases"))
+sys.path.insert(0, str(ROOT / "cases"))  # cases/common.py
+CASE = ROOT / "cases" / "thermal.py"
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 
 ARGS = ["--size", "6", "--n-train", "6", "--n-test", "3", "--n-steps", "10", "--tol", "1e-2"]
 
 
-def test_thermal_case_end_to_end(comm, shared_tmp_path):
-    import thermal
+def test_thermal_case_end_to_end(comm, shared_tmp_path, monkeypatch):
 
     out = shared_tmp_path / "thermal"
-    res = thermal.main(ARGS + ["--out", str(out)])
+    monkeypatch.setattr(sys, "argv", [str(CASE), *ARGS, "--out", str(out)])
+    res = runpy.run_path(str(CASE), run_name="__main__")["results"]  # the case as a script
     summary = json.loads((out / "summary.json").read_text())
     assert summary["case"] == "thermal" and summary["ranks"] == comm.size
     for key in ("args", "results", "timings_s", "files", "version"):
