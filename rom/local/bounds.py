@@ -7,14 +7,15 @@ For blocks :math:`A_1, \dots, A_K` (each :math:`m \times n_j`, row-distributed) 
 
 with :math:`\|X\|_F^2 = \sum_j \|A_j\|_F^2` free. Every upper bound below is a lower bound
 :math:`L \le \sum_{i\le r} \sigma_i(X)^2` turned into
-:math:`\hat e = \sqrt{\max(0, \|X\|_F^2 - L)/\|X\|_F^2} \ge e_r(X)` (``METHODS.md`` section 4):
+:math:`\hat e = \sqrt{\max(0, \|X\|_F^2 - L)/\|X\|_F^2} \ge e_r(X)` (docs/theory.md §4):
 
 * :func:`weyl_bound` -- Weyl monotonicity, :math:`XX^T \succeq X_J X_J^T` for a subset
   :math:`J` of blocks, corrected form (the published form is kept for comparison only:
   it is not a bound when a block has more than :math:`r` columns);
 * :func:`residual_bound` -- singular values of incremental residuals;
-* :func:`estimator_bound` -- the incremental truncated Gram estimator with CGS2
-  re-orthogonalization (:class:`TruncatedGramEstimator`);
+* :func:`estimator_bound` -- the incremental truncated Gram estimator
+  (:class:`TruncatedGramEstimator`, an :class:`rom.compression.IncrementalSVD` truncated to
+  :math:`r + os` modes);
 * :func:`kyfan_lower_bound` -- a *lower* bound on :math:`e_r` from Ky Fan's inequality, used
   to reject merges cheaply.
 
@@ -24,6 +25,7 @@ matrix): :math:`\sigma_i` of :math:`M^{1/2} X`. All functions are collective ove
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,8 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
+from rom.compression import IncrementalSVD
 from rom.compression._pod import cholesky_qr, gram_matrix, right_solve_upper, tsqr
-from rom.parallel import Product, allreduce_sum, apply_product, get_comm
+from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
 
 __all__ = [
     "BlockSpectrum",
@@ -48,13 +51,14 @@ __all__ = [
     "validate_blocks",
     "relative_error",
     "weyl_tail",
+    "weyl_from",
     "kyfan_from",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Residual directions below ``DROP_TOL * ||A||_F`` are dropped (their energy is accounted);
-#: Gram eigenvalues cannot resolve them anyway (the sqrt(u) floor, METHODS section 1).
+#: Gram eigenvalues cannot resolve them anyway (the sqrt(u) floor, docs/theory.md §1).
 DROP_TOL = 1e-7
 
 
@@ -65,66 +69,81 @@ def relative_error(total: float, head: float) -> float:
     return float(np.sqrt(max(0.0, total - head) / total))
 
 
+# --------------------------------------------------------------------------- validation
+def _count_error(value, name: str, *, least: int) -> str | None:
+    """Message when ``value`` is not an integer ``>= least`` (bools are not integers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        kind = "positive" if least == 1 else "non-negative"
+        return f"{name} must be a {kind} integer, got {value!r}"
+    return None
+
+
+def _block_error(A: np.ndarray, name: str, j: int, rows: int | None) -> str | None:
+    """What is wrong with block ``j`` on this rank (``rows``: the first block's row count)."""
+    label = f"{name}[{j}]"
+    if A.ndim != 2:
+        return f"{label} must be 2-D (rows x columns), got shape {A.shape}"
+    if np.iscomplexobj(A) or not np.issubdtype(A.dtype, np.number):
+        return f"{label} must be real numeric, got dtype {A.dtype}"
+    if not np.all(np.isfinite(A)):
+        return f"{label} contains NaN or Inf"
+    if A.shape[1] == 0:
+        return f"{label} has no columns"
+    if rows is not None and A.shape[0] != rows:
+        return f"{label} has {A.shape[0]} owned rows, {name}[0] has {rows}"
+    return None
+
+
+def _local_blocks(blocks, name: str) -> tuple[list[np.ndarray], str | None]:
+    """This rank's blocks as float64 and the first problem found (``None`` when fine)."""
+    try:
+        seq = list(blocks)
+    except TypeError:
+        return [], f"{name} must be a sequence of 2-D arrays"
+    if not seq:
+        return [], f"{name} is empty"
+    out: list[np.ndarray] = []
+    for j, A in enumerate(seq):
+        A = np.asarray(A)
+        err = _block_error(A, name, j, out[0].shape[0] if out else None)
+        if err is not None:
+            return out, err
+        out.append(np.asarray(A, dtype=np.float64))
+    return out, None
+
+
 def validate_blocks(
     blocks: Sequence[np.ndarray],
     comm: MPI.Comm | None = None,
     *,
     rank: int | None = None,
     name: str = "blocks",
+    error: str | None = None,
 ) -> list[np.ndarray]:
     """Collectively validate a list of row-distributed blocks; return them as float64.
 
     Every block must be 2-D, real and finite, all blocks must have this rank's number of owned
     rows, the list must have the same length on every rank and each block the same number of
-    columns on every rank; ``rank`` (when given) must be a positive integer. One gather of the
-    local verdicts, so every rank raises the same :class:`ValueError`.
+    columns on every rank; ``rank`` (when given) must be a positive integer. ``error``: the
+    verdict of the caller's own checks on this rank (its options), reported first. Every rank
+    raises the same :class:`ValueError` (:func:`rom.parallel.check_collective`).
     """
     comm = get_comm(comm)
-    err = None
-    out: list[np.ndarray] = []
-    if rank is not None and (
-        isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1
-    ):
-        err = f"rank must be a positive integer, got {rank!r}"
-    try:
-        seq = list(blocks)
-    except TypeError:
-        seq, err = [], err or f"{name} must be a sequence of 2-D arrays"
-    if err is None and not seq:
-        err = f"{name} is empty"
-    rows = None
-    for j, A in enumerate(seq):
-        if err is not None:
-            break
-        A = np.asarray(A)
-        if A.ndim != 2:
-            err = f"{name}[{j}] must be 2-D (rows x columns), got shape {A.shape}"
-        elif np.iscomplexobj(A) or not np.issubdtype(A.dtype, np.number):
-            err = f"{name}[{j}] must be real numeric, got dtype {A.dtype}"
-        elif not np.all(np.isfinite(A)):
-            err = f"{name}[{j}] contains NaN or Inf"
-        elif A.shape[1] == 0:
-            err = f"{name}[{j}] has no columns"
-        elif rows is not None and A.shape[0] != rows:
-            err = f"{name}[{j}] has {A.shape[0]} owned rows, {name}[0] has {rows}"
-        else:
-            rows = A.shape[0]
-            out.append(np.asarray(A, dtype=np.float64))
-    widths = tuple(A.shape[1] for A in out) if err is None else None
-    if err is None and sum(widths) == 0:
-        err = f"{name} have no columns"
+    out, err = _local_blocks(blocks, name)
+    if rank is not None:
+        err = _count_error(rank, "rank", least=1) or err
+    err = error or err
+    widths = None if err is not None else tuple(A.shape[1] for A in out)
     if comm.size > 1:
-        verdicts = comm.allgather((err, widths))
-        for r, (e, _) in enumerate(verdicts):
-            if e is not None:
-                raise ValueError(f"{e} (reported by rank {r} of {comm.size})")
-        if any(w != verdicts[0][1] for _, w in verdicts):
-            raise ValueError(f"{name}: the number of blocks or their widths differ between ranks")
-    elif err is not None:
-        raise ValueError(err)
+        # the block count and widths of rank 0 are the reference of the others
+        ref = comm.bcast(widths, root=0)
+        if err is None and ref is not None and widths != ref:
+            err = f"{name}: the number of blocks or their widths differ between ranks"
+    check_collective(err, comm)
     return out
 
 
+# --------------------------------------------------------------------------- spectra
 def _factor(A: np.ndarray, comm: MPI.Comm, product: Product | None):
     """Thin M-orthonormal factorization ``A = Q R`` (TSQR, or shifted Cholesky-QR3 with M)."""
     if A.shape[1] == 0:
@@ -145,12 +164,9 @@ def _r_factor(A: np.ndarray, comm: MPI.Comm) -> np.ndarray:
 
 
 def _exact_sv2(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> np.ndarray:
-    if product is None:
-        R = _r_factor(A, comm)
-        return np.linalg.svd(R, compute_uv=False) ** 2 if R.size else np.zeros(0)
-    _, R = _factor(A, comm, product)
-    s = np.linalg.svd(R, compute_uv=False) if R.size else np.zeros(0)
-    return s**2
+    """Squared (M-)singular values of a row-distributed ``A`` from a QR and LAPACK on ``R``."""
+    R = _r_factor(A, comm) if product is None else _factor(A, comm, product)[1]
+    return np.linalg.svd(R, compute_uv=False) ** 2 if R.size else np.zeros(0)
 
 
 def _tail(sv2: np.ndarray, r: int) -> float:
@@ -302,6 +318,11 @@ def weyl_bound(
     """
     blocks = validate_blocks(blocks, comm, rank=rank)
     spectra = [block_spectrum(A, comm=comm, product=product) for A in blocks]
+    return weyl_from(spectra, rank, published=published)
+
+
+def weyl_from(spectra: Sequence[BlockSpectrum], rank: int, *, published: bool = False) -> float:
+    """Weyl upper bound from cached spectra, O(K): :math:`\\sqrt{\\text{weyl\\_tail}/\\|X\\|_F^2}`."""
     return _tail_error(spectra, weyl_tail(spectra, rank, published=published))
 
 
@@ -312,7 +333,7 @@ def kyfan_lower_bound(
     comm: MPI.Comm | None = None,
     product: Product | None = None,
 ) -> float:
-    """Ky Fan *lower* bound on :math:`e_r(X)` (``METHODS.md`` section 4, our addition).
+    """Ky Fan *lower* bound on :math:`e_r(X)` (docs/theory.md §4, our addition).
 
     Ky Fan's maximum principle, :math:`\\sum_{i\\le r}\\sigma_i(X)^2 = \\max_{P}\\|PX\\|_F^2`
     over rank-:math:`r` orthogonal projectors, and :math:`\\|PX\\|_F^2 = \\sum_j\\|PA_j\\|_F^2
@@ -329,13 +350,14 @@ def kyfan_from(spectra: Sequence[BlockSpectrum], rank: int) -> float:
 
 
 def _tail_error(spectra: Sequence[BlockSpectrum], tail: float) -> float:
+    """:math:`\\sqrt{\\min(1, tail/\\|X\\|_F^2)}` with :math:`\\|X\\|_F^2 = \\sum_j \\|A_j\\|_F^2`."""
     total = float(sum(s.norm2 for s in spectra))
     return float(np.sqrt(min(1.0, max(0.0, tail) / total))) if total > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- residuals
 def _project_out(Q, A, comm, product, passes):
-    """``R = (I - Q Q^T M) A`` in ``passes`` classical Gram-Schmidt passes; returns R, Q^T M A."""
+    """TEMPORARY until rom.linalg: ``R = (I - Q Q^T M) A`` in ``passes`` passes; R, Q^T M A."""
     Y = np.zeros((Q.shape[1], A.shape[1]))
     R = A
     if Q.shape[1] == 0:
@@ -348,12 +370,7 @@ def _project_out(Q, A, comm, product, passes):
 
 
 def _range_basis(R, comm, product, threshold2, *, second_pass=True):
-    """Orthonormal basis of the range of R from the Gram eigen-decomposition.
-
-    Keeps directions with Gram eigenvalue ``d > threshold2``; returns ``(Q_R, B, dropped)``
-    with ``R ~= Q_R B`` and ``dropped`` the sum of the discarded eigenvalues (>= 0).
-    ``second_pass`` re-orthonormalizes Q_R by one Cholesky-QR pass (absorbed into B).
-    """
+    """TEMPORARY until rom.linalg: ``R ~= Q_R B`` from the Gram eigen-decomposition."""
     n = R.shape[1]
     if n == 0:
         return np.zeros((R.shape[0], 0)), np.zeros((0, 0)), 0.0
@@ -371,6 +388,11 @@ def _range_basis(R, comm, product, threshold2, *, second_pass=True):
         QR = right_solve_upper(QR, C)
         B = C @ B
     return QR, B, dropped
+
+
+def _energy(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> float:
+    """:math:`\\|A\\|_M^2`, summed over ranks."""
+    return float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
 
 
 class IncrementalResidualBound:
@@ -403,12 +425,11 @@ class IncrementalResidualBound:
         self.total_ = 0.0
 
     def copy(self) -> IncrementalResidualBound:
+        """An independent copy of the state (``Q_`` is shared: it is never modified in place)."""
         new = IncrementalResidualBound(
             rank=self.rank, drop_tol=self.drop_tol, comm=self.comm, product=self.product
         )
-        new.Q_ = self.Q_
-        new.recorded_ = self.recorded_
-        new.total_ = self.total_
+        new.Q_, new.recorded_, new.total_ = self.Q_, self.recorded_, self.total_
         return new
 
     def add(self, A: np.ndarray, *, norm2: float | None = None, tail: float = 0.0):
@@ -416,11 +437,7 @@ class IncrementalResidualBound:
         comm = get_comm(self.comm)
         if self.Q_ is None:
             self.Q_ = np.zeros((A.shape[0], 0))
-        a2 = (
-            norm2
-            if norm2 is not None
-            else float(allreduce_sum(float(np.sum(A * apply_product(self.product, A))), comm))
-        )
+        a2 = norm2 if norm2 is not None else _energy(A, comm, self.product)
         self.total_ += a2 + (tail if norm2 is None else 0.0)
         R, _ = _project_out(self.Q_, A, comm, self.product, 2)
         QR, B, _ = _range_basis(R, comm, self.product, (self.drop_tol**2) * a2)
@@ -458,26 +475,65 @@ def residual_bound(
 
 
 # --------------------------------------------------------------------------- estimator
+class _PublishedGram:
+    """The published single-pass update, for comparison only (it is not a bound).
+
+    One projection pass :math:`Y = Q^TMA`, :math:`R = A - QY`; :math:`R = Q_RB` from the Gram
+    eigen-decomposition with an absolute pruning threshold (eigenvalues above
+    :math:`10^{-24}`) and no second pass; the top :math:`p` eigenpairs of
+    :math:`\\begin{bmatrix}\\Lambda + YY^T & YB^T\\\\ BY^T & BB^T\\end{bmatrix}` are kept, with
+    no re-orthonormalization of :math:`Q`. Offers the attributes of
+    :class:`rom.compression.IncrementalSVD` that :class:`TruncatedGramEstimator` reads.
+    """
+
+    def __init__(self, p: int | None, comm: MPI.Comm | None, product: Product | None):
+        self.p, self.comm, self.product = p, comm, product
+        self.modes_: np.ndarray | None = None
+        self.singular_values_ = np.zeros(0)
+        self.discarded_energy_ = 0.0
+        self.total_energy_ = 0.0
+
+    def partial_fit(self, A: np.ndarray) -> _PublishedGram:
+        comm = get_comm(self.comm)
+        Q = np.zeros((A.shape[0], 0)) if self.modes_ is None else self.modes_
+        lam = self.singular_values_**2
+        self.total_energy_ += _energy(A, comm, self.product)
+        R, Y = _project_out(Q, A, comm, self.product, 1)
+        QR, B, _ = _range_basis(R, comm, self.product, 1e-24, second_pass=False)
+        p, k = lam.size, B.shape[0]
+        K = np.empty((p + k, p + k))
+        K[:p, :p] = np.diag(lam) + Y @ Y.T
+        K[:p, p:] = Y @ B.T
+        K[p:, :p] = K[:p, p:].T
+        K[p:, p:] = B @ B.T
+        ev, U = np.linalg.eigh(0.5 * (K + K.T))
+        ev, U = ev[::-1], U[:, ::-1]
+        keep = ev.size if self.p is None else min(self.p, ev.size)
+        self.discarded_energy_ += float(np.sum(np.clip(ev[keep:], 0.0, None)))
+        self.singular_values_ = np.sqrt(np.clip(ev[:keep], 0.0, None))
+        self.modes_ = np.hstack([Q, QR]) @ U[:, :keep]
+        return self
+
+
 class TruncatedGramEstimator:
-    """Estimator 3 of Shamrai (arXiv:2601.11626): incremental truncated Gram with CGS2.
+    """Estimator 3 of Shamrai (arXiv:2601.11626): an incremental SVD truncated to
+    :math:`p = r + os` modes (docs/theory.md §4).
 
-    State: an :math:`M`-orthonormal :math:`Q \\in R^{m\\times p}`, eigenvalues
-    :math:`\\lambda \\in R^p` (:math:`p \\le r + os`) and the discarded energy :math:`D`.
-    Adding a block :math:`A`:
+    The state is an :class:`rom.compression.IncrementalSVD` (``svd_``) with ``rank=p`` and
+    ``novelty_tol=drop_tol``: Brand's update with CGS2 projection, rank-revealing factorization
+    of the residual and re-orthonormalization (docs/theory.md §2.1). Its squared singular
+    values :math:`\\lambda_i = \\sigma_i^2` are the eigenvalues of the truncated Gram matrix
+    :math:`\\tilde G = \\tilde S\\tilde S^T`, and its discarded energy :math:`D` (residual
+    directions below ``drop_tol * ||A||_F``, core directions beyond :math:`p`) is a running
+    sum. Each update replaces :math:`\\tilde G + AA^T` by its eigen-truncation, removing a
+    positive semidefinite part, so :math:`\\tilde G \\preceq XX^T`,
+    :math:`\\sum_{i\\le r}\\lambda_i \\le \\sum_{i\\le r}\\sigma_i(X)^2` and
 
-    1. :math:`Y = Q^TMA`, :math:`R = A - QY`, again (CGS2): :math:`Y_2 = Q^TMR`,
-       :math:`R \\leftarrow R - QY_2`, :math:`Y \\leftarrow Y + Y_2`;
-    2. :math:`R = Q_RB` rank-revealing (Gram eigen-decomposition plus one Cholesky-QR pass);
-       directions below ``drop_tol * ||A||_F`` are dropped and their energy added to :math:`D`;
-    3. eigen-decompose :math:`\\begin{bmatrix}\\Lambda + YY^T & YB^T\\\\ BY^T & BB^T\\end{bmatrix}`,
-       keep the top :math:`p`: :math:`Q \\leftarrow [Q\\ Q_R]U_p`; the rest goes to :math:`D`;
-    4. if :math:`\\|Q^TMQ - I\\|_{max} > 10^{-10}`: :math:`Q = Q'R'` and re-diagonalize
-       :math:`R'\\Lambda R'^T`.
+    .. math:: \\hat e_r = \\sqrt{\\Big(\\sum_{r<i\\le p}\\lambda_i + D\\Big)/\\|X\\|_F^2}
+              \\ge e_r(X)
 
-    Each step replaces :math:`\\tilde G + AA^T` by its eigen-truncation, removing a positive
-    semidefinite part, so :math:`\\tilde G \\preceq XX^T` and
-    :math:`\\hat e_r = \\sqrt{(\\sum_{r<i\\le p}\\lambda_i + D)/\\|X\\|_F^2} \\ge e_r(X)` in
-    exact arithmetic; tight when the tail is small.
+    in exact arithmetic; tight when the tail is small. ``oversampling=None`` keeps every
+    direction (no truncation: the exact incremental spectrum up to ``drop_tol``).
 
     ``published=True`` reproduces the published single-pass form (one projection pass, absolute
     pruning at 1e-12, no re-orthogonalization): it loses orthogonality and may under-estimate.
@@ -488,7 +544,7 @@ class TruncatedGramEstimator:
         self,
         *,
         rank: int,
-        oversampling: int = 5,
+        oversampling: int | None = 5,
         published: bool = False,
         drop_tol: float = DROP_TOL,
         orth_tol: float = 1e-10,
@@ -502,12 +558,24 @@ class TruncatedGramEstimator:
         self.orth_tol = orth_tol
         self.comm = comm
         self.product = product
-        self.Q_: np.ndarray | None = None
-        self.eigenvalues_ = np.zeros(0)
-        self.discarded_ = 0.0
-        self.total_ = 0.0
+        self.svd_: IncrementalSVD | _PublishedGram | None = None
+        self.factor_tail_ = 0.0
+
+    def _new_svd(self) -> IncrementalSVD | _PublishedGram:
+        p = None if self.oversampling is None else self.rank + self.oversampling
+        if self.published:
+            return _PublishedGram(p, self.comm, self.product)
+        return IncrementalSVD(
+            rank=p,
+            novelty_tol=self.drop_tol,
+            orth_tol=self.orth_tol,
+            product=self.product,
+            comm=self.comm,
+            keep_coefficients=False,
+        )
 
     def copy(self) -> TruncatedGramEstimator:
+        """An independent copy (the incremental SVD updates its modes in place)."""
         new = TruncatedGramEstimator(
             rank=self.rank,
             oversampling=self.oversampling,
@@ -517,71 +585,54 @@ class TruncatedGramEstimator:
             comm=self.comm,
             product=self.product,
         )
-        new.Q_ = self.Q_  # never modified in place
-        new.eigenvalues_ = self.eigenvalues_
-        new.discarded_ = self.discarded_
-        new.total_ = self.total_
+        # the communicator and the product are shared, every array of the state is copied
+        shared = {id(self.comm): self.comm, id(self.product): self.product}
+        new.svd_ = copy.deepcopy(self.svd_, shared)
+        new.factor_tail_ = self.factor_tail_
         return new
 
     def add(self, A: np.ndarray, *, norm2: float | None = None, tail: float = 0.0):
-        """Add a (validated) block ``A`` of owned rows; returns ``self``.
+        """Add a (validated) block ``A`` of owned rows (collective); returns ``self``.
 
         ``A`` may be a cached factor ``U_k S_k`` of a wider block (:class:`BlockSpectrum`):
         then ``tail`` is the energy it leaves out (added to :math:`D` and to the total), or
         ``norm2`` the exact block energy (then the tail is ``norm2 - ||A||_F^2``).
         """
-        comm = get_comm(self.comm)
-        product = self.product
-        p_max = self.rank + self.oversampling
-        if self.Q_ is None:
-            self.Q_ = np.zeros((A.shape[0], 0))
-        a2 = float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
+        if self.svd_ is None:
+            self.svd_ = self._new_svd()
+        before = self.total_energy
+        self.svd_.partial_fit(A)
         if norm2 is not None:
-            tail = max(0.0, norm2 - a2)
-        self.total_ += a2 + tail
-        self.discarded_ += tail
-        Q, lam = self.Q_, self.eigenvalues_
-        R, Y = _project_out(Q, A, comm, product, 1 if self.published else 2)
-        if self.published:
-            QR, B, dropped = _range_basis(R, comm, product, 1e-24, second_pass=False)
-            dropped = 0.0
-        else:
-            QR, B, dropped = _range_basis(R, comm, product, (self.drop_tol**2) * a2)
-        self.discarded_ += dropped
-        k = B.shape[0]
-        p = lam.size
-        K = np.empty((p + k, p + k))
-        K[:p, :p] = np.diag(lam) + Y @ Y.T
-        K[:p, p:] = Y @ B.T
-        K[p:, :p] = K[:p, p:].T
-        K[p:, p:] = B @ B.T
-        ev, U = np.linalg.eigh(0.5 * (K + K.T))
-        ev, U = ev[::-1], U[:, ::-1]
-        keep = min(p_max, ev.size)
-        self.discarded_ += float(np.sum(np.clip(ev[keep:], 0.0, None)))
-        lam = np.clip(ev[:keep], 0.0, None)
-        Q = np.hstack([Q, QR]) @ U[:, :keep]
-        if not self.published and keep:
-            G = gram_matrix(Q, product=product, comm=comm)
-            if np.max(np.abs(G - np.eye(keep))) > self.orth_tol:
-                C = np.linalg.cholesky(G).T
-                Q = right_solve_upper(Q, C)
-                ev2, W = np.linalg.eigh((C * lam) @ C.T)
-                ev2, W = ev2[::-1], W[:, ::-1]
-                Q, lam = Q @ W, np.clip(ev2, 0.0, None)
-        self.Q_, self.eigenvalues_ = Q, lam
+            tail = max(0.0, norm2 - (self.total_energy - before))
+        self.factor_tail_ += tail
         return self
+
+    @property
+    def total_energy(self) -> float:
+        """:math:`\\|X\\|_F^2` (M-weighted) of the blocks added, cached factors' tails included."""
+        return getattr(self.svd_, "total_energy_", 0.0) + self.factor_tail_
+
+    @property
+    def discarded_energy(self) -> float:
+        """:math:`D`, the incremental SVD's discarded energy plus the cached factors' tails."""
+        return getattr(self.svd_, "discarded_energy_", 0.0) + self.factor_tail_
+
+    @property
+    def eigenvalues(self) -> np.ndarray:
+        """:math:`\\lambda`, eigenvalues of the truncated Gram matrix (descending)."""
+        return np.zeros(0) if self.svd_ is None else self.svd_.singular_values_**2
 
     def head(self) -> float:
         """:math:`\\sum_{i\\le r}\\lambda_i`, a lower bound on :math:`\\sum_{i\\le r}\\sigma_i(X)^2`."""
-        return float(np.sum(self.eigenvalues_[: self.rank]))
+        return float(np.sum(self.eigenvalues[: self.rank]))
 
     def error(self) -> float:
         """:math:`\\hat e_r = \\sqrt{(\\sum_{r<i\\le p}\\lambda_i + D)/\\|X\\|_F^2}`."""
-        if self.total_ <= 0.0:
+        total = self.total_energy
+        if total <= 0.0:
             return 0.0
-        tail = float(np.sum(np.sort(self.eigenvalues_[self.rank :]))) + self.discarded_
-        return float(np.sqrt(min(1.0, max(0.0, tail) / self.total_)))
+        tail = _tail(self.eigenvalues, self.rank) + self.discarded_energy
+        return float(np.sqrt(min(1.0, max(0.0, tail) / total)))
 
 
 def estimator_bound(
@@ -597,13 +648,9 @@ def estimator_bound(
     :class:`TruncatedGramEstimator`); an upper bound in exact arithmetic unless
     ``published=True``. Blocks are added in the given order.
     """
-    blocks = validate_blocks(blocks, comm, rank=rank)
-    if (
-        isinstance(oversampling, bool)
-        or not isinstance(oversampling, (int, np.integer))
-        or (oversampling < 0)
-    ):
-        raise ValueError(f"oversampling must be a non-negative integer, got {oversampling!r}")
+    blocks = validate_blocks(
+        blocks, comm, rank=rank, error=_count_error(oversampling, "oversampling", least=0)
+    )
     est = TruncatedGramEstimator(
         rank=rank, oversampling=oversampling, published=published, comm=comm, product=product
     )

@@ -3,7 +3,7 @@ r"""Error-constrained greedy clustering of blocks (Shamrai, arXiv:2601.11626).
 Blocks :math:`A_j` (for us: the weighted snapshots of simulation :math:`j`) are merged into
 clusters whose concatenation has a relative best rank-:math:`r` error
 :math:`e_r \le \varepsilon`; a merge is accepted only while a predictor from :mod:`rom.local.bounds`
-says so, and a final exact SVD per cluster certifies it (``METHODS.md`` section 4)::
+says so, and a final exact SVD per cluster certifies it (docs/theory.md §4)::
 
     avail <- blocks by ||A_j||_F descending (ties by index);  fails <- 0
     while avail:
@@ -19,8 +19,8 @@ says so, and a final exact SVD per cluster certifies it (``METHODS.md`` section 
 Predictors: ``"estimator"`` (accept if the corrected Weyl bound is :math:`\le\varepsilon`,
 reject if the Ky Fan lower bound is :math:`>\varepsilon`, else the CGS2 truncated-Gram
 estimator decides), ``"weyl"``, ``"residual"`` and the baseline ``"exact"`` (the exact
-spectrum of every candidate merge, updated incrementally: a Gram matrix in an orthonormal basis
-of the cluster's range). ``published=True`` swaps in the published Weyl and single-pass
+spectrum of every candidate merge, updated incrementally: the estimator's incremental SVD
+without truncation). ``published=True`` swaps in the published Weyl and single-pass
 estimator forms (benchmarks only: they are not bounds).
 """
 
@@ -38,15 +38,12 @@ from rom.local.bounds import (
     BlockSpectrum,
     IncrementalResidualBound,
     TruncatedGramEstimator,
-    _exact_sv2,
-    _project_out,
     _range_basis,
-    _tail,
-    _tail_error,
     block_spectrum,
+    exact_error,
     kyfan_from,
     validate_blocks,
-    weyl_tail,
+    weyl_from,
 )
 from rom.parallel import Product, allreduce_sum, apply_product, get_comm
 
@@ -69,15 +66,13 @@ def cluster_errors(
     """True relative rank-``rank`` error of every cluster's concatenation (exact SVD).
 
     Singletons are reported as 0: a single block is stored uncompressed (see
-    :func:`clustering_metrics`). Blocks are assumed validated.
+    :func:`clustering_metrics`). Collective; each cluster is validated by :func:`exact_error`.
     """
-    comm = get_comm(comm)
     out = np.zeros(len(clusters))
     for c, members in enumerate(clusters):
         if len(members) > 1:
-            sv2 = _exact_sv2(np.hstack([blocks[j] for j in members]), comm, product)
-            total = float(np.sum(sv2))
-            out[c] = np.sqrt(_tail(sv2, rank) / total) if total > 0 else 0.0
+            group = [blocks[j] for j in members]
+            out[c] = exact_error(group, rank=rank, comm=comm, product=product)
     return out
 
 
@@ -90,7 +85,7 @@ def clustering_metrics(
     rank: int,
     eps: float,
 ) -> dict:
-    r"""Metrics of ``METHODS.md`` section 4 for a clustering of blocks.
+    r"""Metrics of docs/theory.md §4 for a clustering of blocks.
 
     A cluster with :math:`K_n` columns stores :math:`p_c = K_n m` numbers as a singleton and
     :math:`\min(r(m + K_n), K_n m)` otherwise; compression ratio
@@ -120,52 +115,6 @@ def clustering_metrics(
         "max_error": float(max(errors)) if len(errors) else 0.0,
         "violations": int(sum(1 for e in errors if e > eps)),
     }
-
-
-class _ExactGram:
-    """Exact incremental spectrum of a growing cluster, for the ``"exact"`` baseline.
-
-    Keeps an :math:`M`-orthonormal basis :math:`Q` of the cluster's range (not rotated) and
-    :math:`C = Q^TMXX^TMQ`, whose eigenvalues are the :math:`\\sigma_i(X)^2`; a block is added
-    by CGS2 and a bordered :math:`C`, like :class:`rom.local.bounds.TruncatedGramEstimator` without
-    truncation. Residual directions below ``DROP_TOL * ||A||_F`` (the sqrt(u) floor) are dropped
-    and their energy counted as error. Cost per candidate :math:`O(mkn + (k+n)^3)`, cheaper
-    than a fresh SVD of the concatenation.
-    """
-
-    def __init__(self, rank: int, comm, product) -> None:
-        self.rank, self.comm, self.product = rank, comm, product
-        self.Q = None
-        self.C = np.zeros((0, 0))
-        self.dropped = 0.0
-        self.total = 0.0
-
-    def copy(self) -> _ExactGram:
-        new = _ExactGram(self.rank, self.comm, self.product)
-        new.Q, new.C, new.dropped, new.total = self.Q, self.C, self.dropped, self.total
-        return new
-
-    def add(self, A: np.ndarray, *, norm2: float) -> _ExactGram:
-        comm = get_comm(self.comm)
-        if self.Q is None:
-            self.Q = np.zeros((A.shape[0], 0))
-        R, Y = _project_out(self.Q, A, comm, self.product, 2)
-        QR, B, dropped = _range_basis(R, comm, self.product, DROP_TOL**2 * norm2)
-        k = self.C.shape[0]
-        C = np.empty((k + B.shape[0],) * 2)
-        C[:k, :k] = self.C + Y @ Y.T
-        C[:k, k:] = Y @ B.T
-        C[k:, :k] = C[:k, k:].T
-        C[k:, k:] = B @ B.T
-        self.Q, self.C = np.hstack([self.Q, QR]), C
-        self.dropped += dropped
-        self.total += norm2
-        return self
-
-    def error(self) -> float:
-        ev = np.sort(np.clip(np.linalg.eigvalsh(self.C), 0.0, None))[::-1]
-        tail = float(np.sum(np.sort(ev[self.rank :]))) + self.dropped
-        return float(np.sqrt(min(1.0, tail / self.total))) if self.total > 0 else 0.0
 
 
 class ErrorConstrainedClustering:
@@ -213,7 +162,7 @@ class ErrorConstrainedClustering:
     References
     ----------
     Shamrai, arXiv:2601.11626 (error-constrained clustering; bounds in corrected form as in
-    ``METHODS.md`` section 4).
+    docs/theory.md §4).
     """
 
     def __init__(
@@ -262,36 +211,39 @@ class ErrorConstrainedClustering:
 
     # ------------------------------------------------------------------ predictors
     def _new_state(self):
-        """Incremental predictor state for one cluster (None for Weyl/exact)."""
-        if self.predictor == "estimator":
+        """Incremental predictor state for one cluster (None for Weyl)."""
+        if self.predictor in ("estimator", "exact"):
+            # "exact": the same incremental SVD without truncation
             return TruncatedGramEstimator(
                 rank=self.rank,
-                oversampling=self.oversampling,
-                published=self.published,
+                oversampling=self.oversampling if self.predictor == "estimator" else None,
+                published=self.published and self.predictor == "estimator",
                 comm=self.comm,
                 product=self.product,
             )
         if self.predictor == "residual":
             return IncrementalResidualBound(rank=self.rank, comm=self.comm, product=self.product)
-        if self.predictor == "exact":
-            return _ExactGram(self.rank, self.comm, self.product)
         return None
 
     def _add(self, state, spec: BlockSpectrum):
         if state is not None:
-            state.add(spec.factor, norm2=spec.norm2)
+            state.add(spec.factor, tail=spec.factor_tail)
         return state
 
     def _predict(self, members: list[int], state, j: int) -> tuple[float, object]:
-        """Predicted error of ``members + [j]``; returns (error, new state)."""
+        """Predicted error of ``members + [j]``; returns (error, new state or None).
+
+        ``None`` as the state of an accepted merge means "not formed yet" (a Weyl accept);
+        :meth:`_grow` forms it when the merge is taken.
+        """
         specs = [self._spectra[i] for i in members] + [self._spectra[j]]
         if self.predictor == "weyl":
-            return _tail_error(specs, weyl_tail(specs, self.rank, published=self.published)), None
+            return weyl_from(specs, self.rank, published=self.published), None
         if self.predictor == "estimator":
-            w = _tail_error(specs, weyl_tail(specs, self.rank, published=self.published))
+            w = weyl_from(specs, self.rank, published=self.published)
             if w <= self.eps:
                 self._n_weyl_accept += 1
-                return w, None  # state rebuilt lazily below
+                return w, None
             if kyfan_from(specs, self.rank) > self.eps:
                 self._n_kyfan_reject += 1
                 return np.inf, state
@@ -307,70 +259,71 @@ class ErrorConstrainedClustering:
         ``spectra``, optional: the blocks' :func:`rom.local.bounds.block_spectra` (same product),
         to share one set of per-block SVDs between several fits (predictors, orderings,
         tolerances) instead of recomputing them; ``metrics_["spectra_time"]`` is then 0.
+        Steps: :meth:`_validate`, :meth:`_block_spectra`, :meth:`_greedy`, :meth:`_certify`,
+        :meth:`_record`.
         """
-        comm = get_comm(self.comm)
-        err = self._option_error()
-        if err is None and spectra is not None:
-            if len(spectra) != len(blocks):
-                err = f"spectra has {len(spectra)} entries for {len(blocks)} blocks"
-            elif any(
-                not isinstance(sp, BlockSpectrum)
-                or sp.width != np.shape(A)[1]
-                or sp.factor.shape[0] != np.shape(A)[0]
-                for sp, A in zip(spectra, blocks, strict=True)
-            ):
-                err = "spectra do not match the blocks (BlockSpectrum of each block expected)"
-        if comm.size > 1:
-            errs = comm.allgather(err)
-            err = next((e for e in errs if e is not None), None)
-        if err is not None:
-            raise ValueError(err)
-        blocks = validate_blocks(blocks, self.comm, rank=self.rank)
-        r, eps = self.rank, float(self.eps)
-        K = len(blocks)
+        blocks = self._validate(blocks, spectra)
         t0 = time.perf_counter()
-        keep = r + self.oversampling if self.predictor == "estimator" else None
-        if spectra is not None:
-            self._spectra = list(spectra)
-        else:
-            self._spectra = [
-                block_spectrum(A, comm=self.comm, product=self.product, keep=keep) for A in blocks
-            ]
-        t_spec = 0.0 if spectra is not None else time.perf_counter() - t0
-        widths = [A.shape[1] for A in blocks]
+        self._spectra, t_spec = self._block_spectra(blocks, spectra)
         self._n_weyl_accept = self._n_kyfan_reject = 0
-        n_eval, t_pred = 0, 0.0
+        self._n_eval, self._t_pred = 0, 0.0
+        widths = [A.shape[1] for A in blocks]
+        clusters, n_seed = self._greedy(widths)
+        t_cluster = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        errors, n_splits, n_pre = self._certify(blocks, clusters, n_seed)
+        times = {
+            "spectra_time": t_spec,
+            "predict_time": self._t_pred,
+            "cluster_time": t_cluster,
+            "certify_time": time.perf_counter() - t1,
+        }
+        self._record(blocks, clusters, errors, n_splits=n_splits, n_pre=n_pre, times=times)
+        del self._spectra
+        return self
 
-        avail = sorted(range(K), key=lambda j: (-self._spectra[j].norm2, j))
+    def _spectra_error(self, blocks, spectra) -> str | None:
+        """What is wrong with the ``spectra`` given to :meth:`fit` (``None`` when fine)."""
+        if spectra is None:
+            return None
+        if len(spectra) != len(blocks):
+            return f"spectra has {len(spectra)} entries for {len(blocks)} blocks"
+        for sp, A in zip(spectra, blocks, strict=True):
+            shape = np.shape(A)
+            if (
+                not isinstance(sp, BlockSpectrum)
+                or len(shape) != 2
+                or sp.width != shape[1]
+                or sp.factor.shape[0] != shape[0]
+            ):
+                return "spectra do not match the blocks (BlockSpectrum of each block expected)"
+        return None
+
+    def _validate(self, blocks, spectra) -> list[np.ndarray]:
+        """Options, ``spectra`` and blocks, checked collectively in one verdict per rank."""
+        err = self._option_error()
+        if err is None:
+            err = self._spectra_error(blocks, spectra)
+        return validate_blocks(blocks, self.comm, rank=self.rank, error=err)
+
+    def _block_spectra(self, blocks, spectra) -> tuple[list[BlockSpectrum], float]:
+        """The given spectra (time 0), or every block's :func:`block_spectrum` and its time."""
+        if spectra is not None:
+            return list(spectra), 0.0
+        t0 = time.perf_counter()
+        keep = self.rank + self.oversampling if self.predictor == "estimator" else None
+        out = [block_spectrum(A, comm=self.comm, product=self.product, keep=keep) for A in blocks]
+        return out, time.perf_counter() - t0
+
+    def _greedy(self, widths: list[int]) -> tuple[list[list[int]], list[int]]:
+        """The greedy loop of the module docstring: clusters and their seed sizes."""
+        avail = sorted(range(len(widths)), key=lambda j: (-self._spectra[j].norm2, j))
         clusters: list[list[int]] = []
         n_seed: list[int] = []
         fails = 0
         while avail:
-            seed, width = [avail[0]], widths[avail[0]]
-            for j in avail[1:]:
-                if width + widths[j] > r:
-                    break
-                seed.append(j)
-                width += widths[j]
-            rest = avail[len(seed) :]
-            cand = self._order_candidates(seed, rest)
-            members = list(seed)
-            state = None
-            if self.predictor in ("estimator", "residual", "exact"):
-                state = self._new_state()
-                for i in seed:
-                    self._add(state, self._spectra[i])
-            for j in cand:
-                tp = time.perf_counter()
-                e, new = self._predict(members, state, j)
-                if self.predictor == "estimator" and new is None and e <= eps:
-                    new = self._add(state.copy(), self._spectra[j])  # Weyl-accepted
-                t_pred += time.perf_counter() - tp
-                n_eval += 1
-                if not e <= eps:
-                    break
-                members.append(j)
-                state = new
+            seed = self._seed(avail, widths)
+            members = self._grow(seed, self._order_candidates(seed, avail[len(seed) :]))
             fails = fails + 1 if len(members) == len(seed) else 0
             clusters.append(members)
             n_seed.append(len(seed))
@@ -380,52 +333,79 @@ class ErrorConstrainedClustering:
                 clusters.extend([j] for j in avail)
                 n_seed.extend(1 for _ in avail)
                 break
-        t_cluster = time.perf_counter() - t0
+        return clusters, n_seed
 
-        t1 = time.perf_counter()
-        errors = list(
-            cluster_errors(blocks, clusters, rank=r, comm=self.comm, product=self.product)
-        )
+    def _seed(self, avail: list[int], widths: list[int]) -> list[int]:
+        """The first available block plus the following ones while the width stays ``<= r``."""
+        seed, width = [avail[0]], widths[avail[0]]
+        for j in avail[1:]:
+            if width + widths[j] > self.rank:
+                break
+            seed.append(j)
+            width += widths[j]
+        return seed
+
+    def _grow(self, seed: list[int], cand: list[int]) -> list[int]:
+        """The seed plus the longest prefix of ``cand`` whose predictions stay within eps."""
+        members = list(seed)
+        state = self._new_state()
+        for i in seed:
+            self._add(state, self._spectra[i])
+        for j in cand:
+            tp = time.perf_counter()
+            e, new = self._predict(members, state, j)
+            if new is None and state is not None and e <= self.eps:
+                new = self._add(state.copy(), self._spectra[j])  # Weyl-accepted
+            self._t_pred += time.perf_counter() - tp
+            self._n_eval += 1
+            if not e <= self.eps:
+                break
+            members.append(j)
+            state = new
+        return members
+
+    def _certify(self, blocks, clusters, n_seed) -> tuple[list[float], int, int]:
+        """Exact errors; with ``certify``, split off last-accepted blocks while over eps.
+
+        Returns ``(errors, n_splits, n_pre)``, ``n_pre`` the clusters over eps before
+        certification. ``clusters`` is updated in place.
+        """
+        kw = dict(rank=self.rank, comm=self.comm, product=self.product)
+        errors = list(cluster_errors(blocks, clusters, **kw))
+        n_pre = int(sum(1 for e in errors if e > self.eps))
         n_splits = 0
-        n_pre_violations = int(sum(1 for e in errors if e > eps))
-        if self.certify:
-            c = 0
-            while c < len(clusters):
-                while errors[c] > eps and len(clusters[c]) > n_seed[c]:
-                    j = clusters[c].pop()
-                    clusters.append([j])
-                    n_seed.append(1)
-                    errors.append(0.0)
-                    n_splits += 1
-                    errors[c] = float(
-                        cluster_errors(
-                            blocks, [clusters[c]], rank=r, comm=self.comm, product=self.product
-                        )[0]
-                    )
-                c += 1
-        t_cert = time.perf_counter() - t1
+        if not self.certify:
+            return errors, n_splits, n_pre
+        for c in range(len(clusters)):  # split-off singletons are appended: never over eps
+            while errors[c] > self.eps and len(clusters[c]) > n_seed[c]:
+                clusters.append([clusters[c].pop()])
+                errors.append(0.0)
+                n_splits += 1
+                errors[c] = float(cluster_errors(blocks, [clusters[c]], **kw)[0])
+        return errors, n_splits, n_pre
 
-        labels = np.empty(K, dtype=np.int64)
+    def _record(self, blocks, clusters, errors, *, n_splits, n_pre, times) -> None:
+        """Set ``labels_``, ``clusters_``, ``certified_errors_`` and ``metrics_``."""
+        labels = np.empty(len(blocks), dtype=np.int64)
         for c, members in enumerate(clusters):
             labels[members] = c
+        widths = [A.shape[1] for A in blocks]
         n_rows = int(allreduce_sum(float(blocks[0].shape[0]), self.comm))
-        metrics = clustering_metrics(widths, clusters, errors, n_rows=n_rows, rank=r, eps=eps)
+        metrics = clustering_metrics(
+            widths, clusters, errors, n_rows=n_rows, rank=self.rank, eps=float(self.eps)
+        )
         metrics.update(
-            n_evaluations=n_eval,
+            n_evaluations=self._n_eval,
             n_weyl_accepts=self._n_weyl_accept,
             n_kyfan_rejects=self._n_kyfan_reject,
             n_splits=n_splits,
-            precertify_violations=n_pre_violations,
-            spectra_time=t_spec,
-            predict_time=t_pred,
-            cluster_time=t_cluster,
-            certify_time=t_cert,
+            precertify_violations=n_pre,
+            **times,
         )
         self.labels_ = labels
         self.clusters_ = clusters
         self.certified_errors_ = np.asarray(errors, dtype=float)
         self.metrics_ = metrics
-        del self._spectra
         logger.info(
             "error-constrained clustering: %d clusters (%d non-singleton), CR %.2f, %d splits",
             metrics["n_clusters"],
@@ -433,7 +413,6 @@ class ErrorConstrainedClustering:
             metrics["compression_ratio"],
             n_splits,
         )
-        return self
 
     def _order_candidates(self, seed: list[int], rest: list[int]) -> list[int]:
         spectra = self._spectra
