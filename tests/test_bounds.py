@@ -1,7 +1,7 @@
 """Concatenated-SVD bounds (rom.local.bounds) against numpy.linalg.svd of the concatenation.
 
 Tolerance: bounds are compared with the exact error up to 1e-7 absolute, the sqrt(u) floor of
-Gram-based quantities (METHODS.md section 1); rank-count independence to 1e-10 relative.
+Gram-based quantities (docs/theory.md §1); rank-count independence to 1e-10 relative.
 """
 
 from __future__ import annotations
@@ -140,8 +140,37 @@ def test_estimator_tracks_true_error_on_transport_blocks(comm):
         ratios.append(est / e)
         loose.append(bounds.weyl_bound(loc, rank=r, comm=comm) / e)
     assert np.median(ratios) <= 1.05
-    # Weyl is the loose reference the estimator improves on (METHODS section 4)
+    # Weyl is the loose reference the estimator improves on (docs/theory.md §4)
     assert np.median(loose) > 2.0
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
+def test_estimator_state_tight_after_every_block_and_copies_independent(comm):
+    # the estimator's state after each block against numpy's SVD of the blocks so far: an
+    # upper bound (up to the sqrt(u) floor) within 10 %; the untruncated state (the "exact"
+    # merge predictor) equals the exact error; a copy that takes the next block leaves the
+    # original (whose modes the incremental SVD updates in place) untouched
+    blocks = advection_blocks(5, seed=11, n_cells=64)  # 192 x 67 blocks
+    r = 67
+    est = bounds.TruncatedGramEstimator(rank=r, comm=comm)
+    untruncated = bounds.TruncatedGramEstimator(rank=r, oversampling=None, comm=comm)
+    for k, A in enumerate(blocks):
+        loc = distribute_rows(A, comm)
+        if k:
+            before, modes = est.error(), est.svd_.modes_.copy()
+            trial = est.copy()
+            trial.add(loc)
+            assert est.error() == before
+            np.testing.assert_array_equal(est.svd_.modes_, modes)
+        est.add(loc)
+        untruncated.add(loc)
+        if k:
+            assert trial.error() == est.error()
+        e = true_error(blocks[: k + 1], r)
+        assert e - FLOOR <= est.error() <= 1.1 * e + FLOOR, (k, est.error(), e)
+        assert untruncated.error() == pytest.approx(e, abs=FLOOR)
+        assert est.svd_.singular_values_.size <= r + 5
 
 
 @pytest.mark.mpi
