@@ -1,4 +1,4 @@
-"""Hyper-reduced Newton for nonlinear quasi-static mechanics (``METHODS.md`` 5, ``DESIGN.md`` 6).
+"""Hyper-reduced Newton for nonlinear quasi-static mechanics (docs/theory.md §5, docs/mpi.md).
 
 Casenave & Akkari, "An error indicator-based adaptive reduced order model for nonlinear
 structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123), with the empirical cubature of
@@ -27,7 +27,8 @@ number of degrees of freedom. The offline helper :func:`build_hyperreduced` gath
 rows once (collective).
 
 Global point index = number of quadrature points held by lower ranks + local index
-(:func:`rom.adaptive.points.global_offset`), as in :mod:`rom.adaptive.cubature` and :mod:`rom.adaptive.indicator`.
+(:func:`rom.adaptive.points.global_offset`), as in :mod:`rom.adaptive.cubature` and
+:mod:`rom.adaptive.indicator`.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import scipy.linalg
 from mpi4py import MPI
 
 from rom.adaptive.cubature import CubatureResult, empirical_cubature
-from rom.adaptive.points import global_offset, validate_global_indices
-from rom.compression._pod import pod
+from rom.adaptive.points import gather_at_points, global_offset, validate_global_indices
+from rom.compression import pod
 from rom.compression.truncation import truncation_rank
 from rom.parallel import allreduce_sum, check_collective, gather_rows, get_comm
 
@@ -53,7 +54,6 @@ __all__ = [
     "ReducedState",
     "ReducedStepInfo",
     "build_hyperreduced",
-    "gather_at_points",
     "internal_force_cubature",
 ]
 
@@ -110,36 +110,6 @@ class ReducedStepInfo:
     iterations: int
     residual_norms: list[float] = field(default_factory=list)
     reference_norm: float = 0.0
-
-
-def gather_at_points(A: np.ndarray, points: np.ndarray, comm: MPI.Comm | None = None) -> np.ndarray:
-    """Rows of a point-distributed array at global point indices, replicated on all ranks.
-
-    Parameters
-    ----------
-    A : ndarray of shape (n_local, ...)
-        This rank's rows (one per local quadrature point).
-    points : ndarray of int, shape (m,)
-        Global indices (replicated; any order, no duplicates needed).
-    comm : mpi4py communicator, optional
-
-    Returns
-    -------
-    ndarray of shape (m, ...)
-        ``A_global[points]``. Collective; one allgather of the selected rows only.
-    """
-    comm = get_comm(comm)
-    A = np.asarray(A)
-    points = np.asarray(points, dtype=np.int64)
-    offset, _ = global_offset(A.shape[0], comm)
-    loc = points - offset
-    mine = np.flatnonzero((loc >= 0) & (loc < A.shape[0]))
-    block = (mine, A[loc[mine]])
-    parts = comm.allgather(block) if comm.size > 1 else [block]
-    out = np.empty((points.size,) + A.shape[1:], dtype=A.dtype)
-    for pos, rows in parts:
-        out[pos] = rows
-    return out
 
 
 class HyperReducedModel:
@@ -470,7 +440,7 @@ def internal_force_cubature(
     comm: MPI.Comm | None = None,
     workspace: dict | None = None,
 ) -> CubatureResult:
-    r"""Empirical cubature of the reduced internal forces (``METHODS.md`` 5.1).
+    r"""Empirical cubature of the reduced internal forces (docs/theory.md §5.1).
 
     Integrands :math:`g_{(i,k)} = \sigma_k : \varepsilon(\psi_i)` at the quadrature points.
     At equilibrium without external load their exact integrals vanish
@@ -484,8 +454,8 @@ def internal_force_cubature(
        :math:`\ell^2` tail); :math:`\phi_j(x_q) = U_{qj}/\sqrt{w_q}` satisfy
        :math:`\sum_q w_q \phi_i\phi_j = \delta_{ij}`;
     2. the rows :math:`\phi_1..\phi_r` and :math:`1/\sqrt{|\Omega|}` go to
-       :func:`rom.adaptive.cubature.empirical_cubature` (``include_volume=False``), whose right-hand side then
-       has norm :math:`\approx\sqrt{|\Omega|}`.
+       :func:`rom.adaptive.cubature.empirical_cubature` (``include_volume=False``), whose
+       right-hand side then has norm :math:`\approx\sqrt{|\Omega|}`.
 
     The stopping test then reads: every :math:`L^2`-normalized integrand of the span, and the
     volume, is integrated with absolute error :math:`\le \mathrm{tol}\sqrt{|\Omega|}`;
@@ -511,49 +481,81 @@ def internal_force_cubature(
     workspace : dict, optional
         Kept by the caller between calls (e.g. one rebuild per enrichment): the tall work
         arrays (integrands, basis rows, about ``n_q (N n_s + r)`` doubles) are reused from it
-        when large enough instead of being allocated again. Fresh memory costs its page faults
-        on first touch (on the VM of ``docs/performance.md`` about 2 s per GB, more than the
-        products that fill it).
+        when large enough instead of being allocated again (fresh memory is paid for on first
+        touch, and can cost more than the products that fill it).
     """
     comm = get_comm(comm)
-    err = None
     B = np.asarray(strains, dtype=np.float64)
     S = np.asarray(stresses, dtype=np.float64)
     w = np.asarray(qp_weights, dtype=np.float64)
+    check_collective(_cubature_input_error(B, S, w), comm)
+    n_q = w.shape[0]
+    svd_tol = tol if svd_tol is None else svd_tol
+    S = _leading_stress_directions(S, svd_tol, comm)
+    logger.debug("cubature: %d modes x %d stress directions", B.shape[2], S.shape[2])
+    sw = np.sqrt(w)
+    # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
+    # product per point
+    Bw = np.multiply(B, sw[:, None, None], out=work_array(workspace, "strains", B.shape))
+    Gt = np.matmul(
+        Bw.transpose(0, 2, 1),
+        S,
+        out=work_array(workspace, "integrands", (n_q, B.shape[2], S.shape[2])),
+    ).reshape(n_q, -1)
+    return empirical_cubature(
+        _integrand_basis_rows(Gt, w, svd_tol, comm, workspace),
+        w,
+        tol=tol,
+        initial_points=initial_points,
+        include_volume=False,
+        max_points=max_points,
+        seed=seed,
+        comm=comm,
+    )
+
+
+def _cubature_input_error(B: np.ndarray, S: np.ndarray, w: np.ndarray) -> str | None:
     if B.ndim != 3 or S.ndim != 3 or B.shape[:2] != S.shape[:2] or w.shape != B.shape[:1]:
-        err = (
+        return (
             f"need strains (n_qp, n_comp, N), stresses (n_qp, n_comp, n_s) and weights "
             f"(n_qp,) on the same points, got {B.shape}, {S.shape}, {w.shape}"
         )
-    elif not (np.all(np.isfinite(B)) and np.all(np.isfinite(S)) and np.all(np.isfinite(w))):
-        err = "strains, stresses or qp_weights contain NaN or Inf"
-    elif np.any(w <= 0):
-        err = "qp_weights must be positive"
-    check_collective(err, comm)
-    n_q = w.shape[0]
-    svd_tol = tol if svd_tol is None else svd_tol
-    # stress directions whose weight is below the integrand tolerance cannot matter: drop them
-    # before forming the N * n_s integrands (the cost is the Gram matrix of those columns)
+    if not (np.all(np.isfinite(B)) and np.all(np.isfinite(S)) and np.all(np.isfinite(w))):
+        return "strains, stresses or qp_weights contain NaN or Inf"
+    if np.any(w <= 0):
+        return "qp_weights must be positive"
+    return None
+
+
+def _leading_stress_directions(S: np.ndarray, svd_tol: float, comm: MPI.Comm) -> np.ndarray:
+    """``S`` without the stress directions whose weight is below the integrand tolerance.
+
+    They cannot matter, and dropping them before forming the :math:`N n_s` integrands saves
+    most of the Gram matrix of those columns. A view when the kept ones lead (singular-value
+    order).
+    """
     s_norm = np.sqrt(allreduce_sum(np.einsum("qck,qck->k", S, S), comm))
     order = np.argsort(-s_norm, kind="stable")
     tail = np.sqrt(np.maximum(np.cumsum((s_norm[order] ** 2)[::-1])[::-1], 0.0))
     keep = order[tail >= svd_tol * max(tail[0] if tail.size else 0.0, 1e-300)]
     keep = np.sort(keep)
-    if keep.size < S.shape[2]:  # a view when the kept ones lead (singular-value order)
+    if keep.size < S.shape[2]:
         leading = keep.size == 0 or keep[-1] == keep.size - 1
         S = S[:, :, : keep.size] if leading else S[:, :, keep]
-    logger.debug("cubature: %d modes x %d stress directions", B.shape[2], S.shape[2])
+    return S
+
+
+def _integrand_basis_rows(
+    Gt: np.ndarray, w: np.ndarray, svd_tol: float, comm: MPI.Comm, workspace: dict | None
+) -> np.ndarray:
+    """Rows :math:`\\phi_1..\\phi_r` and :math:`1/\\sqrt{|\\Omega|}` at this rank's points.
+
+    :math:`\\phi_j = U_{:,j}/\\sqrt w` from the POD :math:`U` of ``Gt`` (the weighted
+    integrands, one column each) truncated at relative :math:`\\ell^2` tail ``svd_tol``
+    (steps 1-2 of :func:`internal_force_cubature`). Shape ``(r + 1, n_q_local)``.
+    """
+    n_q = w.shape[0]
     sw = np.sqrt(w)
-
-    def buffer(name, shape):
-        return work_array(workspace, name, shape)
-
-    # Gt[q, (n, k)] = sqrt(w_q) sum_c B[q, c, n] S[q, c, k]: one batched (N x c)(c x n_s)
-    # product per point (numpy's matmul loop; 4x faster here than the einsum)
-    Bw = np.multiply(B, sw[:, None, None], out=buffer("strains", B.shape))
-    Gt = np.matmul(
-        Bw.transpose(0, 2, 1), S, out=buffer("integrands", (n_q, B.shape[2], S.shape[2]))
-    ).reshape(n_q, -1)
     offset, n_q_global = global_offset(n_q, comm)
     if Gt.shape[1] >= n_q_global:
         # more integrands than points (small meshes): one SVD of the gathered n_q x n_g matrix,
@@ -578,31 +580,12 @@ def internal_force_cubature(
         r = min(r, int(np.count_nonzero(sv > 1e-8 * sv[0]))) if sv.size and sv[0] > 0 else 0
         # rows phi_j = U_j / sqrt(w) formed transposed by one product, U^T = (V / sv)^T Gt^T
         volume = float(allreduce_sum(w.sum(), comm))
-        rows = buffer("rows", (r + 1, n_q))
+        rows = work_array(workspace, "rows", (r + 1, n_q))
         np.matmul((V[:, :r] / sv[:r]).T, Gt.T, out=rows[:r])
         rows[:r] /= sw
         rows[r] = 1.0 / np.sqrt(volume)
-        return empirical_cubature(
-            rows,
-            w,
-            tol=tol,
-            initial_points=initial_points,
-            include_volume=False,
-            max_points=max_points,
-            seed=seed,
-            comm=comm,
-        )
+        return rows
     else:
         U, _ = pod(Gt, comm=comm, method="qr", rel_l2_err=svd_tol)
     volume = float(allreduce_sum(w.sum(), comm))
-    rows = np.vstack([(U / sw[:, None]).T, np.full((1, n_q), 1.0 / np.sqrt(volume))])
-    return empirical_cubature(
-        rows,
-        w,
-        tol=tol,
-        initial_points=initial_points,
-        include_volume=False,
-        max_points=max_points,
-        seed=seed,
-        comm=comm,
-    )
+    return np.vstack([(U / sw[:, None]).T, np.full((1, n_q), 1.0 / np.sqrt(volume))])
