@@ -11,7 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom.adaptive.hyperreduced import HyperReducedModel, gather_at_points, internal_force_cubature
+from rom.adaptive import (
+    HyperReducedModel,
+    build_hyperreduced,
+    gather_at_points,
+    internal_force_cubature,
+)
 from rom.parallel import allreduce_sum, distribute_rows
 
 
@@ -32,7 +37,7 @@ def training():
         MPI.COMM_WORLD, dim=2, size=6, load=Load(), temperature=_temperature, times=times
     )
     traj = fom.solve()
-    from rom.compression._pod import pod
+    from rom.compression import pod
 
     Psi, _ = pod(traj.u, product=fom.mass, comm=fom.comm, method="qr", rtol=1e-12)
     return fom, traj, Psi, fom.strain_at_qp(Psi)
@@ -43,8 +48,6 @@ def training():
 def test_reduced_newton_reproduces_the_training_trajectory(training):
     """Basis = all snapshots, cubature on that trajectory: u to 1e-6 relative, p at the reduced
     points to 1e-6 of max p (reference: the full-order trajectory)."""
-    from rom.adaptive.hyperreduced import build_hyperreduced
-
     fom, traj, Psi, B = training
     comm = fom.comm
     assert allreduce_sum(traj.p.max(axis=0)[-1] > 0, comm) > 0  # plastic: the law is nonlinear
