@@ -1,0 +1,122 @@
+"""Smoke test of the benchmark scripts: each one's ``--quick`` mode runs once, serially, in a
+subprocess, and writes a JSON file with every round of the protocol and the median ratios.
+
+No timing is asserted: the figures of a quick run on a shared machine mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script: str, tmp_path: Path, *extra: str) -> dict:
+    out = tmp_path / f"{script}.json"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, str(BENCH / f"{script}.py"), "--quick", "--json", str(out), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(out.read_text())
+    assert data["machine"]["numpy"] and data["machine"]["blas"] and data["machine"]["date"]
+    return data
+
+
+def _check_rounds(timing: dict, contenders: set[str]) -> None:
+    """Every round stored with every contender, per-round ratios and their median."""
+    proto = timing["protocol"]
+    rounds = timing["rounds"]
+    assert len(rounds) == proto["rounds"] >= 1
+    ref = proto["reference"]
+    assert ref in contenders
+    for k, r in enumerate(rounds):
+        assert set(r["times_s"]) == contenders
+        assert all(t > 0 for t in r["times_s"].values())
+        assert sorted(r["order"]) == sorted(contenders)
+        if len(contenders) > 1 and proto["order"].startswith("rotated"):
+            assert r["order"][0] == list(rounds[0]["order"])[k % len(contenders)]
+    for name in contenders - {ref}:
+        per_round = timing["per_round_ratio"][name]
+        assert len(per_round) == len(rounds)
+        expected = [r["times_s"][name] / r["times_s"][ref] for r in rounds]
+        assert per_round == pytest.approx(expected, rel=1e-12)
+        assert timing["median_ratio"][name] == pytest.approx(statistics.median(per_round))
+
+
+def _pymor_recorded(data: dict, contender: str) -> None:
+    try:
+        import pymor
+    except ImportError:
+        assert data["pymor"] == "not installed"
+        assert contender not in data["timing"]["times_s"]
+    else:
+        assert data["pymor"] == pymor.__version__
+        assert contender in data["timing"]["times_s"]
+
+
+def test_bench_pod_quick(tmp_path):
+    data = _run("bench_pod", tmp_path)
+    names = {"bare_limit", "rom_snapshots", "rom_qr"}
+    _pymor_recorded(data, "pymor_method_of_snapshots")
+    if data["pymor"] != "not installed":
+        names.add("pymor_method_of_snapshots")
+    _check_rounds(data["timing"], names)
+    assert data["timing"]["protocol"]["warmup"] is True
+    for acc in (data["accuracy"]["rom_snapshots"], data["accuracy"]["rom_qr"]):
+        assert acc["orth_err"] <= 1e-12  # the method's guarantee, checked on the output
+
+
+def test_bench_streaming_quick(tmp_path):
+    data = _run("bench_streaming", tmp_path)
+    names = {
+        "rom_incremental_svd",
+        "rom_inc_hapod",
+        "rom_dist_hapod",
+        "rom_batch_pod_snapshots",
+        "rom_batch_pod_qr",
+        "sklearn_incremental_pca",
+    }
+    _pymor_recorded(data, "pymor_inc_vectorarray_hapod")
+    if data["pymor"] != "not installed":
+        names.add("pymor_inc_vectorarray_hapod")
+    _check_rounds(data["timing"], names)
+    for name in names - {"sklearn_incremental_pca"}:
+        assert data["runs"][name]["proj_rel_err"] <= data["rel_err_target"]
+        assert data["runs"][name]["peak_mib"] > 0
+
+
+@pytest.mark.fem
+def test_bench_thermal_quick(tmp_path):
+    data = _run("bench_thermal", tmp_path, "--out", str(tmp_path / "case"))
+    _check_rounds(data["timing"], {"fom", "rom"})
+    assert data["speedup_median"] == data["timing"]["median_ratio"]["fom"]
+
+
+@pytest.mark.fem
+def test_bench_local_bases_quick(tmp_path):
+    data = _run("bench_local_bases", tmp_path, "--out", str(tmp_path / "case"))
+    assert [row["K"] for row in data["by_K"]] == [2]
+    assert data["global_basis_size"] >= 1 and data["targets"]
+
+
+@pytest.mark.fem
+def test_bench_adaptive_quick(tmp_path):
+    data = _run("bench_adaptive", tmp_path)
+    _check_rounds(data["timing"], {"fom", "adaptive_rom"})
+    online = data["online"]["timing"]
+    _check_rounds(
+        online, {"reduced_step_fine", "indicator_fine", "reduced_step_coarse", "indicator_coarse"}
+    )
+    assert (
+        data["indicator_cost_ratio_fine_over_coarse"]
+        == (online["pairs"]["indicator_fine_over_coarse"]["median"])
+    )
+    assert max(data["max_error_u"], data["max_error_p"]) < 1  # a ROM, not noise
