@@ -2,9 +2,9 @@ r"""k-medoids and k-center clustering on a precomputed dissimilarity matrix.
 
 The dissimilarity is typically the sine dissimilarity of :mod:`rom.local.dissimilarity`, computed
 collectively and replicated on every rank; clustering then runs redundantly on each rank and,
-being deterministic, gives the same labels everywhere (``DESIGN.md`` section 5).
+being deterministic, gives the same labels everywhere (docs/mpi.md).
 
-Why medoids in the sine metric (``METHODS.md`` section 3.2; Daniel, Casenave, Akkari,
+Why medoids in the sine metric (docs/theory.md §3.2; Daniel, Casenave, Akkari,
 Ryckelynck, arXiv:2108.12291): the minimax radius of a cluster :math:`C` in :math:`\delta` is its
 normalized 1-width :math:`\bar d_1(C) = \inf_v\sup_{u\in C}\|u - P_v u\|/\|u\|`, so minimizing the
 largest cluster radius is the K-center problem in :math:`\delta` (medoids cost at most a factor
@@ -15,16 +15,16 @@ Objectives, for medoids :math:`m_1..m_K` and :math:`d(o) = \min_k \Delta[o, m_k]
 
 ``"sum"`` (k-medoids, default, robust to outliers): minimize :math:`\sum_o d(o)`. BUILD
     initialization (add the point lowering the cost most, K times), then FasterPAM eager swaps
-    (Schubert & Rousseeuw, Information Systems 101, 2021; ``METHODS.md`` section 3.3): for each
+    (Schubert & Rousseeuw, Information Systems 101, 2021; docs/theory.md §3.3): for each
     non-medoid :math:`x` the exact cost change of swapping it with every medoid is found in
     :math:`O(n)` from the nearest / second-nearest caches, and the best improving swap is
     applied at once (the caches are refreshed in :math:`O(nK)` after an accepted swap). One
     pass costs :math:`O(n^2 + s\,nK)` for :math:`s` accepted swaps, not PAM's :math:`O(Kn^2)`
     per swap; passes repeat until none changes anything (a swap-local optimum, not always the
-    global one: see ``n_init``); e.g. :math:`n = 2000`, :math:`K = 20`: about 1 s on one core.
+    global one: see ``n_init``).
 ``"max"`` (k-center): minimize :math:`\max_o d(o)`. Farthest-first traversal (Gonzalez 1985,
     radius :math:`\le 2\cdot` optimum) started at the 1-centre of all data, then polishing
-    (``METHODS.md`` section 3.4), repeated while the largest radius decreases: (a) recentre each
+    (docs/theory.md §3.4), repeated while the largest radius decreases: (a) recentre each
     cluster at its own 1-centre medoid and reassign; (b) the single medoid swap that lowers the
     largest radius most (all :math:`K(n-K)` swaps evaluated in :math:`O(Kn^2)` from the
     nearest / second-nearest caches). Polishing only accepts strict decreases, so the result is
@@ -34,7 +34,7 @@ Ties go to the smallest index everywhere (the point added, the swap chosen, the 
 is assigned to). Medoids are reported in increasing index order; ``labels_[i]`` is the position
 in ``medoid_indices_`` of the medoid of point ``i``.
 
-Minimum cluster size (``METHODS.md`` section 3.4, our choice): while some cluster has fewer
+Minimum cluster size (docs/theory.md §3.4, our choice): while some cluster has fewer
 than ``min_cluster_size`` members, the smallest such cluster (ties: smallest medoid index) is
 dissolved, its medoid dropped and its points sent to their next-nearest medoid; the local
 search then runs again with one medoid fewer. The fitted model may therefore have fewer than
@@ -47,6 +47,15 @@ import logging
 import math
 
 import numpy as np
+
+from rom.parallel import (
+    apply_product,
+    blas_threads,
+    check_collective,
+    get_comm,
+    replicated_sum,
+    validate_local_rows,
+)
 
 __all__ = [
     "KMedoids",
@@ -302,20 +311,7 @@ class KMedoids:
             v = self._value(D, cand)
             if v < best:
                 med, n_iter, best = cand, it, v
-        while True:
-            labels = _assign(D, med)
-            sizes = np.bincount(labels, minlength=len(med))
-            small = np.flatnonzero(sizes < self.min_cluster_size)
-            if small.size == 0:
-                break
-            drop = small[np.argmin(sizes[small])]  # smallest cluster, then smallest medoid
-            logger.warning(
-                "dissolving cluster of medoid %d (%d < min_cluster_size=%d members)",
-                med[drop],
-                sizes[drop],
-                self.min_cluster_size,
-            )
-            med, n_iter = self._local_search(D, np.delete(med, drop))
+        med, n_iter, labels, sizes = self._dissolve_small_clusters(D, med, n_iter)
         self.medoid_indices_ = med
         self.labels_ = labels
         d = D[np.arange(n), med[labels]]
@@ -335,6 +331,28 @@ class KMedoids:
         )
         return self
 
+    def _dissolve_small_clusters(
+        self, D: np.ndarray, med: np.ndarray, n_iter: int
+    ) -> tuple[np.ndarray, int, np.ndarray, np.ndarray]:
+        """Drop the smallest undersized cluster and search again, until none is undersized.
+
+        Returns ``(medoids, passes of the last search, labels, cluster sizes)``.
+        """
+        while True:
+            labels = _assign(D, med)
+            sizes = np.bincount(labels, minlength=len(med))
+            small = np.flatnonzero(sizes < self.min_cluster_size)
+            if small.size == 0:
+                return med, n_iter, labels, sizes
+            drop = small[np.argmin(sizes[small])]  # smallest cluster, then smallest medoid
+            logger.warning(
+                "dissolving cluster of medoid %d (%d < min_cluster_size=%d members)",
+                med[drop],
+                sizes[drop],
+                self.min_cluster_size,
+            )
+            med, n_iter = self._local_search(D, np.delete(med, drop))
+
     def fit_predict(self, D: np.ndarray, y=None) -> np.ndarray:
         """:meth:`fit` and return ``labels_``."""
         return self.fit(D).labels_
@@ -346,7 +364,8 @@ class KMedoids:
         ----------
         D_to_medoids : ndarray of shape (n_new, n_clusters_)
             Dissimilarity of each new point (rows) to each medoid (columns, in the order of
-            ``medoid_indices_``), e.g. from :func:`rom.local.dissimilarity.sine_dissimilarity_between`.
+            ``medoid_indices_``), e.g. from
+            :func:`rom.local.dissimilarity.sine_dissimilarity_between`.
 
         Returns
         -------
@@ -376,7 +395,7 @@ def choose_n_clusters(
     r"""Smallest :math:`K` whose largest cluster width is at most ``tol``.
 
     Fits :class:`KMedoids` for :math:`K = 1, 2, \dots` and stops at the first with
-    :math:`\max_k \max_{i\in C_k}\Delta[i, m_k] \le` ``tol`` (``METHODS.md`` section 3.5; in the
+    :math:`\max_k \max_{i\in C_k}\Delta[i, m_k] \le` ``tol`` (docs/theory.md §3.5; in the
     sine metric the width bounds the relative error of the medoid's span on every member). If no
     :math:`K \le` ``max_clusters`` meets it, the :math:`K` with the smallest largest width is
     returned (smallest :math:`K` on ties) and a warning logged.
@@ -478,15 +497,6 @@ def kmeans_snapshots(
     labels : ndarray of shape (n,)
     """
     from sklearn.cluster import KMeans
-
-    from rom.parallel import (
-        apply_product,
-        blas_threads,
-        check_collective,
-        get_comm,
-        replicated_sum,
-        validate_local_rows,
-    )
 
     comm = get_comm(comm)
     X, _ = validate_local_rows(X, "X", comm)
