@@ -1,6 +1,6 @@
 r"""Sine dissimilarity between snapshots and principal-angle distances between subspaces.
 
-Snapshots (``METHODS.md`` section 3.1; Daniel, Casenave, Akkari, Ketata, Ryckelynck,
+Snapshots (docs/theory.md §3.1; Daniel, Casenave, Akkari, Ketata, Ryckelynck,
 arXiv:2103.13683; Daniel, Casenave, Akkari, Ryckelynck, arXiv:2108.12291)::
 
     delta(u, v) = sin angle_M(u, v) = sqrt(max(0, 1 - <u,v>_M^2 / (||u||_M^2 ||v||_M^2)))
@@ -14,13 +14,13 @@ over ranks and broadcast from rank 0 (so every rank holds bit-identical values),
 
 Near-parallel pairs: from the Gram, :math:`1-c^2` carries an absolute error of about the unit
 roundoff, so :math:`\delta` has an absolute error of about :math:`u/\delta` and angles below
-about :math:`10^{-8}` are not resolved (``METHODS.md`` section 1). Pairs with
+about :math:`10^{-8}` are not resolved (docs/theory.md §1). Pairs with
 :math:`\delta <` ``refine_below`` (default ``1e-3``) are recomputed in the stable form
 :math:`\delta = \|\hat u - c\,\hat v\|_M` with :math:`\hat u = u/\|u\|_M`, :math:`c = \langle
 \hat u, \hat v\rangle_M` (one more reduction for all such pairs), which is accurate to a few
 units of roundoff in absolute terms.
 
-Subspaces (``METHODS.md`` section 3.1): for :math:`M`-orthonormal bases :math:`U, V` the
+Subspaces (docs/theory.md §3.1): for :math:`M`-orthonormal bases :math:`U, V` the
 principal angles satisfy :math:`\cos\theta_l = \sigma_l(U^T M V)`; the projection metric is
 :math:`\sin\theta_{\max} = \|P_U - P_V\|_2`, the chordal metric
 :math:`\sqrt{\sum_l \sin^2\theta_l} = \|P_U - P_V\|_F/\sqrt 2`, the geodesic (arc-length)
@@ -35,6 +35,7 @@ from collections.abc import Sequence
 import numpy as np
 from mpi4py import MPI
 
+from rom.compression import pod
 from rom.compression.truncation import truncation_rank, validate_truncation
 from rom.parallel import (
     Product,
@@ -150,7 +151,7 @@ def sine_dissimilarity(
         \delta_{ij} = \sqrt{1 - \frac{\langle x_i, x_j\rangle_M^2}{\|x_i\|_M^2\,\|x_j\|_M^2}}
         = \frac{\|x_i - P_{x_j} x_i\|_M}{\|x_i\|_M} \in [0, 1]
 
-    (Daniel et al., arXiv:2103.13683, arXiv:2108.12291; ``METHODS.md`` section 3.1.)
+    (Daniel et al., arXiv:2103.13683, arXiv:2108.12291; docs/theory.md §3.1.)
 
     Parameters
     ----------
@@ -318,7 +319,7 @@ def subspace_distance(
     ``"projection"``: :math:`\|P_U - P_V\|_2 = \sin\theta_{\max}` (1 when the dimensions
     differ); ``"chordal"``: :math:`\|P_U - P_V\|_F/\sqrt2 = \sqrt{|p-q|/2 + \sum_l
     \sin^2\theta_l}`; ``"geodesic"``: :math:`\sqrt{\sum_l \theta_l^2}` (equal dimensions only).
-    Principal angles from :func:`principal_angles` (``METHODS.md`` section 3.1). The first two
+    Principal angles from :func:`principal_angles` (docs/theory.md §3.1). The first two
     are metrics on the Grassmannian of a fixed dimension.
 
     Returns
@@ -337,6 +338,37 @@ def subspace_distance(
     return _distance_from_angles(theta, np.shape(U)[1], np.shape(V)[1], metric)
 
 
+def _common_dimension_bases(
+    trajectories: Sequence[np.ndarray],
+    rank: int | None,
+    rel_l2_err: float | None,
+    product: Product | None,
+    comm: MPI.Comm,
+) -> tuple[list[np.ndarray], int]:
+    """POD bases of the trajectories cut to the common dimension ``k``; ``(bases, k)``."""
+    bases, svs = [], []
+    for i, S in enumerate(trajectories):
+        S, _ = validate_local_rows(S, f"trajectory {i}", comm)
+        r = pod(S, product=product, comm=comm)
+        bases.append(r.modes)
+        svs.append(r.singular_values)
+    if rank is not None:
+        k = int(rank)
+    else:
+        ranks = [truncation_rank(sv, rel_l2_err=rel_l2_err) for sv in svs]
+        k = max(1, int(np.ceil(np.median(ranks))))
+    short = [i for i, U in enumerate(bases) if U.shape[1] < k]
+    if short:
+        logger.warning(
+            "%d trajectories have fewer than k=%d nonzero POD modes (first: %d); their "
+            "projection distance to the others is 1",
+            len(short),
+            k,
+            short[0],
+        )
+    return [U[:, :k] for U in bases], k
+
+
 def trajectory_dissimilarity(
     trajectories: Sequence[np.ndarray],
     *,
@@ -350,10 +382,10 @@ def trajectory_dissimilarity(
     r"""Pairwise principal-angle distances between the POD subspaces of trajectories.
 
     Each trajectory :math:`S_i` (snapshots of one simulation) gets an :math:`M`-orthonormal
-    POD basis :math:`V_i` of a common dimension :math:`k` (:func:`rom.compression._pod.pod`): ``rank=k``
-    directly, or with ``rel_l2_err=eps`` the median over trajectories of the smallest
+    POD basis :math:`V_i` of a common dimension :math:`k` (:func:`rom.compression.pod`):
+    ``rank=k`` directly, or with ``rel_l2_err=eps`` the median over trajectories of the smallest
     :math:`N_i` with :math:`\sum_{n>N_i}\sigma_n^2 \le \varepsilon^2\|S_i\|_M^2` (one :math:`k`
-    per study, ``METHODS.md`` section 3.1), capped by each trajectory's number of nonzero modes.
+    per study, docs/theory.md §3.1), capped by each trajectory's number of nonzero modes.
     All pairs then come from one Gram :math:`B^T M B`, :math:`B = [V_1 \dots V_n]`:
     :math:`\cos\theta_l = \sigma_l(V_i^T M V_j)`. Since
     :math:`\|(I-P_m)S_i\|_F \le d_P(V_i, V_m)\|S_i\|_F + \|(I-P_i)S_i\|_F`, the projection
@@ -379,8 +411,6 @@ def trajectory_dissimilarity(
         Symmetric, zero diagonal; identical on every rank.
     bases : list of ndarray, only with ``return_bases=True``
     """
-    from rom.compression._pod import pod  # local import: pod is a heavier module
-
     comm = get_comm(comm)
     err = _metric_error(metric)
     if err is None and (rank is None) == (rel_l2_err is None):
@@ -392,28 +422,7 @@ def trajectory_dissimilarity(
     if err is None and len(trajectories) == 0:
         err = "no trajectories given"
     check_collective(err, comm)
-    bases, svs = [], []
-    for i, S in enumerate(trajectories):
-        S, _ = validate_local_rows(S, f"trajectory {i}", comm)
-        r = pod(S, product=product, comm=comm)
-        U, sv = r.modes, r.singular_values
-        bases.append(U)
-        svs.append(sv)
-    if rank is not None:
-        k = int(rank)
-    else:
-        ranks = [truncation_rank(sv, rel_l2_err=rel_l2_err) for sv in svs]
-        k = max(1, int(np.ceil(np.median(ranks))))
-    short = [i for i, U in enumerate(bases) if U.shape[1] < k]
-    if short:
-        logger.warning(
-            "%d trajectories have fewer than k=%d nonzero POD modes (first: %d); their "
-            "projection distance to the others is 1",
-            len(short),
-            k,
-            short[0],
-        )
-    bases = [U[:, :k] for U in bases]
+    bases, k = _common_dimension_bases(trajectories, rank, rel_l2_err, product, comm)
     dims = [U.shape[1] for U in bases]
     offsets = np.concatenate([[0], np.cumsum(dims)])
     B = np.hstack(bases)
