@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
 
         # Online cost model c(N) of the efficiency estimate, from timed solves of one global
         # ROM truncated to several sizes (the maximum over ranks, so all ranks agree)
-        Vg, _ = pod(X, product=M, comm=comm, rank=min(64, X.shape[1]))
+        Vg = pod(X, product=M, comm=comm, rank=min(64, X.shape[1])).modes
         rom_g = LinearAffineROM.from_full(
             Vg,
             mass=M,

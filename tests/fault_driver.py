@@ -91,11 +91,11 @@ FAULTS = {name[2:]: fn for name, fn in globals().items() if name.startswith("f_"
 
 # --- the public functions under test -------------------------------------------------------
 CALLS = {
-    "pod-qr": lambda X, M: rom.pod(X, product=M, comm=COMM, method="qr", rank=RANK),
-    "pod-snapshots": lambda X, M: rom.pod(X, product=M, comm=COMM, method="snapshots", rank=RANK),
-    "isvd-fit": lambda X, M: rom.IncrementalSVD(rank=RANK, product=M, comm=COMM).fit(
-        X, block_size=3
+    "pod-qr": lambda X, M: rom.pod(X, product=M, comm=COMM, pod_method="qr", rank=RANK),
+    "pod-snapshots": lambda X, M: rom.pod(
+        X, product=M, comm=COMM, pod_method="snapshots", rank=RANK
     ),
+    "isvd-fit": lambda X, M: rom.IncrementalSVD(rank=RANK, product=M, comm=COMM).fit(X, chunk=3),
     "compress-incremental": lambda X, M: rom.compress(
         X, method="incremental", product=M, comm=COMM, rank=RANK, chunk=3
     ),

@@ -82,7 +82,9 @@ def test_galerkin_rom_on_the_snapshot_span_reproduces_the_trajectory(model, traj
     """With a basis spanning u^0..u^N (all vanish on the inflow boundary), the Galerkin ROM of
     the unconstrained affine terms equals the constrained FOM (rom.models.galerkin, independent code)."""
     u0 = model.initial_condition(MU)
-    V, _ = pod(np.column_stack([u0, trajectory]), product=model.mass, comm=model.comm, method="qr")
+    V = pod(
+        np.column_stack([u0, trajectory]), product=model.mass, comm=model.comm, pod_method="qr"
+    ).modes
     r = LinearAffineROM.from_full(
         V,
         mass=model.mass,

@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rom.compression._compress import CompressionResult, compress
+from rom.compression import CompressionResult, compress
 from rom.io import SnapshotStore
 from rom.parallel import distribute_rows, gather_rows, row_range
 
@@ -73,7 +73,8 @@ def check_result(res, A, comm, method, w=None):
     else:
         atol = 1e-10 * sref[0] if method == "batch" else res.error_bound + SLACK * norm
         np.testing.assert_allclose(res.singular_values, sref[:k], rtol=0, atol=atol)
-    assert "total" in res.timings
+    assert "total" in res.details["timings"]
+    np.testing.assert_allclose(res.total_energy, norm**2, rtol=1e-10)
 
 
 @pytest.mark.mpi
@@ -127,7 +128,7 @@ def test_out_of_core_peak_memory_under_budget(tmp_path, rng, method, opts):
     budget = 12 * 2**20
     Ur, _ = np.linalg.qr(rng.standard_normal((n, r)))
     store = SnapshotStore.create(tmp_path / "big.h5", {"u": np.arange(n)})
-    for j in range(0, m, 25):  # never more than 5 MB of snapshots in memory while writing
+    for _ in range(0, m, 25):  # never more than 5 MB of snapshots in memory while writing
         store.append({"u": Ur @ (rng.standard_normal((r, 25)) * np.logspace(0, -3, r)[:, None])})
     store.close()
     del Ur

@@ -98,7 +98,7 @@ BAD_X = {
 }
 SOLVERS = {
     "pod": lambda X, **kw: rom.pod(X, **kw),
-    "pod-qr": lambda X, **kw: rom.pod(X, method="qr", **kw),
+    "pod-qr": lambda X, **kw: rom.pod(X, pod_method="qr", **kw),
     "isvd": lambda X, **kw: rom.IncrementalSVD(**kw).fit(X),
     "randomized": lambda X, **kw: rom.randomized_svd(X, **{"rank": 2, **kw}),
     "compress": lambda X, **kw: rom.compress(X, **kw),
@@ -137,7 +137,7 @@ def test_nan_is_an_error_not_zero_modes(method):
     X = X_GOOD.copy()
     X[4, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        rom.pod(X, method=method, rank=2)
+        rom.pod(X, pod_method=method, rank=2)
     with pytest.raises(ValueError, match="NaN"):
         rom.compress(X, rank=2)
 

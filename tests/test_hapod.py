@@ -63,20 +63,23 @@ def test_random_tree_meets_mean_square_target(comm, seed):
     weighted = bool(g.integers(0, 2))
     w = weights(n) if weighted else None
     Al = distribute_rows(A, comm)
-    product = None if w is None else (lambda X, wl=distribute_rows(w, comm): wl[:, None] * X)
+    wl = None if w is None else distribute_rows(w, comm)
+    product = None if w is None else (lambda X: wl[:, None] * X)
     tree = random_tree(g, Al, 0, m, depth=int(g.integers(1, 4)))
-    Ul, s, res = hapod(tree, eps=eps, omega=omega, product=product, comm=comm)
-    U = gather_rows(Ul, comm)
+    res = hapod(tree, eps=eps, omega=omega, product=product, comm=comm)
+    s = res.singular_values
+    U = gather_rows(res.modes, comm)
     mse, normA = mean_sq_error(A, U, w)
     slack = (SLACK * normA) ** 2 / m
     assert mse <= eps**2 + slack
     # a posteriori: the sum of local tails bounds the error and stays within the a-priori one
-    assert mse * m <= res.error_bound**2 + (SLACK * normA) ** 2
-    assert res.error_bound <= res.guaranteed_bound * (1 + 1e-12)
-    assert res.n_snapshots == m
-    for node in res.nodes:
-        assert node["local_error"] <= node["tolerance"] * (1 + 1e-12) + SLACK * normA
+    assert math.sqrt(mse * m) <= res.error_bound + SLACK * normA  # rounding: u ||A||
+    assert res.error_bound <= res.details["guaranteed_bound"] * (1 + 1e-12)
+    assert res.n_snapshots == m and res.method == "hapod"
     W = np.ones(n) if w is None else w
+    np.testing.assert_allclose(res.total_energy, np.sum(W[:, None] * A * A), rtol=1e-12)
+    for node in res.details["nodes"]:
+        assert node["local_error"] <= node["tolerance"] * (1 + 1e-12) + SLACK * normA
     assert np.abs((U * W[:, None]).T @ U - np.eye(len(s))).max() <= 1e-12
 
 
@@ -87,16 +90,19 @@ def test_dist_and_inc_hapod_guarantee(comm, rng, shape, rel_eps):
     A = snapshots(rng, n, m, decay=7)
     eps = rel_eps * np.linalg.norm(A) / math.sqrt(m)
     f = dist_hapod if shape == "dist" else inc_hapod
-    Ul, s, res = f(distribute_rows(A, comm), eps=eps, chunk=9, comm=comm)
-    U = gather_rows(Ul, comm)
+    res = f(distribute_rows(A, comm), eps=eps, chunk=9, comm=comm)
+    s = res.singular_values
+    U = gather_rows(res.modes, comm)
+    assert res.n_snapshots == m
+    np.testing.assert_allclose(res.total_energy, np.sum(A * A), rtol=1e-12)
     mse, normA = mean_sq_error(A, U)
     assert mse <= eps**2 + (SLACK * normA) ** 2 / m
-    assert mse * m <= res.error_bound**2 + (SLACK * normA) ** 2
+    assert math.sqrt(mse * m) <= res.error_bound + SLACK * normA  # rounding: u ||A||
     # no better than the optimum: POD of A with the same number of modes (LAPACK)
     sref = np.linalg.svd(A, compute_uv=False)
     assert mse * m >= np.sum(sref[len(s) :] ** 2) * (1 - 1e-8) - (SLACK * normA) ** 2
     # leaves never exceed their tolerance
-    for node in res.nodes:
+    for node in res.details["nodes"]:
         assert node["local_error"] <= node["tolerance"] * (1 + 1e-12) + SLACK * normA
 
 
@@ -107,9 +113,11 @@ def test_result_independent_of_rank_count(comm, rng, shape):
     A = snapshots(rng, n, m, decay=5)
     eps = 1e-3 * np.linalg.norm(A) / math.sqrt(m)
     f = dist_hapod if shape == "dist" else inc_hapod
-    U1, s1, _ = f(A, eps=eps, chunk=8)  # serial on every rank, the reference
-    Ul, s, _ = f(distribute_rows(A, comm), eps=eps, chunk=8, comm=comm)
-    U = gather_rows(Ul, comm)
+    r1 = f(A, eps=eps, chunk=8)  # serial on every rank, the reference
+    U1, s1 = r1.modes, r1.singular_values
+    r = f(distribute_rows(A, comm), eps=eps, chunk=8, comm=comm)
+    s = r.singular_values
+    U = gather_rows(r.modes, comm)
     assert len(s) == len(s1)
     np.testing.assert_allclose(s, s1, rtol=1e-12)
     Q1, Q2 = np.linalg.qr(U1)[0], np.linalg.qr(U)[0]

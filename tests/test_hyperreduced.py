@@ -39,7 +39,7 @@ def training():
     traj = fom.solve()
     from rom.compression import pod
 
-    Psi, _ = pod(traj.u, product=fom.mass, comm=fom.comm, method="qr", rtol=1e-12)
+    Psi = pod(traj.u, product=fom.mass, comm=fom.comm, pod_method="qr", rtol=1e-12).modes
     return fom, traj, Psi, fom.strain_at_qp(Psi)
 
 

@@ -297,9 +297,7 @@ def test_truncate_keeps_bound(comm, rng):
 def test_fit_equals_partial_fit_stream(comm, rng):
     A = prescribed(rng, 50, 23, np.logspace(0, -1, 6))
     est, U = run(A, comm, block=5, l2_err=0.01 * mnorm(A), n_total=23)
-    est2 = IncrementalSVD(comm=comm, l2_err=0.01 * mnorm(A)).fit(
-        distribute_rows(A, comm), block_size=5
-    )
+    est2 = IncrementalSVD(comm=comm, l2_err=0.01 * mnorm(A)).fit(distribute_rows(A, comm), chunk=5)
     np.testing.assert_allclose(est2.singular_values_, est.singular_values_, rtol=1e-13)
     assert est2.error_bound_ == pytest.approx(est.error_bound_, rel=1e-10, abs=1e-300)
     # fit forms each block's U^T C in the previous update's last sweep (lookahead); the
@@ -318,7 +316,7 @@ def test_fit_with_nan_in_a_later_block_keeps_the_earlier_blocks(comm, rng):
     bad[-1, 24] = np.nan  # last row: on the last rank only
     est = IncrementalSVD(comm=comm, rank=8)
     with pytest.raises(ValueError, match="NaN or Inf"):
-        est.fit(distribute_rows(bad, comm), block_size=10)
+        est.fit(distribute_rows(bad, comm), chunk=10)
     assert est.n_samples_seen_ == 20
     np.testing.assert_allclose(est.singular_values_, ref.singular_values_, rtol=1e-13)
     np.testing.assert_allclose(gather_rows(est.modes_, comm), Uref, rtol=0, atol=1e-12)
@@ -339,7 +337,7 @@ def test_row_split_sweeps_match_lapack_and_one_thread(rng, split_ranges):
     for pool in (1, 2):
         ranges.clear()
         with threadpool_limits(limits=pool, user_api="blas"):
-            est = IncrementalSVD(rank=30).fit(A, block_size=30)
+            est = IncrementalSVD(rank=30).fit(A, chunk=30)
         fits[pool] = (est, max(ranges))
     assert fits[1][1] == 1 and fits[2][1] == 2  # the two-thread run did split the sweeps
     Uref, sref, _ = np.linalg.svd(A, full_matrices=False)
@@ -371,7 +369,7 @@ def test_fit_lookahead_through_the_cholesky_qr_pass(comm, rng, monkeypatch):
         return real_fix(self, U, sv, Gam, G, threads, La)
 
     monkeypatch.setattr(isvd_mod.IncrementalSVD, "_orth_fix", recording)
-    est = IncrementalSVD(comm=comm, rank=30).fit(distribute_rows(A, comm), block_size=10)
+    est = IncrementalSVD(comm=comm, rank=30).fit(distribute_rows(A, comm), chunk=10)
     assert any(mapped)
     ref, Uref = run(A, comm, block=10, rank=30)
     U = gather_rows(est.modes_, comm)

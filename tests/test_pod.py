@@ -52,7 +52,8 @@ def test_singular_values_and_modes_match_lapack(comm, rng, method):
     n, m = 600, 40
     sv = np.logspace(0, -5, 25)
     A = prescribed(rng, n, m, sv)
-    U, s = rom.pod(distribute_rows(A, comm), comm=comm, method=method)
+    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+    U, s = res.modes, res.singular_values
     Uref, sref, _ = lapack_msvd(A)
     assert len(s) == 25
     atol = (1e-12 if method == "qr" else 1e-10) * sref[0]  # Gram eigenvalues: error ~ u s1^2 / s
@@ -71,7 +72,8 @@ def test_small_singular_values_accuracy(comm, rng, method):
     n, m = 500, 30
     sv = np.logspace(0, -12, 30)
     A = prescribed(rng, n, m, sv)
-    _, s = rom.pod(distribute_rows(A, comm), comm=comm, method=method)
+    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+    s = res.singular_values
     sref = np.linalg.svd(A, compute_uv=False)
     if method == "qr":
         assert len(s) == 30
@@ -89,7 +91,8 @@ def test_accurate_method_floor_is_the_documented_one(comm, rng):
     n, m = 40_000, 90
     sv = np.logspace(0, -13, 40)
     A = prescribed(rng, n, m, sv)
-    _, s = rom.pod(distribute_rows(A, comm), comm=comm, method="qr")
+    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method="qr")
+    s = res.singular_values
     u = np.finfo(float).eps
     floor = u * np.sqrt(11 * m * (n * m + m * (m + 1)))
     above = sv > 3 * floor
@@ -102,7 +105,8 @@ def test_rank_deficient_duplicate_and_zero_columns(comm, rng, method):
     n = 400
     B = prescribed(rng, n, 8, np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.25, 0.1]))
     A = np.hstack([B, B[:, :3], np.zeros((n, 4)), 2.0 * B[:, 5:6]])  # rank 8, 16 columns
-    U, s = rom.pod(distribute_rows(A, comm), comm=comm, method=method)
+    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+    U, s = res.modes, res.singular_values
     sref = np.linalg.svd(A, compute_uv=False)
     assert len(s) == 8
     np.testing.assert_allclose(s, sref[:8], rtol=1e-10)
@@ -119,7 +123,10 @@ def test_spd_product(comm, rng, method):
     A = prescribed(rng, n, m, np.logspace(0, -4, 20))
     w = rng.uniform(0.5, 3.0, n)  # a lumped mass matrix: SPD, row-distributable
     w_loc = distribute_rows(w, comm)
-    U, s = rom.pod(distribute_rows(A, comm), comm=comm, method=method, product=diag_product(w_loc))
+    res = rom.pod(
+        distribute_rows(A, comm), comm=comm, pod_method=method, product=diag_product(w_loc)
+    )
+    U, s = res.modes, res.singular_values
     Uref, sref, _ = lapack_msvd(A, w)
     np.testing.assert_allclose(s, sref[:20], rtol=1e-9 if method == "qr" else 1e-7)
     Ug = gather_rows(U, comm)
@@ -136,7 +143,8 @@ def test_dense_spd_product_serial(rng):
     L = np.linalg.cholesky(M)
     sref = np.linalg.svd(L.T @ A, compute_uv=False)
     for method in METHODS:
-        U, s = rom.pod(A, product=M, method=method)
+        res = rom.pod(A, product=M, pod_method=method)
+        U, s = res.modes, res.singular_values
         np.testing.assert_allclose(s, sref[:15], rtol=1e-8)
         assert np.abs(U.T @ M @ U - np.eye(15)).max() <= 1e-12
 
@@ -175,20 +183,27 @@ def test_truncation_rules(comm, rng, method, rule):
     sref_in = np.logspace(0, -6, 30) * (1 + 0.1 * np.sin(np.arange(30)))
     A = prescribed(rng, n, m, np.sort(sref_in)[::-1])
     sref = np.linalg.svd(A, compute_uv=False)
-    _, s, d = rom.pod(
-        distribute_rows(A, comm), comm=comm, method=method, return_details=True, **rule
-    )
+    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method, **rule)
+    s = res.singular_values
     assert len(s) == expected_rank(sref, **rule)
-    # the reported tail is the LAPACK tail
-    np.testing.assert_allclose(d["tail_energy"], np.sum(sref[len(s) :] ** 2), rtol=1e-6, atol=1e-24)
+    assert res.method == "batch" and res.n_snapshots == m and res.n_modes == len(s)
+    # the reported bound is the LAPACK tail, the total energy the Frobenius norm
+    tail = np.sqrt(np.sum(sref[len(s) :] ** 2))
+    np.testing.assert_allclose(res.error_bound, tail, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(res.total_energy, np.sum(A * A), rtol=1e-12)
+    # right singular vectors: A^T U = V Sigma
+    V = res.details["right_singular_vectors"]
+    np.testing.assert_allclose(A.T @ gather_rows(res.modes, comm), V * s, atol=1e-9 * sref[0])
 
 
 def test_results_identical_across_rank_counts(comm, rng):
     """Modes (with the sign convention) equal the serial computation on rank-local copies."""
     A = prescribed(rng, 333, 20, np.logspace(0, -3, 12))
     for method in METHODS:
-        U, s = rom.pod(distribute_rows(A, comm), comm=comm, method=method)
-        Us, ss = rom.pod(A, comm=None, method=method)  # serial, on every rank
+        res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+        U, s = res.modes, res.singular_values
+        res = rom.pod(A, comm=None, pod_method=method)
+        Us, ss = res.modes, res.singular_values  # serial, on every rank
         np.testing.assert_allclose(s, ss, rtol=1e-12)
         lo, hi = row_range(A.shape[0], comm)
         np.testing.assert_allclose(U, Us[lo:hi], atol=1e-10)
@@ -208,7 +223,7 @@ def test_pod_estimator_transform_roundtrip(comm, rng):
     np.testing.assert_allclose(
         est5.projection_error(X), np.sqrt(np.sum(sref[5:] ** 2) / np.sum(sref**2)), rtol=1e-8
     )
-    np.testing.assert_allclose(est5.truncation_error_, np.sqrt(np.sum(sref[5:] ** 2)), rtol=1e-6)
+    np.testing.assert_allclose(est5.error_bound_, np.sqrt(np.sum(sref[5:] ** 2)), rtol=1e-6)
 
 
 def test_nan_is_refused_on_every_rank(comm, rng):
@@ -231,15 +246,15 @@ def test_bad_shapes_and_options(comm, rng):
     with pytest.raises(ValueError, match="rtol"):
         rom.pod(X, comm=comm, rtol=-1.0)
     with pytest.raises(ValueError, match="method"):
-        rom.pod(X, comm=comm, method="svd")
+        rom.pod(X, comm=comm, pod_method="svd")
     with pytest.raises(RuntimeError, match="not fitted"):
         rom.POD().transform(X)
 
 
 def test_snapshot_method_warns_below_its_floor(rng):
     A = prescribed(rng, 200, 20, np.logspace(0, -12, 20))
-    with pytest.warns(UserWarning, match="method='qr'"):
-        rom.pod(A, method="snapshots", rel_l2_err=1e-11)
+    with pytest.warns(UserWarning, match="pod_method='qr'"):
+        rom.pod(A, pod_method="snapshots", rel_l2_err=1e-11)
 
 
 def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_ranges):
@@ -262,7 +277,8 @@ def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_
     for pool in (1, 2):
         ranges.clear()
         with threadpool_limits(limits=pool, user_api="blas"):
-            U, s = rom.pod(A, rank=30)
+            res = rom.pod(A, rank=30)
+            U, s = res.modes, res.singular_values
         runs[pool] = (U, s, max(ranges))
         np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-10)
         assert projector_distance(U, Uref[:, :30]) <= 1e-4  # sigma_30 = 1e-6: angle ~ u/s^2
@@ -291,7 +307,8 @@ def test_row_split_accurate_method_matches_lapack_and_one_thread(rng, split_rang
     for pool in (1, 2):
         rec_pod.clear()
         with threadpool_limits(limits=pool, user_api="blas"):
-            U, s = rom.pod(A, method="qr", rank=30)
+            res = rom.pod(A, pod_method="qr", rank=30)
+            U, s = res.modes, res.singular_values
         runs[pool] = (U, s, max(rec_pod), len(rec_pod))
         np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-14)
         assert projector_distance(U[:, :20], Uref[:, :20]) <= 1e-8

@@ -37,10 +37,10 @@ def weights(n):
 def test_hmt_deviation_bound_without_power_iterations(comm, rng):
     n, m, k, p = 300, 120, 10, 10
     A, s = decaying(rng, n, m, rate=0.8)
-    Ul, sv = randomized_svd(
+    res = randomized_svd(
         distribute_rows(A, comm), rank=k, oversampling=p, power_iterations=0, comm=comm, seed=3
     )
-    U = gather_rows(Ul, comm)
+    U = gather_rows(res.modes, comm)
     err2 = np.linalg.norm(A - U @ (U.T @ A), 2)
     bound = (1 + 11 * math.sqrt(k + p) * math.sqrt(min(m, n))) * s[k] + s[k]
     assert err2 <= bound
@@ -55,9 +55,10 @@ def test_power_iterations_near_optimal_and_m_orthonormal(comm, rng, weighted):
     w = weights(n) if weighted else np.ones(n)
     wl = distribute_rows(w, comm)
     product = (lambda X: wl[:, None] * X) if weighted else None
-    Ul, sv = randomized_svd(
+    res = randomized_svd(
         distribute_rows(A, comm), rank=k, power_iterations=2, product=product, comm=comm, seed=11
     )
+    Ul, sv = res.modes, res.singular_values
     U = gather_rows(Ul, comm)
     MU = U * w[:, None]
     assert np.abs(U.T @ MU - np.eye(k)).max() <= 1e-12
@@ -74,14 +75,19 @@ def test_power_iterations_near_optimal_and_m_orthonormal(comm, rng, weighted):
 def test_independent_of_rank_count_and_streamed(comm, rng):
     n, m, k = 200, 90, 8
     A, s = decaying(rng, n, m, rate=0.7)
-    U1, s1 = randomized_svd(A, rank=k, seed=5)  # serial reference on every rank
-    Ul, sv = randomized_svd(distribute_rows(A, comm), rank=k, comm=comm, seed=5)
+    res = randomized_svd(A, rank=k, seed=5)
+    U1, s1 = res.modes, res.singular_values  # serial reference on every rank
+    res = randomized_svd(distribute_rows(A, comm), rank=k, comm=comm, seed=5)
+    Ul, sv = res.modes, res.singular_values
     np.testing.assert_allclose(sv, s1, rtol=1e-12)
     U = gather_rows(Ul, comm)
     Q1, Q2 = np.linalg.qr(U1)[0], np.linalg.qr(U)[0]
     assert np.linalg.norm(Q2 - Q1 @ (Q1.T @ Q2), 2) <= 1e-10
     ncols, blocks = column_chunks(distribute_rows(A, comm), chunk=13)
-    Usl, ss = randomized_svd_streamed(blocks, ncols, rank=k, comm=comm, seed=5)
+    res = randomized_svd_streamed(blocks, ncols, rank=k, comm=comm, seed=5)
+    Usl, ss = res.modes, res.singular_values
+    assert res.method == "randomized" and res.error_bound is None and res.n_snapshots == m
+    np.testing.assert_allclose(res.total_energy, np.sum(A * A), rtol=1e-12)
     Us = gather_rows(Usl, comm)
     sref = np.linalg.svd(A, compute_uv=False)
     np.testing.assert_allclose(ss[: k // 2], sref[: k // 2], rtol=1e-10)

@@ -129,7 +129,9 @@ def test_held_out_error_small_and_decreasing_with_basis_size(comm, rng):
     M, A, F, _ = fem_1d()
     S = training(M, A, F, rng)
     Mop = distributed(M, comm)
-    modes, sv = rom.pod(distribute_rows(S, comm), product=Mop, comm=comm, rank=20, method="qr")
+    modes = rom.pod(
+        distribute_rows(S, comm), product=Mop, comm=comm, rank=20, pod_method="qr"
+    ).modes
     full = LinearAffineROM.from_full(
         modes,
         mass=Mop,

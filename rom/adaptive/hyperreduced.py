@@ -586,6 +586,6 @@ def _integrand_basis_rows(
         rows[r] = 1.0 / np.sqrt(volume)
         return rows
     else:
-        U, _ = pod(Gt, comm=comm, method="qr", rel_l2_err=svd_tol)
+        U = pod(Gt, comm=comm, pod_method="qr", rel_l2_err=svd_tol).modes
     volume = float(allreduce_sum(w.sum(), comm))
     return np.vstack([(U / sw[:, None]).T, np.full((1, n_q), 1.0 / np.sqrt(volume))])

@@ -4,9 +4,10 @@ Every method takes this rank's rows plus ``comm`` and the same truncation option
 (``rank``, ``rtol``, ``l2_err``, ``rel_l2_err``; see :mod:`rom.compression.truncation`).
 """
 
-from rom.compression._compress import METHODS, CompressionResult, compress
-from rom.compression._hapod import Chunk, HapodResult, column_chunks, dist_hapod, hapod, inc_hapod
+from rom.compression._compress import METHODS, compress
+from rom.compression._hapod import Chunk, column_chunks, dist_hapod, hapod, inc_hapod
 from rom.compression._pod import POD, pod
+from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd
 from rom.compression.truncation import tail_energies, truncation_rank
@@ -16,7 +17,6 @@ __all__ = [
     "POD",
     "Chunk",
     "CompressionResult",
-    "HapodResult",
     "IncrementalSVD",
     "column_chunks",
     "compress",

@@ -9,7 +9,7 @@ owned rows of all snapshots fit.
 =============  ==============================================  ================================
 method         algorithm                                       ``error_bound``
 =============  ==============================================  ================================
-"batch"        :func:`rom.compression._pod.pod` on all columns              tail :math:`\\sqrt{\\sum_{n>N}
+"batch"        :func:`rom.compression.pod` on all columns       tail :math:`\\sqrt{\\sum_{n>N}
                                                                \\sigma_n^2}` (exact)
 "incremental"  :class:`rom.compression.incremental_svd.IncrementalSVD`     :math:`\\sqrt{D}` (running)
 "hapod"        :func:`rom.compression._hapod.dist_hapod` (star, chunks)     :math:`\\sqrt{\\sum_\\alpha
@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -34,9 +34,9 @@ from mpi4py import MPI
 
 from rom.compression._hapod import _is_store, column_chunks, dist_hapod
 from rom.compression._pod import pod
+from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd, randomized_svd_streamed
-from rom.compression.truncation import truncation_rank, validate_truncation
 from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
 
 __all__ = ["CompressionResult", "compress", "METHODS"]
@@ -51,34 +51,6 @@ _OPTIONS = {
     "hapod": {"eps", "l2_err", "rel_l2_err", "omega", "pod_method"},
     "randomized": {"rank", "oversampling", "power_iterations", "seed"},
 }
-
-
-@dataclass
-class CompressionResult:
-    """Outcome of :func:`compress`.
-
-    Attributes
-    ----------
-    modes : ndarray of shape (n_local, N)
-        This rank's rows of the :math:`M`-orthonormal modes.
-    singular_values : ndarray of shape (N,)
-    method : str
-    n_snapshots : int
-    error_bound : float or None
-        Upper bound on :math:`\\|S - UU^TMS\\|_F` (``None`` for ``"randomized"``).
-    timings : dict
-        Seconds: ``"total"`` and, where measured, ``"energy_pass"``.
-    details : dict
-        Method-specific extras (e.g. the :class:`rom.compression._hapod.HapodResult`).
-    """
-
-    modes: np.ndarray
-    singular_values: np.ndarray
-    method: str
-    n_snapshots: int
-    error_bound: float | None
-    timings: dict = field(default_factory=dict)
-    details: dict = field(default_factory=dict)
 
 
 def _energy(blocks, product, comm) -> float:
@@ -169,91 +141,68 @@ def compress(
     else:
         n, blocks = column_chunks(source, chunk=int(chunk))
     timings: dict[str, float] = {}
-    details: dict[str, Any] = {}
-
     if method == "batch":
         X = source.read(field) if store else source
-        opts = {k: v for k, v in truncation.items() if k != "pod_method"}
-        check_collective(validate_truncation(**opts), comm)
-        # all modes, then the rule here: the tail is summed from the dropped values (smallest
-        # first) plus the unresolved remainder, never as total - kept (METHODS section 1)
-        U, s, d = pod(
-            X,
-            product=product,
-            comm=comm,
-            method=truncation.get("pod_method", "qr"),
-            return_details=True,
-        )
-        total = d["total_energy"]
-        extra = max(total - float(np.sum(s[::-1] ** 2)), 0.0)
-        N = truncation_rank(s, total_energy=total, extra_tail=extra, **opts)
-        bound = math.sqrt(float(np.sum(s[N:][::-1] ** 2)) + extra)
-        U, s = U[:, :N], s[:N]
-        details["total_energy"] = total
+        opts = {"pod_method": "qr", **truncation}
+        res = pod(X, product=product, comm=comm, **opts)
     elif method == "incremental":
-        est = IncrementalSVD(
-            product=product,
-            comm=comm,
-            keep_coefficients=False,
-            n_total=n if truncation.get("l2_err") is not None else None,
-            **truncation,
-        )
-        for _, b in blocks():
-            est.partial_fit(b)
-        if n == 0:
-            check_collective("compress: the source has no snapshots", comm)
-        est.check_orthonormality()
-        U, s, bound = est.modes_, est.singular_values_, est.error_bound_
-        details["total_energy"] = est.total_energy_
+        res = _incremental(blocks, n, product, comm, truncation)
     elif method == "hapod":
-        if n == 0:
-            check_collective("compress: the source has no snapshots", comm)
-        if "eps" in truncation:
-            eps = float(truncation["eps"])
-        elif "l2_err" in truncation:
-            eps = float(truncation["l2_err"]) / math.sqrt(n)
-        else:
-            t1 = time.perf_counter()
-            total = _energy(blocks, product, comm)
-            timings["energy_pass"] = time.perf_counter() - t1
-            eps = float(truncation["rel_l2_err"]) * math.sqrt(total / n)
-        U, s, res = dist_hapod(
-            source,
-            eps=eps,
-            omega=truncation.get("omega", 0.9),
-            chunk=int(chunk),
-            field=field,
-            product=product,
-            comm=comm,
-            method=truncation.get("pod_method", "qr"),
-        )
-        bound = res.error_bound
-        details["hapod"] = res
-    else:  # randomized
-        opts = {
-            k: truncation[k]
-            for k in ("oversampling", "power_iterations", "seed")
-            if k in truncation
-        }
-        if store:
-            U, s = randomized_svd_streamed(
-                blocks, n, rank=truncation["rank"], product=product, comm=comm, **opts
-            )
-        else:
-            U, s = randomized_svd(
-                source, rank=truncation["rank"], product=product, comm=comm, **opts
-            )
-        bound = None
+        res = _hapod(source, blocks, n, chunk, field, product, comm, truncation, timings)
+    elif store:
+        res = randomized_svd_streamed(blocks, n, product=product, comm=comm, **truncation)
+    else:
+        res = randomized_svd(source, product=product, comm=comm, **truncation)
     timings["total"] = time.perf_counter() - t0
     logger.debug(
-        "compress(%s): %d snapshots -> %d modes in %.3g s", method, n, len(s), timings["total"]
+        "compress(%s): %d snapshots -> %d modes in %.3g s", method, n, res.n_modes, timings["total"]
     )
+    return replace(res, method=method, details={**res.details, "timings": timings})
+
+
+def _incremental(blocks, n, product, comm, truncation) -> CompressionResult:
+    est = IncrementalSVD(
+        product=product,
+        comm=comm,
+        keep_coefficients=False,
+        n_total=n if truncation.get("l2_err") is not None else None,
+        **truncation,
+    )
+    for _, b in blocks():
+        est.partial_fit(b)
+    if n == 0:
+        check_collective("compress: the source has no snapshots", comm)
+    est.check_orthonormality()
     return CompressionResult(
-        modes=U,
-        singular_values=s,
-        method=method,
+        modes=est.modes_,
+        singular_values=est.singular_values_,
+        error_bound=est.error_bound_,
+        total_energy=est.total_energy_,
         n_snapshots=n,
-        error_bound=bound,
-        timings=timings,
-        details=details,
+        method="incremental",
+        details={"discarded_energy": est.discarded_energy_},
+    )
+
+
+def _hapod(source, blocks, n, chunk, field, product, comm, truncation, timings):
+    if n == 0:
+        check_collective("compress: the source has no snapshots", comm)
+    if "eps" in truncation:
+        eps = float(truncation["eps"])
+    elif "l2_err" in truncation:
+        eps = float(truncation["l2_err"]) / math.sqrt(n)
+    else:
+        t1 = time.perf_counter()
+        total = _energy(blocks, product, comm)
+        timings["energy_pass"] = time.perf_counter() - t1
+        eps = float(truncation["rel_l2_err"]) * math.sqrt(total / n)
+    return dist_hapod(
+        source,
+        eps=eps,
+        omega=truncation.get("omega", 0.9),
+        chunk=int(chunk),
+        field=field,
+        product=product,
+        comm=comm,
+        pod_method=truncation.get("pod_method", "qr"),
     )

@@ -1,6 +1,6 @@
 """Hierarchical approximate POD (HAPOD) over trees of column chunks.
 
-Himpe, Leibner, Rave, SIAM J. Sci. Comput. 40(5), 2018 (``METHODS.md`` section 2.3). A tree
+Himpe, Leibner, Rave, SIAM J. Sci. Comput. 40(5), 2018 (docs/theory.md §2.3). A tree
 :math:`T` with root :math:`\\rho`; each leaf holds a slice of the snapshots (a column chunk);
 every node :math:`\\alpha` computes a POD of its input (its snapshots, or its children's modes
 scaled by their singular values) truncated with ``l2_err`` :math:`=\\varepsilon(\\alpha)`:
@@ -24,7 +24,7 @@ uses :math:`\\varepsilon(\\rho) = \\varepsilon^*\\sqrt{|S|}`.
 
 Shapes: :func:`dist_hapod` is the star (two-level) tree over column chunks, :func:`inc_hapod`
 the incremental chain, run as Brand updates (:class:`rom.compression.incremental_svd.IncrementalSVD`) with
-the streaming allowance of ``METHODS.md`` section 2.3: each block of :math:`c_t` columns may
+the streaming allowance of docs/theory.md §2.3: each block of :math:`c_t` columns may
 discard :math:`(1-\\omega^2)\\varepsilon^{*2}c_t` (unused allowance carried forward) and the
 final truncation brings the total to at most :math:`\\varepsilon^{*2}|S|`; no depth is needed
 and the stream length may be unknown. Trees are built over column chunks, never over ranks,
@@ -35,22 +35,47 @@ enforced.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
 from rom.compression._pod import pod
+from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.compression.truncation import truncation_rank
 from rom.parallel import Product, check_collective, get_comm
 
-__all__ = ["Chunk", "HapodResult", "hapod", "dist_hapod", "inc_hapod", "column_chunks"]
+__all__ = ["Chunk", "hapod", "dist_hapod", "inc_hapod", "column_chunks"]
+
+
+def _hapod_result(modes, sv, *, method, n, total_energy, eps, omega, n_levels, nodes, extra, t0):
+    total = math.fsum(nd["local_error"] ** 2 for nd in nodes)
+    details = dict(
+        eps=eps,
+        omega=omega,
+        n_levels=n_levels,
+        nodes=nodes,
+        guaranteed_bound=eps * math.sqrt(n),
+        mean_squared_error_bound=total / n if n else 0.0,
+        timings={"total": time.perf_counter() - t0},
+        **extra,
+    )
+    return CompressionResult(
+        modes=modes,
+        singular_values=sv,
+        error_bound=math.sqrt(total),
+        total_energy=float(total_energy),
+        n_snapshots=n,
+        method=method,
+        details=details,
+    )
+
 
 logger = logging.getLogger(__name__)
 
@@ -61,49 +86,6 @@ class Chunk:
 
     n_columns: int
     load: Callable[[], np.ndarray]
-
-
-@dataclass
-class HapodResult:
-    """Outcome of a HAPOD.
-
-    Attributes
-    ----------
-    modes : ndarray of shape (n_local, N)
-        :math:`M`-orthonormal modes of the root.
-    singular_values : ndarray of shape (N,)
-    n_snapshots : int
-        :math:`|S|`.
-    eps : float
-        The mean-square target :math:`\\varepsilon^*`.
-    omega : float
-    n_levels : int
-        :math:`L`, levels that perform a POD (0 for the incremental chain: no depth needed).
-    nodes : list of dict
-        Per node: ``path`` (child indices from the root; for the chain, the block number),
-        ``depth``, ``n_snapshots`` (:math:`|S_\\alpha|`), ``tolerance``
-        (:math:`\\varepsilon(\\alpha)`, or the allowance for the chain), ``local_error``
-        (:math:`\\sqrt{t_\\alpha}`), ``n_modes``.
-    error_bound : float
-        :math:`\\sqrt{\\sum_\\alpha t_\\alpha} \\ge \\|S - P_\\rho S\\|_{M,F}` (a posteriori).
-    guaranteed_bound : float
-        :math:`\\varepsilon^*\\sqrt{|S|}` (a priori, absolute Frobenius).
-    mean_squared_error_bound : float
-        ``error_bound**2 / n_snapshots`` :math:`\\le \\varepsilon^{*2}`.
-    timings : dict
-    """
-
-    modes: np.ndarray
-    singular_values: np.ndarray
-    n_snapshots: int
-    eps: float
-    omega: float
-    n_levels: int
-    nodes: list[dict] = field(default_factory=list)
-    error_bound: float = 0.0
-    guaranteed_bound: float = 0.0
-    mean_squared_error_bound: float = 0.0
-    timings: dict = field(default_factory=dict)
 
 
 def _is_store(source: Any) -> bool:
@@ -192,25 +174,18 @@ def _eps_error(eps: Any, omega: Any) -> str | None:
     return None
 
 
-def _node_pod(
-    X: np.ndarray, l2_err: float, *, product, comm, method: str
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """POD of one node truncated at ``l2_err``; returns modes, values and the local tail.
+def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str):
+    """POD of one node truncated at ``l2_err``.
 
-    The tail is summed from the dropped singular values (smallest first) plus the remainder
-    the POD could not resolve (``total - sum(sv**2)``, rounding level), never as
-    ``total - kept``: that difference is noise when the tail is below ``u * total``
-    (``METHODS.md`` section 1). With ``method="qr"`` (the default of the HAPOD functions) the
-    singular values are accurate to about ``u * sigma_1``, so the tails, and the bound, are
-    reliable down to relative errors near ``u``; the method of snapshots resolves tails only
-    above about ``sqrt(u) * ||X||``.
+    The local tail :math:`t_\\alpha` is the pod's ``error_bound**2``: the dropped
+    :math:`\\sigma^2` summed from the small end, including those the POD could not resolve,
+    never ``total - kept`` (that difference is rounding noise of size :math:`u\\|X\\|^2`,
+    docs/theory.md §1). With ``pod_method="qr"`` (the default of the HAPOD functions) the
+    singular values are accurate to about :math:`u\\sigma_1`, so the tails, and the bound,
+    are reliable down to relative errors near :math:`u`; the method of snapshots resolves
+    tails only above about :math:`\\sqrt{u}\\|X\\|`.
     """
-    U, s, d = pod(X, product=product, comm=comm, method=method, return_details=True)
-    sq = s[::-1] ** 2
-    extra = max(d["total_energy"] - float(np.sum(sq)), 0.0)
-    N = truncation_rank(s, l2_err=l2_err, extra_tail=extra)
-    tail = float(np.sum(sq[: len(s) - N])) + extra
-    return U[:, :N], s[:N].copy(), tail
+    return pod(X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err)
 
 
 def hapod(
@@ -220,8 +195,8 @@ def hapod(
     omega: float = 0.9,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
-    method: str = "qr",
-) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+    pod_method: str = "qr",
+) -> CompressionResult:
     """HAPOD over a tree of column chunks with the tolerances of the module docstring.
 
     Parameters
@@ -239,26 +214,35 @@ def hapod(
         Inner product :math:`M`.
     comm : mpi4py communicator, optional
         Serial when ``None``.
-    method : {"qr", "snapshots"}
-        POD method of the nodes (:func:`rom.compression._pod.pod`). ``"qr"`` resolves the local tails
+    pod_method : {"qr", "snapshots"}
+        POD method of the nodes (:func:`rom.compression.pod`). ``"qr"`` resolves the local tails
         down to round-off, so the a-posteriori bound is reliable for any ``eps``;
         ``"snapshots"`` is faster but its tails are noise below about
         :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``).
 
     Returns
     -------
-    modes : ndarray of shape (n_local, N)
-    singular_values : ndarray of shape (N,)
-    result : HapodResult
+    CompressionResult
+        ``method="hapod"``; ``error_bound`` :math:`= \\sqrt{\\sum_\\alpha t_\\alpha} \\ge
+        \\|S - P_\\rho S\\|_{M,F}` (a posteriori). ``details``: ``eps``
+        (:math:`\\varepsilon^*`), ``omega``, ``n_levels`` (:math:`L`), ``nodes`` (per node:
+        ``path``, ``depth``, ``n_snapshots`` :math:`|S_\\alpha|`, ``tolerance``
+        :math:`\\varepsilon(\\alpha)`, ``local_error`` :math:`\\sqrt{t_\\alpha}`,
+        ``n_input``, ``n_modes``), ``guaranteed_bound`` (:math:`\\varepsilon^*\\sqrt{|S|}`,
+        a priori), ``mean_squared_error_bound`` (``error_bound**2 / n_snapshots``
+        :math:`\\le \\varepsilon^{*2}`), ``pod_method`` and ``timings``.
     """
     comm = get_comm(comm)
     err = _eps_error(eps, omega) or _tree_error(tree)
+    if err is None and pod_method not in ("qr", "snapshots"):
+        err = f"pod_method must be 'qr' or 'snapshots', got {pod_method!r}"
     check_collective(err, comm)
     t0 = time.perf_counter()
     n = _n_columns(tree)
     L = _depth(tree)
     eps, omega = float(eps), float(omega)
     nodes: list[dict] = []
+    leaf_energy = [0.0]
 
     def tol(n_alpha: int, is_root: bool) -> float:
         if L == 1:
@@ -280,34 +264,35 @@ def hapod(
                 parts.append(U * s)
             X = np.hstack(parts)
         e = tol(n_alpha, not path)
-        U, s, tail = _node_pod(X, e, product=product, comm=comm, method=method)
+        r = _node_pod(X, e, product=product, comm=comm, pod_method=pod_method)
+        if isinstance(t, (Chunk, np.ndarray)):
+            leaf_energy[0] += r.total_energy
         nodes.append(
             dict(
                 path=path,
                 depth=len(path) + 1,
                 n_snapshots=n_alpha,
                 tolerance=e,
-                local_error=math.sqrt(tail),
+                local_error=r.error_bound,
                 n_input=X.shape[1],
-                n_modes=len(s),
+                n_modes=r.n_modes,
             )
         )
-        return U, s
+        return r.modes, r.singular_values
 
     U, s = visit(tree, ())
-    total = sum(nd["local_error"] ** 2 for nd in nodes)
-    res = HapodResult(
-        modes=U,
-        singular_values=s,
-        n_snapshots=n,
+    res = _hapod_result(
+        U,
+        s,
+        method="hapod",
+        n=n,
+        total_energy=leaf_energy[0],
         eps=eps,
         omega=omega,
         n_levels=L,
         nodes=nodes,
-        error_bound=math.sqrt(total),
-        guaranteed_bound=eps * math.sqrt(n),
-        mean_squared_error_bound=total / n if n else 0.0,
-        timings={"total": time.perf_counter() - t0},
+        extra={"pod_method": pod_method},
+        t0=t0,
     )
     logger.debug(
         "hapod: %d nodes, %d levels, %d modes, bound %.3e (a priori %.3e)",
@@ -315,19 +300,21 @@ def hapod(
         L,
         len(s),
         res.error_bound,
-        res.guaranteed_bound,
+        res.details["guaranteed_bound"],
     )
-    return U, s, res
+    return res
+
+
+def _read_columns(store: Any, field: str | None, start: int, chunk: int) -> np.ndarray:
+    stop = min(start + chunk, int(store.n_snapshots))
+    return store.read(field, columns=slice(start, stop))
 
 
 def _leaves(source: Any, chunk: int, field: str | None) -> list:
     if _is_store(source):
         n = int(source.n_snapshots)
         return [
-            Chunk(
-                min(chunk, n - j),
-                lambda a=j, b=min(j + chunk, n): source.read(field, columns=slice(a, b)),
-            )
+            Chunk(min(chunk, n - j), functools.partial(_read_columns, source, field, j, chunk))
             for j in range(0, n, chunk)
         ]
     if isinstance(source, np.ndarray):
@@ -350,8 +337,8 @@ def dist_hapod(
     field: str | None = None,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
-    method: str = "qr",
-) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+    pod_method: str = "qr",
+) -> CompressionResult:
     """Distributed HAPOD: a star (two-level) tree over column chunks.
 
     Each chunk of ``chunk`` columns (of an ndarray of owned rows, a list of blocks, or a
@@ -359,13 +346,13 @@ def dist_hapod(
     :math:`\\sqrt{1-\\omega^2}\\varepsilon^*\\sqrt{|S_\\alpha|}`; the root PODs the scaled leaf
     modes at :math:`\\omega\\varepsilon^*\\sqrt{|S|}` (:math:`L = 2`). Leaves are chunks of
     columns, not ranks, so results do not depend on the rank count. Same returns as
-    :func:`hapod`.
+    :func:`hapod` (``method="hapod"``).
     """
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         check_collective(f"chunk must be a positive integer, got {chunk!r}", comm)
     leaves = _leaves(source, int(chunk), field)
     # the list of leaves is the star: a root above every leaf (L = 2)
-    return hapod(leaves, eps=eps, omega=omega, product=product, comm=comm, method=method)
+    return hapod(leaves, eps=eps, omega=omega, product=product, comm=comm, pod_method=pod_method)
 
 
 def inc_hapod(
@@ -378,7 +365,7 @@ def inc_hapod(
     product: Product | None = None,
     comm: MPI.Comm | None = None,
     novelty_tol: float = 1e-10,
-) -> tuple[np.ndarray, np.ndarray, HapodResult]:
+) -> CompressionResult:
     """Incremental HAPOD (a chain) by Brand updates with the streaming allowance.
 
     Block :math:`t` (of :math:`c_t` columns) may discard :math:`(1-\\omega^2)
@@ -386,8 +373,8 @@ def inc_hapod(
     total discarded energy :math:`\\le \\varepsilon^{*2}|S|` (module docstring). ``source``:
     an ndarray of owned rows, a list of blocks, a :class:`rom.io.SnapshotStore`, or any
     iterable of blocks (a stream of unknown length). Memory :math:`O(n_{local}(N + c))`.
-    Same returns as :func:`hapod`; ``result.nodes`` has one entry per block plus the final
-    truncation.
+    Same returns as :func:`hapod` (``method="inc_hapod"``, ``n_levels`` 0, no ``pod_method``);
+    ``details["nodes"]`` has one entry per block plus the final truncation.
     """
     comm = get_comm(comm)
     check_collective(_eps_error(eps, omega), comm)
@@ -434,18 +421,16 @@ def inc_hapod(
             n_modes=est.n_components_,
         )
     )
-    D = est.discarded_energy_
-    res = HapodResult(
-        modes=est.modes_,
-        singular_values=est.singular_values_,
-        n_snapshots=n,
+    return _hapod_result(
+        est.modes_,
+        est.singular_values_,
+        method="inc_hapod",
+        n=n,
+        total_energy=est.total_energy_,
         eps=eps,
         omega=omega,
         n_levels=0,
         nodes=nodes,
-        error_bound=math.sqrt(D),
-        guaranteed_bound=eps * math.sqrt(n),
-        mean_squared_error_bound=D / n,
-        timings={"total": time.perf_counter() - t0},
+        extra={},
+        t0=t0,
     )
-    return est.modes_, est.singular_values_, res

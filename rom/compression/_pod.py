@@ -6,15 +6,15 @@ product :math:`M` (``product=``; Euclidean by default), the POD modes are the le
 :math:`V^T V = I`. The rank-:math:`N` POD space minimizes
 :math:`\\sum_i \\|s_i - P_N s_i\\|_M^2 = \\sum_{n>N} \\sigma_n^2` (Schmidt-Eckart-Young).
 
-Two methods (``METHODS.md`` sections 1 and 4 of ``DESIGN.md``):
+Two methods (``pod_method``; docs/theory.md §1 and docs/concepts.md):
 
-``method="snapshots"`` (fast)
+``pod_method="snapshots"`` (fast)
     Method of snapshots: :math:`G = S^T M S = \\sum_p S_p^T (MS)_p` (one reduction of an
     :math:`m\\times m` matrix), :math:`G = V \\Lambda V^T`, :math:`\\sigma_n = \\sqrt{\\lambda_n}`,
     :math:`U = S V_N \\Sigma_N^{-1}`. The eigenvalues carry an absolute error of about
     :math:`u\\,\\sigma_1^2`, so singular values below :math:`\\sqrt{u}\\,\\sigma_1 \\approx 10^{-8}
     \\sigma_1` are noise: modes below ``1e-7 * sigma_1`` are never returned by this method.
-``method="qr"`` (accurate)
+``pod_method="qr"`` (accurate)
     :math:`M`-orthonormal QR :math:`S = QR` by rank-revealing shifted Cholesky-QR3
     (:func:`cholesky_qr`: three Gram products and triangular solves, one reduction each), then
     the SVD of the small :math:`R = U_R \\Sigma V^T` gives :math:`U = Q U_R`. Singular values are
@@ -41,6 +41,7 @@ import numpy as np
 import scipy.linalg as sla
 from mpi4py import MPI
 
+from rom.compression._result import CompressionResult
 from rom.compression.truncation import tail_energies, truncation_rank, validate_truncation
 from rom.parallel import (
     Product,
@@ -418,12 +419,12 @@ def _fix_signs(U: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return U, V * s
 
 
-def _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol):
+def _validate(X, comm, product, pod_method, rank, rtol, l2_err, rel_l2_err, orth_tol):
     # NaN/Inf are detected on the replicated Gram/R factor (free), see _check_finite_result
     X, n_rows = validate_local_rows(X, "snapshot matrix", comm, check_finite=False)
     err = validate_truncation(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
-    if err is None and method not in ("snapshots", "qr"):
-        err = f"method must be 'snapshots' or 'qr', got {method!r}"
+    if err is None and pod_method not in ("snapshots", "qr"):
+        err = f"pod_method must be 'snapshots' or 'qr', got {pod_method!r}"
     if err is None and not (orth_tol > 0):
         err = f"orth_tol must be > 0, got {orth_tol!r}"
     if err is None and product is not None and hasattr(product, "shape") and not callable(product):
@@ -438,14 +439,13 @@ def pod(
     *,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
-    method: str = "snapshots",
+    pod_method: str = "snapshots",
     rank: int | None = None,
     rtol: float | None = None,
     l2_err: float | None = None,
     rel_l2_err: float | None = None,
     orth_tol: float = 1e-12,
-    return_details: bool = False,
-):
+) -> CompressionResult:
     """POD of a row-distributed snapshot matrix.
 
     Parameters
@@ -457,31 +457,31 @@ def pod(
         :func:`rom.parallel.apply_product`. Euclidean when ``None``.
     comm : mpi4py communicator, optional
         Serial when ``None``.
-    method : {"snapshots", "qr"}
-        Fast method of snapshots, or accurate TSQR + SVD (module docstring).
+    pod_method : {"snapshots", "qr"}
+        Fast method of snapshots, or accurate Cholesky-QR + SVD of R (module docstring).
     rank, rtol, l2_err, rel_l2_err : optional
         Truncation rules of :mod:`rom.compression.truncation` (e.g. ``rel_l2_err=eps`` keeps the smallest
         :math:`N` with :math:`\\sum_{n>N}\\sigma_n^2 \\le \\varepsilon^2 \\|X\\|_M^2`). Without
         any rule all numerically nonzero modes are kept.
     orth_tol : float
         Modes satisfy :math:`\\max|U^T M U - I| \\le` ``orth_tol`` (checked, re-orthonormalized).
-    return_details : bool
-        Also return a dict with the right singular vectors (``"V"``, shape (m, N)), the total
-        energy :math:`\\|X\\|_M^2` and the discarded tail :math:`\\sum_{n>N}\\sigma_n^2`.
 
     Returns
     -------
-    modes : ndarray of shape (n_local, N)
-    singular_values : ndarray of shape (N,)
-    details : dict, only with ``return_details=True``
+    CompressionResult
+        ``method="batch"``; ``error_bound`` is the tail :math:`\\sqrt{\\sum_{n>N}
+        \\sigma_n^2}` (including values the method could not resolve); ``details`` holds
+        ``"right_singular_vectors"`` (shape (m, N)), ``"n_rows"`` (global) and
+        ``"pod_method"``.
     """
     comm = get_comm(comm)
-    X, n_rows = _validate(X, comm, product, method, rank, rtol, l2_err, rel_l2_err, orth_tol)
+    X, n_rows = _validate(X, comm, product, pod_method, rank, rtol, l2_err, rel_l2_err, orth_tol)
+    method = pod_method
     m = X.shape[1]
     if m == 0:
-        U, sv, d = np.zeros((X.shape[0], 0)), np.zeros(0), {"V": np.zeros((0, 0))}
-        d.update(total_energy=0.0, tail_energy=0.0, n_rows=n_rows)
-        return (U, sv, d) if return_details else (U, sv)
+        return _pod_result(
+            np.zeros((X.shape[0], 0)), np.zeros(0), np.zeros((0, 0)), 0.0, 0.0, n_rows, method
+        )
     # Euclidean case, both methods: every tall product (Gram, triangular, thin) is row-split
     # over the BLAS threads and everything else runs on one (``row_threads``: no busy-waiting
     # BLAS workers between the split products; measured on the accurate method, 200,000 x
@@ -516,8 +516,8 @@ def pod(
             )
             if (rtol is not None and rtol < _SNAPSHOTS_FLOOR) or unmet:
                 warnings.warn(
-                    "method='snapshots' cannot resolve singular values below 1e-7*sigma_1; "
-                    "use method='qr' for tighter tolerances",
+                    "pod_method='snapshots' cannot resolve singular values below 1e-7*sigma_1; "
+                    "use pod_method='qr' for tighter tolerances",
                     stacklevel=2,
                 )
             Vn = V[:, :N] * _signs(V[:, :N])  # signs fixed here, not on the tall modes
@@ -554,9 +554,19 @@ def pod(
         )
         U, Vn = _fix_signs(U, Vn)
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", method, len(sv), m, tail, total)
-    if return_details:
-        return U, sv, {"V": Vn, "total_energy": total, "tail_energy": tail, "n_rows": n_rows}
-    return U, sv
+    return _pod_result(U, sv, Vn, total, tail, n_rows, method)
+
+
+def _pod_result(U, sv, V, total, tail, n_rows, pod_method) -> CompressionResult:
+    return CompressionResult(
+        modes=U,
+        singular_values=sv,
+        error_bound=float(np.sqrt(max(tail, 0.0))),
+        total_energy=float(total),
+        n_snapshots=V.shape[0],
+        method="batch",
+        details={"right_singular_vectors": V, "n_rows": n_rows, "pod_method": pod_method},
+    )
 
 
 def _check_finite_result(G: np.ndarray, X: np.ndarray, comm) -> None:
@@ -610,7 +620,7 @@ class POD:
 
     Parameters
     ----------
-    method : {"snapshots", "qr"}
+    pod_method : {"snapshots", "qr"}
         See :func:`pod`.
     rank, rtol, l2_err, rel_l2_err : optional
         Truncation rules (:mod:`rom.compression.truncation`).
@@ -629,7 +639,7 @@ class POD:
     n_components_ : int
     total_energy_ : float
         :math:`\\|X\\|_M^2 = \\sum_n \\sigma_n^2` over all singular values.
-    truncation_error_ : float
+    error_bound_ : float
         :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}`, the Frobenius projection error of the fitted data.
     right_singular_vectors_ : ndarray of shape (n_samples, n_components_)
     n_samples_seen_ : int
@@ -651,7 +661,7 @@ class POD:
     def __init__(
         self,
         *,
-        method: str = "snapshots",
+        pod_method: str = "snapshots",
         rank: int | None = None,
         rtol: float | None = None,
         l2_err: float | None = None,
@@ -660,7 +670,7 @@ class POD:
         comm: MPI.Comm | None = None,
         orth_tol: float = 1e-12,
     ) -> None:
-        self.method = method
+        self.pod_method = pod_method
         self.rank = rank
         self.rtol = rtol
         self.l2_err = l2_err
@@ -671,26 +681,25 @@ class POD:
 
     def fit(self, X: np.ndarray) -> POD:
         """Compute the POD of the snapshots ``X`` (n_local, n_samples); returns ``self``."""
-        U, sv, d = pod(
+        res = pod(
             X,
             product=self.product,
             comm=self.comm,
-            method=self.method,
+            pod_method=self.pod_method,
             rank=self.rank,
             rtol=self.rtol,
             l2_err=self.l2_err,
             rel_l2_err=self.rel_l2_err,
             orth_tol=self.orth_tol,
-            return_details=True,
         )
-        self.modes_ = U
-        self.singular_values_ = sv
-        self.n_components_ = len(sv)
-        self.total_energy_ = d["total_energy"]
-        self.truncation_error_ = float(np.sqrt(d["tail_energy"]))
-        self.right_singular_vectors_ = d["V"]
-        self.n_samples_seen_ = X.shape[1]
-        self.n_features_ = d["n_rows"]
+        self.modes_ = res.modes
+        self.singular_values_ = res.singular_values
+        self.n_components_ = res.n_modes
+        self.total_energy_ = res.total_energy
+        self.error_bound_ = res.error_bound
+        self.right_singular_vectors_ = res.details["right_singular_vectors"]
+        self.n_samples_seen_ = res.n_snapshots
+        self.n_features_ = res.details["n_rows"]
         return self
 
     def _check_fitted(self) -> None:

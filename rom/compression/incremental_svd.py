@@ -387,7 +387,7 @@ class IncrementalSVD:
     --------
     >>> import numpy as np
     >>> X = np.random.default_rng(0).standard_normal((100, 3)) @ np.ones((3, 12))
-    >>> est = IncrementalSVD(rtol=1e-12).fit(X, block_size=5)
+    >>> est = IncrementalSVD(rtol=1e-12).fit(X, chunk=5)
     >>> est.n_components_
     1
     >>> bool(np.allclose(est.modes_ @ est.coefficients_, X))
@@ -475,23 +475,23 @@ class IncrementalSVD:
         return C, None
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X: np.ndarray, *, block_size: int = 64) -> IncrementalSVD:
-        """Reset, then stream the columns of ``X`` (n_local, m) in blocks of ``block_size``.
+    def fit(self, X: np.ndarray, *, chunk: int = 64) -> IncrementalSVD:
+        """Reset, then stream the columns of ``X`` (n_local, m) in blocks of ``chunk`` columns.
 
         With ``l2_err`` and no ``n_total``, the allowance is spread over the ``m`` columns.
         Returns ``self``.
         """
         comm = get_comm(self.comm)
         err = None
-        if not isinstance(block_size, (int, np.integer)) or block_size < 1:
-            err = f"block_size must be a positive integer, got {block_size!r}"
+        if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+            err = f"chunk must be a positive integer, got {chunk!r}"
         X = np.asarray(X)
         if err is None and X.ndim != 2:
             err = f"X must be 2-D (rows x columns), got shape {X.shape}"
         check_collective(err, comm)
         self._reset()
         self._fit_n_total = X.shape[1]
-        b = int(block_size)
+        b = int(chunk)
         # one thread block for all updates (one thread-pool query, not one per block)
         split = self.product is None and _split_worth(X.shape[0], min(b, X.shape[1]), 0)
         # lookahead (Euclidean, float64): each update's last sweep also forms U^T C of the

@@ -31,6 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression._pod import cholesky_qr
+from rom.compression._result import CompressionResult
 from rom.parallel import (
     Product,
     allreduce_sum,
@@ -60,7 +61,7 @@ def _test_matrix(m: int, p: int, seed) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((m, p))
 
 
-def _finish(Q: np.ndarray, B: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def _finish(Q: np.ndarray, B: np.ndarray, rank: int, total: float, opts: dict) -> CompressionResult:
     Ub, s, Vbt = np.linalg.svd(B, full_matrices=False)
     k = min(rank, int(np.count_nonzero(s > 0)))
     Ub = Ub[:, :k]
@@ -71,7 +72,15 @@ def _finish(Q: np.ndarray, B: np.ndarray, rank: int) -> tuple[np.ndarray, np.nda
         sg = np.sign(V[np.arange(k), idx])
         sg[sg == 0] = 1.0
         Ub = Ub * sg
-    return Q @ Ub, s[:k].copy()
+    return CompressionResult(
+        modes=Q @ Ub,
+        singular_values=s[:k].copy(),
+        error_bound=None,
+        total_energy=float(total),
+        n_snapshots=B.shape[1],
+        method="randomized",
+        details=dict(opts),
+    )
 
 
 def randomized_svd(
@@ -83,7 +92,7 @@ def randomized_svd(
     product: Product | None = None,
     comm: MPI.Comm | None = None,
     seed: int | np.random.SeedSequence = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> CompressionResult:
     """Randomized rank-``rank`` SVD of a row-distributed snapshot matrix (module docstring).
 
     Parameters
@@ -105,15 +114,19 @@ def randomized_svd(
 
     Returns
     -------
-    modes : ndarray of shape (n_local, k)
-    singular_values : ndarray of shape (k,)
+    CompressionResult
+        ``method="randomized"``, ``error_bound=None`` (the bound of the module docstring holds
+        in expectation only); ``details``: ``rank``, ``oversampling``, ``power_iterations``,
+        ``seed``.
     """
     comm = get_comm(comm)
     X, _ = validate_local_rows(X, "snapshot matrix", comm)
     check_collective(_options_error(rank, oversampling, power_iterations), comm)
     m = X.shape[1]
     p = min(int(rank) + int(oversampling), m)
+    opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
     with blas_threads(comm):
+        total = allreduce_sum(float(np.sum(X * apply_product(product, X))), comm)
         Omega = _test_matrix(m, p, seed)
         Q, _ = cholesky_qr(X @ Omega, product=product, comm=comm)
         for _ in range(int(power_iterations)):
@@ -121,7 +134,7 @@ def randomized_svd(
             Z, _ = np.linalg.qr(Z)
             Q, _ = cholesky_qr(X @ Z, product=product, comm=comm)
         B = allreduce_sum(apply_product(product, Q).T @ X, comm)
-        return _finish(Q, B, int(rank))
+        return _finish(Q, B, int(rank), total, opts)
 
 
 def randomized_svd_streamed(
@@ -134,7 +147,7 @@ def randomized_svd_streamed(
     product: Product | None = None,
     comm: MPI.Comm | None = None,
     seed: int | np.random.SeedSequence = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> CompressionResult:
     """Pass-efficient randomized SVD over column chunks (module docstring).
 
     Parameters
@@ -150,14 +163,15 @@ def randomized_svd_streamed(
 
     Returns
     -------
-    modes : ndarray of shape (n_local, k)
-    singular_values : ndarray of shape (k,)
+    CompressionResult
+        As :func:`randomized_svd`.
     """
     comm = get_comm(comm)
     check_collective(_options_error(rank, oversampling, power_iterations), comm)
     m = int(n_columns)
     p = min(int(rank) + int(oversampling), m)
     Omega = _test_matrix(m, p, seed)
+    opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
 
     def checked(block, where):
         Xb, _ = validate_local_rows(block, f"column block {where}", comm)
@@ -165,10 +179,13 @@ def randomized_svd_streamed(
 
     with blas_threads(comm):
         Y = None
+        total = 0.0
         for cols, block in blocks():
             Xb = checked(block, cols[:1])
+            total += float(np.sum(Xb * apply_product(product, Xb)))
             part = Xb @ Omega[cols]
             Y = part if Y is None else Y + part
+        total = allreduce_sum(total, comm)
         Q, _ = cholesky_qr(Y, product=product, comm=comm)
         for _ in range(int(power_iterations)):
             MQ = apply_product(product, Q)
@@ -184,4 +201,4 @@ def randomized_svd_streamed(
         for cols, block in blocks():
             Xb = checked(block, cols[:1])
             B[:, cols] = allreduce_sum(MQ.T @ Xb, comm)
-        return _finish(Q, B, int(rank))
+        return _finish(Q, B, int(rank), total, opts)

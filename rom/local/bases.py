@@ -64,7 +64,7 @@ import numpy as np
 import scipy.optimize
 from mpi4py import MPI
 
-from rom.compression._pod import pod
+from rom.compression import CompressionResult, pod
 from rom.compression.truncation import truncation_rank, validate_truncation
 from rom.parallel import (
     Product,
@@ -176,8 +176,9 @@ class LocalBases:
     comm : mpi4py communicator, optional
         Serial when ``None``; every method is collective.
     compressor : callable
-        ``compressor(X, product=, comm=) -> (modes, singular_values)``, all modes (default
-        :func:`rom.compression._pod.pod`); truncation is applied here.
+        ``compressor(X, product=, comm=)`` returning a
+        :class:`rom.compression.CompressionResult` with all modes (default
+        :func:`rom.compression.pod`); truncation is applied here.
     seed : int
         Seed of the k-means clusterings and k-medoids restarts.
     min_cluster_size : int
@@ -227,7 +228,7 @@ class LocalBases:
         rel_l2_err: float | None = None,
         product: Product | None = None,
         comm: MPI.Comm | None = None,
-        compressor: Callable[..., tuple[np.ndarray, np.ndarray]] = pod,
+        compressor: Callable[..., CompressionResult] = pod,
         seed: int = 0,
         min_cluster_size: int = 1,
         merge_options: dict[str, Any] | None = None,
@@ -352,7 +353,8 @@ class LocalBases:
         energies = []
         for k in range(K):
             Xk = X[:, self.column_labels_ == k]
-            modes, sv = self.compressor(Xk, product=self.product, comm=comm)
+            r = self.compressor(Xk, product=self.product, comm=comm)
+            modes, sv = r.modes, r.singular_values
             energy = float(np.sum(norms(Xk, comm, self.product) ** 2))
             Nk = truncation_rank(
                 sv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=energy
@@ -366,7 +368,7 @@ class LocalBases:
         if K == 1:  # same data: reuse, so that eta(K=1) = 1 exactly
             gsv, genergy = self.singular_values_[0], float(self.energies_[0])
         else:
-            _, gsv = self.compressor(X, product=self.product, comm=comm)
+            gsv = self.compressor(X, product=self.product, comm=comm).singular_values
             genergy = float(np.sum(norms(X, comm, self.product) ** 2))
         self.global_singular_values_ = np.asarray(gsv)
         self.global_energy_ = genergy
