@@ -37,7 +37,8 @@ import common
 
 from rom.compression._pod import pod
 from rom.io import SnapshotStore
-from rom.local.bases import LocalBases, fit_online_cost
+from rom.local.bases import LocalBases
+from rom.local.cost_model import fit_online_cost
 from rom.models.galerkin import LinearAffineROM
 from rom.parallel import allreduce_sum, blas_threads
 from rom.sampling import latin_hypercube

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rom.local.bases import LocalBases, OnlineCost, fit_online_cost
+from rom.local import LocalBases, OnlineCost, fit_online_cost
 from rom.parallel import distribute_rows, row_range
 
 N_X = 300

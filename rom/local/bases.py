@@ -1,6 +1,6 @@
 r"""Local reduced bases: one POD basis per cluster of snapshots, online selection, efficiency.
 
-A dictionary of local bases (``DESIGN.md`` section 5, ``METHODS.md`` sections 3.2-3.6). The
+A dictionary of local bases (docs/theory.md §3.2-§3.6). The
 training items -- single snapshots, or whole trajectories when ``groups`` is given -- are
 partitioned into clusters :math:`C_1..C_K`, and each cluster gets its own :math:`M`-orthonormal
 POD basis :math:`\Psi_k` of size :math:`N_k` (by ``rank`` or the energy rule
@@ -16,12 +16,14 @@ Clusterings (``clustering=``):
     normalized Kolmogorov widths of the clusters (Daniel, Casenave, Akkari, Ryckelynck,
     arXiv:2108.12291; Daniel, Casenave, Akkari, Ketata, Ryckelynck, arXiv:2103.13683).
 ``"kmeans-parameters"``
-    Euclidean k-means on the standardized parameters (:func:`rom.local.clustering.kmeans_parameters`).
+    Euclidean k-means on the standardized parameters
+    (:func:`rom.local.clustering.kmeans_parameters`).
 ``"kmeans-snapshots"``
-    Euclidean (:math:`M`-norm) k-means on the items (:func:`rom.local.clustering.kmeans_snapshots`).
+    Euclidean (:math:`M`-norm) k-means on the items
+    (:func:`rom.local.clustering.kmeans_snapshots`).
 ``"merge"``
-    Error-constrained merging (:class:`rom.local.merge_clustering.ErrorConstrainedClustering`, Shamrai,
-    arXiv:2601.11626): the number of clusters follows from ``rank`` and ``rel_l2_err``
+    Error-constrained merging (:class:`rom.local.merge_clustering.ErrorConstrainedClustering`,
+    Shamrai, arXiv:2601.11626; docs/theory.md §4): the number of clusters follows from ``rank`` and ``rel_l2_err``
     (``n_clusters`` is ignored).
 
 Trajectories (``groups``): every group must have the same number :math:`T` of columns (in order
@@ -30,13 +32,13 @@ of appearance); an item is then the space-time field :math:`U = (u^1..u^T)` with
 relative error of approximating trajectory :math:`U` by a multiple of :math:`V` (our choice: a
 whole trajectory goes to one cluster, so a time-dependent ROM runs with one basis).
 
-Online selection (:meth:`LocalBases.select`, ``METHODS.md`` section 3.5): (1) nearest medoid in
+Online selection (:meth:`LocalBases.select`, docs/theory.md §3.5): (1) nearest medoid in
 :math:`\delta` given a field (for clusterings without medoids, each cluster's 1-medoid in
 :math:`\delta` stands in); (2) lowest projection error
 :math:`\arg\min_k \|U - \Psi_k\Psi_k^T M U\|_M / \|U\|_M` (Amsallem & Haasdonk, AMSES 3:6, 2016);
 (3) given only :math:`\mu`, the cluster of the nearest training parameter (standardized).
 
-A priori efficiency (:meth:`LocalBases.efficiency_estimate`, ``METHODS.md`` section 3.6):
+A priori efficiency (:meth:`LocalBases.efficiency_estimate`, docs/theory.md §3.6):
 
 .. math::
 
@@ -45,27 +47,28 @@ A priori efficiency (:meth:`LocalBases.efficiency_estimate`, ``METHODS.md`` sect
 
 with :math:`n_k` the cluster populations, :math:`N_k(\varepsilon)` the local sizes and
 :math:`N_1(\varepsilon)` the global POD size at tolerance :math:`\varepsilon`; local bases pay
-off iff :math:`\eta < 1`. :func:`fit_online_cost` fits
+off iff :math:`\eta < 1`. :func:`rom.local.cost_model.fit_online_cost` fits
 :math:`c(N) = c_0 + c_1 N + c_2 N^2 + c_3 N^3` (:math:`c_i \ge 0`) to timed reduced solves:
 on small problems the per-solve overhead :math:`c_0` dominates, and the default
-:math:`N^3` then promises gains the solves do not deliver. Our estimate uses the in-sample sizes (the leave-one-out sizes of
-``METHODS.md`` would also charge misassignment; the case measures it on held-out parameters
-instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
+:math:`N^3` then promises gains the solves do not deliver. Our estimate uses the in-sample
+sizes (leave-one-out sizes would also charge misassignment; the case measures it on held-out
+parameters instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 from mpi4py import MPI
 
 from rom.compression import CompressionResult, pod
 from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
+from rom.local.dissimilarity import sine_dissimilarity, sine_dissimilarity_between
+from rom.local.merge_clustering import ErrorConstrainedClustering
 from rom.parallel import (
     Product,
     allreduce_sum,
@@ -76,62 +79,12 @@ from rom.parallel import (
     validate_local_rows,
 )
 
-__all__ = ["LocalBases", "CLUSTERINGS", "OnlineCost", "fit_online_cost"]
+__all__ = ["LocalBases", "CLUSTERINGS"]
 
 logger = logging.getLogger(__name__)
 
 CLUSTERINGS = ("sine-kmedoids", "sine-kcenter", "kmeans-parameters", "kmeans-snapshots", "merge")
 _SELECTIONS = ("medoid", "projection")
-
-
-@dataclass(frozen=True)
-class OnlineCost:
-    r"""Cost model :math:`c(N) = \sum_{i=0}^{3} c_i N^i` of one reduced solve, in seconds.
-
-    Attributes
-    ----------
-    coefficients : ndarray of shape (4,)
-        :math:`c_0..c_3`, non-negative, so :math:`c` is non-decreasing in :math:`N`.
-    """
-
-    coefficients: np.ndarray
-
-    def __call__(self, N: int | float) -> float:
-        return float(np.polyval(self.coefficients[::-1], float(N)))
-
-
-def fit_online_cost(sizes: Sequence[int], seconds: Sequence[float]) -> OnlineCost:
-    r"""Fit :math:`c(N) = c_0 + c_1N + c_2N^2 + c_3N^3` with :math:`c_i \ge 0` to timings.
-
-    Non-negative least squares on the relative residuals :math:`(c(N_j) - t_j)/t_j`, so
-    that small and large solves weigh alike; the cost model of
-    :meth:`LocalBases.efficiency_estimate` (``cost=``). Not collective: time the solves on
-    every rank (or take the maximum over ranks) and pass the same numbers everywhere.
-
-    Parameters
-    ----------
-    sizes : sequence of int
-        Basis sizes :math:`N_j \ge 1` (at least two distinct).
-    seconds : sequence of float
-        Measured time :math:`t_j > 0` of one reduced solve at :math:`N_j`.
-
-    Examples
-    --------
-    >>> c = fit_online_cost([1, 10, 20, 40], [2e-4 + 1e-8 * n**3 for n in (1, 10, 20, 40)])
-    >>> bool(abs(c(30) / (2e-4 + 1e-8 * 30**3) - 1) < 1e-6)
-    True
-    """
-    N = np.asarray(sizes, dtype=np.float64).ravel()
-    t = np.asarray(seconds, dtype=np.float64).ravel()
-    if N.size != t.size or np.unique(N).size < 2:
-        raise ValueError(f"need timings at two or more sizes, got sizes {N} and {t.size} times")
-    if not (np.all(np.isfinite(N)) and np.all(N >= 1) and np.all(np.isfinite(t)) and np.all(t > 0)):
-        raise ValueError("sizes must be >= 1 and times finite and positive")
-    A = np.vander(N, 4, increasing=True) / t[:, None]
-    scale = np.abs(A).max(axis=0)
-    scale[scale == 0] = 1.0
-    x, _ = scipy.optimize.nnls(A / scale, np.ones_like(t))
-    return OnlineCost(coefficients=x / scale)
 
 
 class _StackedProduct:
@@ -298,10 +251,34 @@ class LocalBases:
         self
         """
         comm = get_comm(self.comm)
-        err = self._option_error()
-        check_collective(err, comm)
+        check_collective(self._option_error(), comm)
         X, _ = validate_local_rows(X, "X", comm)
-        n_local, n = X.shape
+        items, P = self._fit_inputs(X.shape[1], params, groups, comm)
+        self._T = T = len(items[0])
+        self._n_local = X.shape[0]
+        self.params_ = P
+        self._items_cols = items
+        Y = self._stack(X, items)
+        prod = self._stacked_product(T)
+        D = sine_dissimilarity(Y, product=prod, comm=comm)
+        self.dissimilarity_ = D
+        raw, raw_medoids = self._cluster(X, Y, D, P, items, prod, comm)
+        self._record_clusters(X, D, np.asarray(raw, dtype=np.int64), raw_medoids, items)
+        self._fit_bases(X, comm)
+        logger.info(
+            "LocalBases(%s): K=%d, populations %s, sizes %s (global %d)",
+            self.clustering,
+            self.n_clusters_,
+            self.cluster_sizes_.tolist(),
+            self.basis_sizes_.tolist(),
+            self.global_basis_size_,
+        )
+        return self
+
+    def _fit_inputs(
+        self, n: int, params: Any, groups: Any, comm: MPI.Comm
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Items (column sets) and item parameters, validated collectively."""
         items, err = self._items(n, groups)
         P = None
         if err is None and params is not None:
@@ -316,20 +293,10 @@ class LocalBases:
         if err is None and self.clustering != "merge" and self.n_clusters > len(items):
             err = f"n_clusters={self.n_clusters} exceeds the number of items ({len(items)})"
         check_collective(err, comm)
-        T = len(items[0])
-        self._T = T
-        self._n_local = n_local
-        self.params_ = P
-        self._items_cols = items
+        return items, P
 
-        Y = self._stack(X, items)
-        prod = self._stacked_product(T)
-        from rom.local.dissimilarity import sine_dissimilarity
-
-        D = sine_dissimilarity(Y, product=prod, comm=comm)
-        self.dissimilarity_ = D
-        raw, raw_medoids = self._cluster(X, Y, D, P, items, prod, comm)
-        raw = np.asarray(raw, dtype=np.int64)
+    def _record_clusters(self, X, D, raw, raw_medoids, items) -> None:
+        """Canonical labels, populations and medoids (item indices and snapshots)."""
         labels = _canonical(raw)
         K = int(labels.max()) + 1
         medoids = []
@@ -345,10 +312,13 @@ class LocalBases:
         self.cluster_sizes_ = np.bincount(labels, minlength=K)
         self.medoid_indices_ = np.array(medoids, dtype=np.int64)
         self.medoids_ = [X[:, items[m]].copy() for m in medoids]
-        self.column_labels_ = np.empty(n, dtype=np.int64)
+        self.column_labels_ = np.empty(X.shape[1], dtype=np.int64)
         for i, cols in enumerate(items):
             self.column_labels_[cols] = labels[i]
 
+    def _fit_bases(self, X: np.ndarray, comm: MPI.Comm) -> None:
+        """One POD basis per cluster, and the global POD for the efficiency estimate."""
+        K = self.n_clusters_
         self.modes_, self.singular_values_, self.bases_ = [], [], []
         energies = []
         for k in range(K):
@@ -375,15 +345,6 @@ class LocalBases:
         self.global_basis_size_ = int(
             truncation_rank(gsv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=genergy)
         )
-        logger.info(
-            "LocalBases(%s): K=%d, populations %s, sizes %s (global %d)",
-            self.clustering,
-            K,
-            self.cluster_sizes_.tolist(),
-            self.basis_sizes_.tolist(),
-            self.global_basis_size_,
-        )
-        return self
 
     def _stack(self, X: np.ndarray, items: list[np.ndarray]) -> np.ndarray:
         """Items as columns of the time-major stacked matrix, shape (T n_local, n_items)."""
@@ -398,8 +359,6 @@ class LocalBases:
 
     def _cluster(self, X, Y, D, P, items, prod, comm):
         """Labels (n_items,) and medoid item indices (or None) of the chosen clustering."""
-        from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
-
         K = int(self.n_clusters)
         if self.clustering in ("sine-kmedoids", "sine-kcenter"):
             km = KMedoids(
@@ -413,8 +372,6 @@ class LocalBases:
             return kmeans_parameters(P, K, seed=self.seed), None
         if self.clustering == "kmeans-snapshots":
             return kmeans_snapshots(Y, K, seed=self.seed, comm=comm, product=prod), None
-        from rom.local.merge_clustering import ErrorConstrainedClustering
-
         ecc = ErrorConstrainedClustering(
             rank=int(self.rank),
             eps=float(self.rel_l2_err),
@@ -554,8 +511,6 @@ class LocalBases:
                 R = U - B @ allreduce_sum(B.T @ MU, comm)
                 errs.append(float(allreduce_sum(np.sum(R * apply_product(self.product, R)), comm)))
             return int(np.argmin(np.array(errs) / (total if total > 0 else 1.0)))
-        from rom.local.dissimilarity import sine_dissimilarity_between
-
         Yu = U.T.reshape(-1, 1)
         Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])
         d = sine_dissimilarity_between(Yu, Ym, product=self._stacked_product(self._T), comm=comm)
