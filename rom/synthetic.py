@@ -1,6 +1,6 @@
 """Synthetic snapshot data with known structure: exact 1-D linear advection.
 
-The protocol of ``METHODS.md`` section 4 (after the PDEBench experiment of Shamrai,
+The protocol of docs/theory.md §4 (after the PDEBench experiment of Shamrai,
 arXiv:2601.11626): :math:`u_t + \\beta u_x = 0` on the periodic interval :math:`[0, 1)`, exact
 solution :math:`u(x, t) = u_0((x - \\beta t) \\bmod 1)`, sampled at cell centres
 :math:`x_i = (i + 1/2)/n_{cells}` and times :math:`t_j = j\\,\\Delta t`. The initial profiles
@@ -66,7 +66,7 @@ def advection_blocks(
 
     Each ``(n_times, n_cells)`` sample is flattened in C order and reshaped to
     ``(n_times * n_cells // block_cols, block_cols)`` (the default 201 x 1024 gives 3072 x 67,
-    the layout of ``METHODS.md`` section 4; our choice, not confirmed in the paper).
+    the layout of docs/theory.md §4; our choice, not confirmed in the paper).
     Deterministic for a given ``seed``; samples come in random order by construction.
     """
     size = n_times * n_cells
