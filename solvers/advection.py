@@ -15,7 +15,7 @@ direction angle :math:`a` and speed :math:`s` are the parameters :math:`\\mu = (
 (:math:`\\Gamma_{in}` contains the inflow boundary :math:`b\\cdot n < 0` for every angle in
 the range). With small :math:`\\varepsilon` the pulse moves almost rigidly, so the solution
 manifold :math:`\\{u(t;\\mu)\\}` is a family of translates: its Kolmogorov width decays slowly,
-the situation where local reduced bases pay off (``DESIGN.md`` section 7).
+the situation where local reduced bases pay off (``docs/theory.md`` §3).
 
 Discretization: P1 Lagrange on a structured triangulation, SUPG stabilization
 (Brooks & Hughes, CMAME 32, 1982) of the steady operator, implicit Euler:

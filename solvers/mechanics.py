@@ -5,7 +5,7 @@ or its plane-strain section in 2-D, meshed with ``size`` quadrilaterals/hexahedr
 length. The material law (Norton viscoplasticity with linear isotropic hardening and
 temperature-dependent parameters, backward Euler, radial return, consistent tangent) lives in
 :mod:`solvers.constitutive` and is the same law that a reduced model integrates at its reduced
-quadrature points (Casenave & Akkari, MCA 24(2):41, 2019; ``METHODS.md`` section 5).
+quadrature points (Casenave & Akkari, MCA 24(2):41, 2019; ``docs/theory.md`` §5).
 
 Boundary value problem at time :math:`t_{n+1}`: find :math:`u \\in V_h` (vector Q1) with the
 Dirichlet conditions below such that for all admissible :math:`v`

@@ -93,7 +93,7 @@ def vertex_keys(V) -> np.ndarray:
     Degree-1 Lagrange dofs and degree-1 geometry nodes share the reference-vertex order in
     each cell, so ``keys[dofmap] = input_global_indices[geometry dofmap]``. The input index
     does not depend on the partition: it is the row key of the snapshot store
-    (``DESIGN.md`` section 3). For a blocked space a dof's key is ``node key * bs + comp``.
+    (``docs/hdf5-schema.md``). For a blocked space a dof's key is ``node key * bs + comp``.
     """
     geo = V.mesh.geometry
     imap = V.dofmap.index_map
