@@ -44,23 +44,36 @@ def _axes(ax: Any, figsize: tuple[float, float] = (5.0, 3.5)) -> tuple[Any, Any]
     return fig, ax
 
 
-def _finish(fig: Any, ax: Any, title: str | None) -> Any:
-    """Grid, legend and optional title of a log-scale curve plot; returns the figure."""
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+def _titled(fig: Any, ax: Any, title: str | None) -> Any:
+    """Optional title and tight layout; returns the figure."""
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
 
 
-def _finite_1d(values: Any, name: str) -> np.ndarray:
+def _finish(fig: Any, ax: Any, title: str | None) -> Any:
+    """Grid, legend and optional title of a log-scale curve plot; returns the figure."""
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _titled(fig, ax, title)
+
+
+def _finite_1d(values: Any, name: str, size: int | None = None, per: str = "values") -> np.ndarray:
+    """``values`` as a finite non-empty 1-D array, of ``size`` entries (one per ``per``)."""
     a = np.asarray(values, dtype=np.float64)
     if a.ndim != 1 or a.size == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array, got shape {a.shape}")
     if not np.all(np.isfinite(a)):
         raise ValueError(f"{name} contains NaN or Inf")
+    if size is not None and a.size != size:
+        raise ValueError(f"{name} has {a.size} values for {size} {per}")
     return a
+
+
+def _log_curve(ax: Any, x: np.ndarray, y: np.ndarray, style: str, label: str, ms: int) -> None:
+    """``y`` against ``x`` on a log scale; non-positive values leave gaps."""
+    ax.semilogy(x, np.where(y > 0, y, np.nan), style, ms=ms, label=label)
 
 
 def singular_values(
@@ -135,10 +148,8 @@ def errors(
     fig, ax = _axes(ax)
     styles = ["o-", "s--", "k:", "^-.", "v-"]
     for i, (label, y) in enumerate(curves.items()):
-        y = _finite_1d(y, f"curve {label!r}")
-        if y.size != n.size:
-            raise ValueError(f"curve {label!r} has {y.size} values for {n.size} basis sizes")
-        ax.semilogy(n, np.where(y > 0, y, np.nan), styles[i % len(styles)], ms=4, label=label)
+        y = _finite_1d(y, f"curve {label!r}", n.size, "basis sizes")
+        _log_curve(ax, n, y, styles[i % len(styles)], label, ms=4)
     ax.set_xlabel("basis size N")
     ax.set_ylabel(ylabel)
     return _finish(fig, ax, title)
@@ -170,7 +181,7 @@ def clusters(
     time : array_like of shape (m,), optional
         Time of each snapshot (NaN: use the position in its trajectory).
     medoids : sequence of int, optional
-        Snapshot indices of the cluster centres (drawn as stars).
+        Snapshot indices of the cluster centres (drawn as open circles).
 
     Returns
     -------
@@ -186,9 +197,27 @@ def clusters(
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.size == 0 or not np.issubdtype(lab.dtype, np.integer):
         raise ValueError("labels must be a non-empty 1-D integer array")
+    x, y, xl, yl = _cluster_axes(lab, parameters, list(parameter_names), sample, time)
+    fig, ax = _axes(ax)
+    sc = ax.scatter(x, y, c=lab, cmap="tab10", s=14, vmin=-0.5, vmax=max(9.5, lab.max() + 0.5))
+    if medoids is not None:
+        med = np.asarray(medoids, dtype=np.int64)
+        ax.scatter(
+            x[med], y[med], facecolors="none", edgecolors="k", marker="o", s=90, label="medoids"
+        )
+        ax.legend(fontsize=8)
+    fig.colorbar(sc, ax=ax, label="cluster")
+    ax.set_xlabel(xl)
+    ax.set_ylabel(yl)
+    return _titled(fig, ax, title)
+
+
+def _cluster_axes(
+    lab: np.ndarray, parameters: Any, names: list[str], sample: Any, time: Any
+) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """Abscissa, ordinate and their labels of :func:`clusters` (layout in its Notes)."""
     m = lab.size
     idx = np.arange(m, dtype=float)
-    names = list(parameter_names)
     P = np.zeros((m, 0)) if parameters is None else np.asarray(parameters, dtype=np.float64)
     if P.ndim != 2 or P.shape[0] != m:
         raise ValueError(f"parameters must have shape ({m}, p), got {P.shape}")
@@ -217,21 +246,7 @@ def clusters(
     else:
         x, y = idx, lab.astype(float)
         xl, yl = "snapshot", "cluster"
-    fig, ax = _axes(ax)
-    sc = ax.scatter(x, y, c=lab, cmap="tab10", s=14, vmin=-0.5, vmax=max(9.5, lab.max() + 0.5))
-    if medoids is not None:
-        med = np.asarray(medoids, dtype=np.int64)
-        ax.scatter(
-            x[med], y[med], facecolors="none", edgecolors="k", marker="o", s=90, label="medoids"
-        )
-        ax.legend(fontsize=8)
-    fig.colorbar(sc, ax=ax, label="cluster")
-    ax.set_xlabel(xl)
-    ax.set_ylabel(yl)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return x, y, xl, yl
 
 
 def indicator(
@@ -262,16 +277,12 @@ def indicator(
     matplotlib.figure.Figure
     """
     v = _finite_1d(values, "indicator values")
-    t = np.arange(v.size, dtype=float) if time is None else _finite_1d(time, "time")
-    if t.size != v.size:
-        raise ValueError(f"time has {t.size} values for {v.size} indicator values")
+    per = "indicator values"
+    t = np.arange(v.size, dtype=float) if time is None else _finite_1d(time, "time", v.size, per)
     fig, ax = _axes(ax)
-    ax.semilogy(t, np.where(v > 0, v, np.nan), "o-", ms=3, label="indicator $E_k$")
+    _log_curve(ax, t, v, "o-", "indicator $E_k$", ms=3)
     if error is not None:
-        e = _finite_1d(error, "error")
-        if e.size != v.size:
-            raise ValueError(f"error has {e.size} values for {v.size} indicator values")
-        ax.semilogy(t, np.where(e > 0, e, np.nan), "s--", ms=3, label="true error")
+        _log_curve(ax, t, _finite_1d(error, "error", v.size, per), "s--", "true error", ms=3)
     if tol is not None:
         ax.axhline(float(tol), color="r", lw=1, label=f"tol = {float(tol):g}")
     ax.set_xlabel("time step" if time is None else "time")
@@ -318,10 +329,7 @@ def field(
     )
     fig.colorbar(tpc, ax=ax, label=label, shrink=0.7)
     ax.set_aspect("equal")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _titled(fig, ax, title)
 
 
 def save(fig: Any, path: str | os.PathLike, *, dpi: int = 120) -> None:
