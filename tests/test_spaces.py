@@ -183,8 +183,7 @@ def test_p1_keys_are_the_vertex_keys_of_existing_stores(comm):
 
 
 def test_keys_are_dense_unique_and_carry_one_point_each(written, comm):
-    """Over all ranks the keys are 0..n-1 once each, n = global dofs; the dofs sharing an
-    entity key (all components of one block) sit at one point."""
+    """Over all ranks the keys are 0..n-1 once each, n = global dofs (counted by dolfinx)."""
     _, spaces, _, _ = written
     for name, rows in spaces.items():
         V = rows.V
@@ -193,12 +192,16 @@ def test_keys_are_dense_unique_and_carry_one_point_each(written, comm):
         np.testing.assert_array_equal(np.sort(keys), np.arange(n_global), err_msg=name)
 
 
-def test_uncollapsed_subspace_and_non_lagrange_spaces_are_refused(written, comm):
-    _, _, W, _ = written
+def test_uncollapsed_mixed_and_non_lagrange_spaces_and_missing_fields_are_refused(written):
+    path, spaces, W, funcs = written
     with pytest.raises(ValueError, match="collapse"):
         dof_keys(W.sub(0))
     with pytest.raises(ValueError, match="mixed space"):
         dof_keys(W)
+    with open_store(path, spaces, mode="a") as store:
+        with pytest.raises(ValueError, match="functions given for fields"):
+            append_functions(store, spaces, {"displacement": funcs["displacement"][0]})
+        assert store.n_snapshots == len(TIMES)  # nothing was appended
     ned = fem.functionspace(W.mesh, ("N1curl", 1))
     with pytest.raises(ValueError, match="point evaluations"):
         dof_keys(ned)
