@@ -1,54 +1,80 @@
-"""Adaptive nonlinear ROM: an elasto-viscoplastic block under thermal loads near creep.
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-After Casenave & Akkari, MCA 24(2):41, 2019 (arXiv:1904.09123); ``METHODS.md`` section 5.
-The structure (``solvers.mechanics``, 2-D plane strain by default, ``--dim 3`` for hexahedra) is
-loaded by a prescribed temperature family
+# %% [markdown]
+# # Adaptive nonlinear ROM of a blade under a new thermal load
+#
+# An elasto-viscoplastic block in plane strain ([`solvers.mechanics`](../../api/solvers.mechanics/):
+# Norton viscoplasticity with linear isotropic hardening and temperature-dependent
+# parameters, Q1 elements, global Newton with the consistent tangent; `--dim 3` for
+# hexahedra), loaded by a prescribed temperature field
+#
+# $$
+# T(x, t) = 20 + \theta(t)\Bigl[A\bigl(1 + g(x - \tfrac12)\bigr)
+#   + S_1 e^{-|x - a|^2/0.04} + S_2 e^{-|x - b|^2/0.03}\Bigr],
+# \qquad \theta(t) = \min(t/t_{hold}, 1),
+# $$
+#
+# a heated block with a gradient, a hot spot at $a = (0.7, 0.5)$ and a second one at
+# $b = (0.25, 0.75)$. The training loads are ramps ($t_{hold} = 1$) with a weak second spot;
+# the new load heats the second spot strongly and holds the temperature from
+# $t_{hold} = 0.5$ on, so that plastic flow and creep appear where the training never had
+# them.
+#
+# The reduced model ([`rom.adaptive.enrichment`](../../api/rom.adaptive.enrichment/), after
+# Casenave & Akkari, MCA 24(2):41, 2019; [theory §5](../../theory/#5-adaptive-nonlinear-reduced-model))
+# runs a POD-Galerkin Newton on the displacement with the internal forces integrated by an
+# empirical cubature ([`rom.adaptive.cubature`](../../api/rom.adaptive.cubature/),
+# [`rom.adaptive.hyperreduced`](../../api/rom.adaptive.hyperreduced/)). After every reduced
+# step a Gappy-POD indicator $E_k$ ([`rom.adaptive.indicator`](../../api/rom.adaptive.indicator/))
+# measures how well the cumulated plastic strain at the reduced points fits its POD basis;
+# when $E_k > \mathrm{tol}_E$, the step is replaced by **one full-order step** and the bases,
+# the cubature and the indicator are updated from it.
+#
+# This page is `cases/adaptive_blade.py`, executed at a small size (`ROM_DOCS_SMALL=1`).
+# The same file is the case script:
+#
+# ```bash
+# mpirun -n 2 .venv/bin/python -m mpi4py cases/adaptive_blade.py --out run/adaptive
+# ```
+#
+# writes `training.h5`, `summary.json` (the per-step indicator and errors of both runs, the
+# calibration, the wall times) and the figures `error_unenriched.png`, `indicator.png`,
+# `error_adaptive.png` and `wall_time.png`; `--tol-E` skips the calibration, `--help` lists
+# the options.
 
-    T(x, t) = 20 + theta(t) [A (1 + g (x - 1/2)) + S1 exp(-|x - a|^2 / 0.04)
-                              + S2 exp(-|x - b|^2 / 0.03)],   theta(t) = min(t / hold, 1),
-
-a heated block with a gradient, a hot spot at a = (0.7, 0.5) and a second one at
-b = (0.25, 0.75). Training loads are ramps (hold = 1) with a weak second spot; the new load
-heats the second spot strongly and holds the temperature from t = hold on, so that plastic flow
-and creep appear where the training never had them.
-
-Offline: full-order training trajectories, the adaptive ROM (incremental-SVD bases, empirical
-cubature, Gappy-POD indicator), and the calibration of tol_E on held-out loads from a wider
-envelope (stronger second spot, holds; unless ``--tol-E`` is given). Online on the new load:
-(1) the unenriched ROM's error, (2) the indicator history against the true error, (3) the
-enriched ROM's error and the full-order steps it used, (4) wall times of the full-order model
-and of the adaptive ROM.
-
-Run (2 ranks)::
-
-    mpirun -n 2 .venv/bin/python -m mpi4py cases/adaptive_blade.py --out run/adaptive
-
-Writes ``summary.json`` and PNG figures.
-"""
-
-from __future__ import annotations
-
-import sys
+# %%
 import time
-from pathlib import Path
 
+import common
+import dolfinx_solver  # noqa: F401  (before dolfinx)
+import matplotlib.pyplot as plt
 import numpy as np
 from mpi4py import MPI
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import common
-
+from rom import plotting
 from rom.adaptive.enrichment import AdaptiveROM
 from rom.adaptive.indicator import calibrate
+from rom.cli import describe_store, format_info
+from rom.io import SnapshotStore
 from rom.parallel import allreduce_sum, blas_threads
+from solvers.mechanics import Load, ViscoplasticModel
 
 SPOT_A, SPOT_B = (0.7, 0.5), (0.25, 0.75)
 TEST_LOAD = (330.0, 0.4, 80.0, 250.0, 0.5)  # A, g, S1, S2, hold
 
 
 def blade_temperature(A: float, g: float, S1: float, S2: float, hold: float = 1.0):
-    """The temperature family of the module docstring, as a callable ``T(x (3, m), t)``."""
+    """The temperature family above, as a callable ``T(x (3, m), t)``."""
 
     def T(x: np.ndarray, t: float) -> np.ndarray:
         th = min(float(t) / hold, 1.0)
@@ -99,293 +125,417 @@ def timed_solve(fom, load: tuple, times: np.ndarray):
     return trajectory, comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
 
 
-def calibration_pairs(rom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def calibration_pairs(arom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indicator, true error) of every step of the unenriched ROM on held-out loads, the
     input of :func:`rom.adaptive.indicator.calibrate`; the error of a step is the larger of the u and
     p errors of :func:`step_errors` (collective)."""
     E, e = [], []
     for load in loads:
         ref, _ = timed_solve(fom, load, times)
-        run = rom.run(blade_temperature(*load), times, enrich=False)
+        run = arom.run(blade_temperature(*load), times, enrich=False)
         eu, ep = step_errors(fom, run.displacement(), run.plastic_strain(), ref)
         E.append(run.indicator)
         e.append(np.maximum(eu, ep))
     return np.concatenate(E), np.concatenate(e)
 
 
-def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], size=8, n_train=4, tol=5e-3, out="run/adaptive")
-    p.add_argument("--dim", type=int, default=2, choices=[2, 3])
-    p.add_argument("--n-steps", type=int, default=20, help="time steps on [0, 1]")
-    p.add_argument("--n-cal", type=int, default=3, help="held-out loads for the calibration")
-    p.add_argument(
-        "--tol-E", type=float, default=None, help="indicator threshold (skips the calibration)"
+p = common.parser(
+    "Adaptive nonlinear ROM: an elasto-viscoplastic block under thermal loads near creep",
+    size=8,
+    n_train=4,
+    tol=5e-3,
+    out="run/adaptive",
+)
+p.add_argument("--dim", type=int, default=2, choices=[2, 3])
+p.add_argument("--n-steps", type=int, default=20, help="time steps on [0, 1]")
+p.add_argument("--n-cal", type=int, default=3, help="held-out loads for the calibration")
+p.add_argument(
+    "--tol-E", type=float, default=None, help="indicator threshold (skips the calibration)"
+)
+p.add_argument("--max-enrichments", type=int, default=5)
+p.add_argument("--cubature-tol", type=float, default=1e-5)
+p.add_argument(
+    "--svd-rtol", type=float, default=1e-6, help="relative singular-value truncation of the bases"
+)
+p.add_argument("--reconstruction", default="gappy", choices=["gappy", "replay"])
+p.add_argument("--hold", type=float, default=TEST_LOAD[4], help="hold time of the new load")
+args, comm, log, out = common.start(p, small={"n_cal": 2})
+rng = np.random.default_rng(args.seed)
+train = sample_loads(args.n_train, rng, s2_max=60.0)
+cal = sample_loads(args.n_cal, rng, s2_max=250.0, hold_min=0.4)
+test = TEST_LOAD[:4] + (args.hold,)
+times = np.linspace(0.0, 1.0, args.n_steps + 1)[1:]
+LOAD_NAMES = ("A", "g", "S1", "S2", "hold")
+timings: dict[str, float] = {}
+files = ["training.h5", "summary.json"]
+common.say(
+    comm,
+    f"size {args.size}, {args.n_train} training and {args.n_cal} calibration loads, "
+    f"{args.n_steps} steps, {comm.size} rank(s), output in {out}\nnew load: "
+    + ", ".join(f"{n} = {v:g}" for n, v in zip(LOAD_NAMES, test, strict=True)),
+)
+
+# %% [markdown]
+# ## Offline 1: full-order training trajectories
+#
+# Each training load is one full-order run over $t \in (0, 1]$; the displacement (owned
+# dofs, keyed by node and component) and the cumulated plastic strain $p$ (local
+# quadrature points, keyed by cell and Gauss point) go into a snapshot store, which
+# `rom info` and `rom export` read like any other ([HDF5 schema](../../hdf5-schema/)).
+
+# %%
+tic = time.perf_counter()
+fom = ViscoplasticModel(comm, dim=args.dim, size=args.size, load=Load(), times=times)
+timings["setup"] = time.perf_counter() - tic
+n_qp = int(comm.allreduce(fom.n_qp_local))
+with blas_threads(comm):
+    store = SnapshotStore.create(
+        out / "training.h5",
+        {"u": fom.keys, "p": fom.qp_keys},
+        parameter_names=LOAD_NAMES,
+        comm=comm,
+        overwrite=True,
     )
-    p.add_argument("--max-enrichments", type=int, default=5)
-    p.add_argument("--cubature-tol", type=float, default=1e-5)
-    p.add_argument(
-        "--svd-rtol",
-        type=float,
-        default=1e-6,
-        help="relative singular-value truncation of the bases",
+    trajectories = []
+    tic = time.perf_counter()
+    for i, load in enumerate(train):
+        trajectories.append(timed_solve(fom, load, times)[0])
+        store.append(
+            {"u": trajectories[-1].u, "p": trajectories[-1].p},
+            parameters=load,
+            time=times,
+            sample=np.full(times.size, i),
+        )
+    timings["offline_fom"] = time.perf_counter() - tic
+    store.close()
+common.say(
+    comm,
+    f"{fom.n_dofs} displacement dofs ({args.dim}-D), {n_qp} quadrature points, "
+    f"{args.n_train} trajectories in {timings['offline_fom']:.2f} s",
+)
+if comm.rank == 0:
+    with SnapshotStore.open(out / "training.h5") as st:
+        print(format_info(describe_store(st)))
+
+# %% [markdown]
+# ## Offline 2: bases, empirical cubature, indicator
+#
+# `AdaptiveROM.fit` builds incremental-SVD bases ([theory §2.1](../../theory/#21-brands-incremental-svd))
+# of $u$ (in the $M$ inner product), of $p$, of the viscoplastic strain and of the stress;
+# an empirical cubature $(Z, \hat w)$ ([theory §5.1](../../theory/#51-empirical-cubature-ecm))
+# that integrates $\int_\Omega \sigma : \varepsilon(\psi_i)$ for the stress modes; and the
+# Gappy-POD indicator ([theory §5.3](../../theory/#53-gappy-pod-indicator-and-its-calibration))
+# on the mask $\hat Z = Z \cup \mathrm{QDEIM}(\Phi_p)$,
+#
+# $$
+# E_k = \frac{\|\hat p_k - \Phi_p|_{\hat Z}\, c_{p,k}\|}{\max(\|\hat p_k\|, p_{ref})},
+# \qquad c_{p,k} = \arg\min_c \|\hat p_k - \Phi_p|_{\hat Z}\, c\|.
+# $$
+
+# %%
+with blas_threads(comm):
+    tic = time.perf_counter()
+    arom = AdaptiveROM(
+        svd_rtol=args.svd_rtol,
+        cubature_tol=args.cubature_tol,
+        tol_E=np.inf if args.tol_E is None else args.tol_E,
+        max_enrichments=args.max_enrichments,
+        reconstruction=args.reconstruction,
+        seed=args.seed,
+    ).fit(fom, trajectories)
+    timings["offline_rom"] = time.perf_counter() - tic
+n_modes0, n_points0 = arom.svd_u_.n_components_, arom.cubature_.points.size
+common.say(
+    comm,
+    f"offline ROM in {timings['offline_rom']:.2f} s: N = {n_modes0} displacement modes, "
+    f"n_p = {arom.svd_p_.n_components_} plastic-strain modes, {n_points0} cubature points "
+    f"of {n_qp}, {arom.indicator_.mask_.size} mask points",
+)
+if comm.rank == 0:
+    fig = plotting.singular_values(
+        arom.svd_u_.singular_values_,
+        total_energy=arom.svd_u_.total_energy_,
+        title="displacement POD (M product), training",
     )
-    p.add_argument("--reconstruction", default="gappy", choices=["gappy", "replay"])
-    p.add_argument("--hold", type=float, default=TEST_LOAD[4], help="hold time of the new load")
-    args, comm, log, out = common.start(p, argv)
+    common.save_figure(fig, out, "singular_values.png", files, args)
 
-    import dolfinx_solver  # noqa: F401  (before dolfinx)
+# %% [markdown]
+# The temperature at $t = 1$ of the first training load and of the new load at the
+# quadrature points, and the cubature points learned from the training (cyan dots). On
+# this coarse mesh the cubature keeps most points; the reduced points pay off on finer
+# meshes. Every rank holds its own quadrature points, so the map is drawn when one rank
+# holds them all.
 
-    from solvers.mechanics import Load, ViscoplasticModel
+# %%
+temperatures = {}
+for title, load in (("training load 1", train[0]), ("new load", test)):
+    fom.set_temperature(blade_temperature(*load))
+    temperatures[title] = fom.temperature_at_qp(1.0)
+if comm.rank == 0 and comm.size == 1:
+    xq = fom.qp_coordinates
+    lo = min(T.min() for T in temperatures.values())
+    hi = max(T.max() for T in temperatures.values())
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, (title, T) in zip(axes, temperatures.items(), strict=True):
+        sc = ax.scatter(xq[:, 0], xq[:, 1], c=T, s=40, marker="s", cmap="inferno", vmin=lo, vmax=hi)
+        ax.scatter(xq[arom.cubature_.points, 0], xq[arom.cubature_.points, 1], s=3, c="c")
+        ax.set(title=title, aspect="equal")
+    fig.colorbar(sc, ax=axes, label="temperature")
+    common.save_figure(fig, out, "temperature.png", files, args)
 
-    rng = np.random.default_rng(args.seed)
-    train = sample_loads(args.n_train, rng, s2_max=60.0)
-    cal = sample_loads(args.n_cal, rng, s2_max=250.0, hold_min=0.4)
-    test = TEST_LOAD[:4] + (args.hold,)
-    times = np.linspace(0.0, 1.0, args.n_steps + 1)[1:]
-    timings: dict[str, float] = {}
+# %% [markdown]
+# ## Calibrating the threshold $\mathrm{tol}_E$
+#
+# The unenriched ROM runs on held-out loads from a wider envelope (stronger second spot,
+# holds), and the pairs (indicator, true error) fix the threshold
+# ([`calibrate`](../../api/rom.adaptive.indicator/)): a monotone fit $e \approx f(E)$, the
+# largest observed $E$ with $f(E) \le$ target, lowered until at most 5 % of the accepted
+# steps miss the target. The true error of step $k$ is the larger of
+# $\|u_k - u_k^h\|_M / \max_j\|u_j^h\|_M$ and the same for $p$ in $L^2(\Omega)$.
+# `--tol-E` skips the calibration.
 
-    def timed(load):
-        return timed_solve(fom, load, times)
-
+# %%
+calibration, E_cal, e_cal = None, np.zeros(0), np.zeros(0)
+if args.tol_E is None:
     with blas_threads(comm):
         tic = time.perf_counter()
-        fom = ViscoplasticModel(comm, dim=args.dim, size=args.size, load=Load(), times=times)
-        timings["setup"] = time.perf_counter() - tic
-        log.info(
-            "FOM: %d dofs, %d-D, %d steps, %d rank(s)", fom.n_dofs, args.dim, len(times), comm.size
-        )
-        tic = time.perf_counter()
-        trajs = [timed(load)[0] for load in train]
-        timings["offline_fom"] = time.perf_counter() - tic
-
-        tic = time.perf_counter()
-        rom = AdaptiveROM(
-            svd_rtol=args.svd_rtol,
-            cubature_tol=args.cubature_tol,
-            tol_E=np.inf if args.tol_E is None else args.tol_E,
-            max_enrichments=args.max_enrichments,
-            reconstruction=args.reconstruction,
-            seed=args.seed,
-        ).fit(fom, trajs)
-        timings["offline_rom"] = time.perf_counter() - tic
-
-        calibration = None
-        if args.tol_E is None:
-            tic = time.perf_counter()
-            E_cal, e_cal = calibration_pairs(rom, fom, cal, times)
-            res = calibrate(E_cal, e_cal, target=args.tol)
-            # the held-out loads may all lie under the target: keep a threshold above them
-            rom.tol_E = res.tol_E
-            calibration = {
-                "tol_E": res.tol_E,
-                "spearman": res.spearman,
-                "miss_rate": res.miss_rate,
-                "E": E_cal,
-                "e": e_cal,
-            }
-            timings["calibration"] = time.perf_counter() - tic
-            log.info("calibrated tol_E = %.3e (Spearman %.2f)", res.tol_E, res.spearman)
-
-        # online: the new load
-        T_new = blade_temperature(*test)
-        ref, t_fom = timed(test)
-        comm.Barrier()
-        tic = time.perf_counter()
-        plain = rom.run(T_new, times, enrich=False)
-        t_plain = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
-        eu0, ep0 = step_errors(fom, plain.displacement(), plain.plastic_strain(), ref)
-        comm.Barrier()
-        tic = time.perf_counter()
-        adaptive = rom.run(T_new, times, enrich=True)
-        t_adapt = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
-        eu1, ep1 = step_errors(fom, adaptive.displacement(), adaptive.plastic_strain(), ref)
-
-    timings.update(fom_new_load=t_fom, rom_unenriched=t_plain, rom_adaptive=t_adapt)
-    results = {
-        "n_dofs": fom.n_dofs,
-        "n_qp": int(comm.allreduce(fom.n_qp_local)),
-        "dim": args.dim,
-        "n_steps": len(times),
-        "train_loads": train,
-        "calibration_loads": cal if args.tol_E is None else [],
-        "test_load": test,
-        "tol_E": rom.tol_E,
-        "calibration": calibration,
-        "target": args.tol,
-        "unenriched": {
-            "indicator": plain.indicator,
-            "error_u": eu0,
-            "error_p": ep0,
-            "max_error_u": float(eu0.max()),
-            "max_error_p": float(ep0.max()),
-            "n_modes": int(plain.n_modes[0]),
-            "n_points": int(plain.n_points[0]),
-        },
-        "adaptive": {
-            "indicator": adaptive.indicator,
-            "enriched_steps": np.flatnonzero(adaptive.enriched),
-            "error_u": eu1,
-            "error_p": ep1,
-            "max_error_u": float(eu1.max()),
-            "max_error_p": float(ep1.max()),
-            "fom_steps": adaptive.fom_steps,
-            "n_modes": adaptive.n_modes,
-            "n_points": adaptive.n_points,
-            "wall_time": adaptive.wall_time,
-        },
-        "speedup_adaptive": t_fom / t_adapt,
-        "speedup_unenriched": t_fom / t_plain,
-        "target_met_unenriched": bool(max(eu0.max(), ep0.max()) <= args.tol),
-        "target_met_adaptive": bool(max(eu1.max(), ep1.max()) <= args.tol),
+        E_cal, e_cal = calibration_pairs(arom, fom, cal, times)
+        fitted = calibrate(E_cal, e_cal, target=args.tol)
+        arom.tol_E = fitted.tol_E
+        timings["calibration"] = time.perf_counter() - tic
+    calibration = {
+        "tol_E": fitted.tol_E,
+        "spearman": fitted.spearman,
+        "miss_rate": fitted.miss_rate,
+        "E": E_cal,
+        "e": e_cal,
     }
-    files = ["summary.json"]
-    if comm.rank == 0:
-        rows = [
-            [
-                k,
-                float(times[k]),
-                float(plain.indicator[k]),
-                float(eu0[k]),
-                float(ep0[k]),
-                float(adaptive.indicator[k]),
-                "FOM" if adaptive.enriched[k] else "",
-                float(eu1[k]),
-                float(ep1[k]),
-            ]
-            for k in range(len(times))
-        ]
-        print(
-            f"\nAdaptive ROM: {fom.n_dofs} dofs ({args.dim}-D), {comm.size} rank(s), "
-            f"{len(train)} training loads, tol_E = {rom.tol_E:.3e}, target {args.tol:g}"
-        )
-        print(
-            common.table(
-                rows,
-                [
-                    "k",
-                    "t",
-                    "E (plain)",
-                    "e_u (plain)",
-                    "e_p (plain)",
-                    "E (adapt.)",
-                    "step",
-                    "e_u (adapt.)",
-                    "e_p (adapt.)",
-                ],
-            )
-        )
-        print(
-            f"full-order steps used: {adaptive.fom_steps}; wall time FOM {t_fom:.3f} s, "
-            f"unenriched ROM {t_plain:.3f} s, adaptive ROM {t_adapt:.3f} s "
-            f"(speed-up {t_fom / t_adapt:.1f}x)"
-        )
-        if not args.no_plots:
-            files += _plots(
-                out,
-                times,
-                plain,
-                adaptive,
-                eu0,
-                ep0,
-                eu1,
-                ep1,
-                rom.tol_E,
-                args.tol,
-                calibration,
-                {"FOM": t_fom, "ROM": t_plain, "adaptive ROM": t_adapt},
-            )
-    common.write_summary(out, "adaptive_blade", args, results, timings, files, comm)
-    return results
+    common.say(
+        comm,
+        f"tol_E = {fitted.tol_E:.3e} (Spearman {fitted.spearman:.2f}, miss rate "
+        f"{fitted.miss_rate:.2f}, {fitted.n_accepted} of {E_cal.size} steps accepted)",
+    )
 
+# %% [markdown]
+# ## Online 1: the unenriched ROM on the new load
+#
+# The reference is a full-order run of the new load. Without enrichment the reduced model
+# stays in the span of the training: its plastic-strain error grows while the second spot
+# heats beyond anything seen in training (up to the hold), and exceeds the target.
 
-def _plots(out, times, plain, adaptive, eu0, ep0, eu1, ep1, tol_E, target, calibration, walls):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    floor = 1e-16
-    files = []
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.semilogy(times, np.maximum(eu0, floor), "o-", ms=3, label="u, unenriched")
-    ax.semilogy(times, np.maximum(ep0, floor), "s-", ms=3, label="p, unenriched")
-    ax.axhline(target, color="k", ls=":", label="target")
-    ax.set_xlabel("t")
-    ax.set_ylabel("relative error")
-    ax.set_title("(1) unenriched ROM on the new load")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "error_unenriched.png", dpi=120)
-    plt.close(fig)
-    files.append("error_unenriched.png")
-
-    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
-    ax[0].semilogy(times, np.maximum(plain.indicator, floor), "o-", ms=3, label="indicator E_k")
-    ax[0].semilogy(
+# %%
+T_new = blade_temperature(*test)
+with blas_threads(comm):
+    ref, t_fom = timed_solve(fom, test, times)
+    comm.Barrier()
+    tic = time.perf_counter()
+    plain = arom.run(T_new, times, enrich=False)
+    t_plain = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+    eu0, ep0 = step_errors(fom, plain.displacement(), plain.plastic_strain(), ref)
+err_plain = float(max(eu0.max(), ep0.max()))
+common.say(
+    comm, f"unenriched ROM: max error u {eu0.max():.2e}, p {ep0.max():.2e} (target {args.tol:g})"
+)
+target = np.full(times.size, args.tol)
+if comm.rank == 0:
+    fig = plotting.errors(
         times,
-        np.maximum(np.maximum(eu0, ep0), floor),
-        "s--",
-        ms=3,
-        label="true error max(e_u, e_p)",
+        {"u, unenriched": eu0, "p, unenriched": ep0, "target": target},
+        ylabel="relative error",
+        title="(1) unenriched ROM on the new load",
     )
-    ax[0].axhline(tol_E, color="r", ls=":", label="tol_E")
-    ax[0].set_xlabel("t")
-    ax[0].legend(fontsize=8)
-    ax[0].set_title("(2) indicator vs true error")
-    if calibration is not None:
-        ax[1].loglog(
-            np.maximum(calibration["E"], floor),
-            np.maximum(calibration["e"], floor),
-            "o",
-            ms=3,
-            label="calibration loads",
-        )
-    ax[1].loglog(
-        np.maximum(plain.indicator, floor),
-        np.maximum(np.maximum(eu0, ep0), floor),
-        "s",
-        ms=3,
-        label="new load",
+    fig.axes[0].set_xlabel("t")
+    common.save_figure(fig, out, "error_unenriched.png", files, args)
+
+# %% [markdown]
+# ### The indicator against the true error
+#
+# Left: the indicator history of the unenriched run with the calibrated threshold and the
+# true error. Right: every (indicator, error) pair, calibration loads and new load; the
+# steps right of the red line trigger enrichment. The indicator is a heuristic, not a
+# bound: $E_k = \|r_k\| / \max(\|\hat p_k\|, p_{ref})$ with $p_{ref}$ the training
+# trajectories' largest plastic strain (on the mask), so it measures the fit residual on
+# the scale the error is measured on (relative to the trajectory's largest norm). At the
+# onset of plasticity $\hat p_k$ is small and poorly fitted but the error negligible; the
+# floor keeps the capped full-order steps for later, when the error grows. The rank
+# correlation printed above says how well $E_k$ orders the true errors.
+
+# %%
+if comm.rank == 0:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    plotting.indicator(
+        plain.indicator,
+        error=np.maximum(eu0, ep0),
+        tol=arom.tol_E,
+        time=times,
+        ax=axes[0],
+        title="(2) indicator E_k, unenriched run",
     )
-    ax[1].axvline(tol_E, color="r", ls=":")
-    ax[1].axhline(target, color="k", ls=":")
-    ax[1].set_xlabel("E_k")
-    ax[1].set_ylabel("true error")
-    ax[1].legend(fontsize=8)
-    for a in ax:
-        a.grid(True, which="both", alpha=0.3)
+    pairs = {
+        "calibration loads": (E_cal, e_cal),
+        "new load": (plain.indicator, np.maximum(eu0, ep0)),
+    }
+    for (label, (E, e)), marker in zip(pairs.items(), "os", strict=True):
+        axes[1].loglog(np.maximum(E, 1e-16), np.maximum(e, 1e-16), marker, ms=3, label=label)
+    axes[1].axvline(arom.tol_E, color="r", lw=1, label="tol_E")
+    axes[1].axhline(args.tol, color="k", ls=":", label="target")
+    axes[1].set(xlabel="indicator E_k", ylabel="true error")
+    axes[1].grid(True, which="both", alpha=0.3)
+    axes[1].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "indicator.png", dpi=120)
-    plt.close(fig)
-    files.append("indicator.png")
+    common.save_figure(fig, out, "indicator.png", files, args)
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.semilogy(times, np.maximum(eu1, floor), "o-", ms=3, label="u, adaptive")
-    ax.semilogy(times, np.maximum(ep1, floor), "s-", ms=3, label="p, adaptive")
-    for k in np.flatnonzero(adaptive.enriched):
-        ax.axvline(times[k], color="g", alpha=0.4)
-    ax.axhline(target, color="k", ls=":", label="target")
-    ax.set_xlabel("t (green: full-order steps)")
-    ax.set_ylabel("relative error")
-    ax.set_title(f"(3) adaptive ROM: {adaptive.fom_steps} full-order steps")
-    ax.legend(fontsize=8)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "error_adaptive.png", dpi=120)
-    plt.close(fig)
-    files.append("error_adaptive.png")
+# %% [markdown]
+# ## Online 2: the adaptive ROM
+#
+# The same load with enrichment ([theory §5.4](../../theory/#54-enrichment-loop)): at a step
+# with $E_k > \mathrm{tol}_E$ the full state at $t_{k-1}$ is rebuilt ($u = \Psi_u c_{k-1}$,
+# the internal variables by Gappy-POD from the reduced points), one full-order step is
+# taken from it, the bases take the new snapshot (incremental SVD), and the cubature and
+# indicator are rebuilt (warm-started). The model keeps what it learned.
 
-    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+# %%
+with blas_threads(comm):
+    comm.Barrier()
+    tic = time.perf_counter()
+    adaptive = arom.run(T_new, times, enrich=True)
+    t_adaptive = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+    eu1, ep1 = step_errors(fom, adaptive.displacement(), adaptive.plastic_strain(), ref)
+err_adaptive = float(max(eu1.max(), ep1.max()))
+enriched_steps = np.flatnonzero(adaptive.enriched)
+common.say(
+    comm,
+    f"adaptive ROM: {adaptive.fom_steps} full-order steps at t = {times[enriched_steps]}, "
+    f"max error u {eu1.max():.2e}, p {ep1.max():.2e} (target {args.tol:g}); "
+    f"N {n_modes0} -> {adaptive.n_modes[-1]}, cubature points {n_points0} -> "
+    f"{arom.cubature_.points.size}",
+)
+if comm.rank == 0:
+    fig = plotting.errors(
+        times,
+        {"u, adaptive": eu1, "p, adaptive": ep1, "target": target},
+        ylabel="relative error",
+        title=f"(3) adaptive ROM: {adaptive.fom_steps} full-order steps (green)",
+    )
+    for k in enriched_steps:
+        fig.axes[0].axvline(times[k], color="g", alpha=0.4)
+    fig.axes[0].set_xlabel("t")
+    common.save_figure(fig, out, "error_adaptive.png", files, args)
+
+# %% [markdown]
+# The cumulated plastic strain at $t = 1$ (full order), and the pointwise error of its
+# reconstruction (Gappy-POD at all quadrature points) by the unenriched and the adaptive
+# ROM, on a common color scale (drawn when one rank holds all quadrature points).
+
+# %%
+p_errors = {
+    "|p - p_h|, unenriched ROM": np.abs(plain.plastic_strain()[:, -1] - ref.p[:, -1]),
+    "|p - p_h|, adaptive ROM": np.abs(adaptive.plastic_strain()[:, -1] - ref.p[:, -1]),
+}
+if comm.rank == 0 and comm.size == 1:
+    xq = fom.qp_coordinates
+    hi = max(e.max() for e in p_errors.values())
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    sc = axes[0].scatter(xq[:, 0], xq[:, 1], c=ref.p[:, -1], s=40, marker="s", cmap="viridis")
+    axes[0].set(title="plastic strain p_h, full order", aspect="equal")
+    fig.colorbar(sc, ax=axes[0], shrink=0.8)
+    for ax, (title, e) in zip(axes[1:], p_errors.items(), strict=True):
+        sc = ax.scatter(xq[:, 0], xq[:, 1], c=e, s=40, marker="s", cmap="magma", vmin=0.0, vmax=hi)
+        ax.set(title=title, aspect="equal")
+    fig.colorbar(sc, ax=list(axes[1:]), shrink=0.8)
+    common.save_figure(fig, out, "plastic_strain.png", files, args)
+
+# %% [markdown]
+# ## Results and timings
+#
+# Per step: the indicator and the errors of the unenriched and the adaptive run, and where
+# the adaptive run took a full-order step. Wall times of the whole trajectory on the new
+# load (slowest rank): at this size the full-order model is itself cheap, and each
+# enrichment (full-order step, basis update, new cubature and indicator) costs more than a
+# whole full-order step, so the adaptive run can be slower than the full-order one. A
+# reduced step costs what its modes and reduced points cost, which grow far slower than
+# the mesh, so the balance turns on fine meshes; `benchmarks/bench_adaptive.py` measures
+# the speed-up at about $10^5$ dofs.
+
+# %%
+timings.update(fom_new_load=t_fom, rom_unenriched=t_plain, rom_adaptive=t_adaptive)
+rows = [
+    [
+        k,
+        float(times[k]),
+        float(plain.indicator[k]),
+        float(eu0[k]),
+        float(ep0[k]),
+        float(adaptive.indicator[k]),
+        "FOM" if adaptive.enriched[k] else "",
+        float(eu1[k]),
+        float(ep1[k]),
+    ]
+    for k in range(len(times))
+]
+header = ["k", "t", "E (plain)", "e_u (plain)", "e_p (plain)", "E (adapt.)", "step"]
+header += ["e_u (adapt.)", "e_p (adapt.)"]
+common.say(
+    comm,
+    f"\nAdaptive ROM: {fom.n_dofs} dofs ({args.dim}-D), {comm.size} rank(s), "
+    f"{len(train)} training loads, tol_E = {arom.tol_E:.3e}, target {args.tol:g}\n"
+    + common.table(rows, header)
+    + f"\nfull-order steps used: {adaptive.fom_steps}; wall time FOM {t_fom:.3f} s, "
+    f"unenriched ROM {t_plain:.3f} s, adaptive ROM {t_adaptive:.3f} s "
+    f"(speed-up {t_fom / t_adaptive:.1f}x); adaptive ROM on rank 0: reduced steps "
+    f"{adaptive.wall_time['reduced']:.3f} s, enrichments {adaptive.wall_time['enrichment']:.3f} s",
+)
+if comm.rank == 0:
+    walls = {"full order": t_fom, "ROM, unenriched": t_plain, "adaptive ROM": t_adaptive}
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.bar(list(walls), list(walls.values()), color=["tab:gray", "tab:blue", "tab:green"])
-    ax.set_ylabel("wall time [s]")
-    ax.set_title("(4) whole trajectory")
+    ax.set(ylabel="wall time [s]", title="(4) whole trajectory, new load")
     fig.tight_layout()
-    fig.savefig(out / "wall_time.png", dpi=120)
-    plt.close(fig)
-    files.append("wall_time.png")
-    return files
+    common.save_figure(fig, out, "wall_time.png", files, args)
 
+# %% [markdown]
+# `summary.json` holds the per-step indicator and errors of both runs, the calibration
+# pairs and the wall times.
 
-if __name__ == "__main__":
-    main()
+# %%
+results = {
+    "n_dofs": fom.n_dofs,
+    "n_qp": n_qp,
+    "dim": args.dim,
+    "n_steps": len(times),
+    "train_loads": train,
+    "calibration_loads": cal if args.tol_E is None else [],
+    "test_load": test,
+    "tol_E": arom.tol_E,
+    "calibration": calibration,
+    "target": args.tol,
+    "unenriched": {
+        "indicator": plain.indicator,
+        "error_u": eu0,
+        "error_p": ep0,
+        "max_error_u": float(eu0.max()),
+        "max_error_p": float(ep0.max()),
+        "n_modes": int(plain.n_modes[0]),
+        "n_points": int(plain.n_points[0]),
+    },
+    "adaptive": {
+        "indicator": adaptive.indicator,
+        "enriched_steps": enriched_steps,
+        "error_u": eu1,
+        "error_p": ep1,
+        "max_error_u": float(eu1.max()),
+        "max_error_p": float(ep1.max()),
+        "fom_steps": adaptive.fom_steps,
+        "n_modes": adaptive.n_modes,
+        "n_points": adaptive.n_points,
+        "wall_time": adaptive.wall_time,
+    },
+    "speedup_adaptive": t_fom / t_adaptive,
+    "speedup_unenriched": t_fom / t_plain,
+    "target_met_unenriched": bool(err_plain <= args.tol),
+    "target_met_adaptive": bool(err_adaptive <= args.tol),
+}
+common.write_summary(out, "adaptive_blade", args, results, timings, files, comm)
+
+# %%
+common.finish(out, args, comm)

@@ -62,7 +62,6 @@ from rom.parallel import blas_threads
 from rom.sampling import latin_hypercube
 from solvers.heat import HeatModel
 
-rom.limit_blas_per_rank()  # under mpirun: each rank's BLAS pool gets its share of the cores
 TOLERANCES = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 
 p = common.parser(

@@ -4,10 +4,12 @@
   (``api/<package>.<module>.md``, each holding a mkdocstrings ``::: package.module``
   directive), generated at build time. mkdocstrings reads the sources statically (griffe),
   so ``solvers/`` needs no dolfinx here.
-* ``Notebooks``: every jupytext notebook ``docs/notebooks/*.py``, titled by its first
-  Markdown heading (mkdocs-jupyter executes them).
+* ``Notebooks``: every case ``cases/*.py`` (jupytext percent format; ``cases/common.py``, the
+  helper they share, excepted), served as ``notebooks/<name>.py`` straight from ``cases/``
+  (no copy, no symlink), titled by its first Markdown heading; mkdocs-jupyter executes
+  them. The case script, its documentation page and its regression test are one file.
 
-A module or notebook added later appears without editing ``mkdocs.yml``.
+A module or case added later appears without editing ``mkdocs.yml``.
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 PACKAGES = {"rom": "rom: the library", "solvers": "solvers: dolfinx full-order models"}
 NAV_TITLE = "API reference"
 NOTEBOOKS_TITLE = "Notebooks"
+CASES = "cases"
+SHARED = {"common.py"}  # helper modules of the cases, not studies
 
 
 def _root(config) -> Path:
@@ -57,9 +62,14 @@ def _modules(config) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def case_files(root: Path) -> list[Path]:
+    """The studies of ``cases/``: one jupytext file each, executed into a notebook page."""
+    return [p for p in sorted((root / CASES).glob("*.py")) if p.name not in SHARED]
+
+
 def _notebooks(config) -> list[dict[str, str]]:
     entries = []
-    for path in sorted((Path(config.docs_dir) / "notebooks").glob("*.py")):
+    for path in case_files(_root(config)):
         title = path.stem
         for line in path.read_text().splitlines():
             if line.startswith("# # "):
@@ -84,7 +94,12 @@ def on_config(config):
     return config
 
 
+@event_priority(100)  # before mkdocs-jupyter's on_files, which turns them into notebook pages
 def on_files(files, config):
+    for path in case_files(_root(config)):
+        files.append(
+            File.generated(config, f"notebooks/{path.name}", abs_src_path=str(path.resolve()))
+        )
     mods = _modules(config)
     lines = [
         "# API reference",

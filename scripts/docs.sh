@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the documentation into site/ with one command: mkdocs build --strict (no warnings),
-# executing the notebooks (docs/notebooks/*.py, jupytext percent format) at a small size.
+# executing the case pages (cases/*.py, jupytext percent format; docs/hooks.py) at a small size.
 # Installs the docs extra into .venv when it is missing. Usage: bash scripts/docs.sh [mkdocs args]
 set -euo pipefail
 cd "$(dirname "$0")/.."

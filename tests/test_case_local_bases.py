@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "cases"))
+sys.path.insert(0, str(ROOT / "cases"))  # cases/common.py
+CASE = ROOT / "cases" / "local_bases.py"
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 
@@ -38,11 +40,11 @@ ARGS = [
 ]
 
 
-def test_local_bases_case_end_to_end(comm, shared_tmp_path):
-    import local_bases
+def test_local_bases_case_end_to_end(comm, shared_tmp_path, monkeypatch):
 
     out = shared_tmp_path / "local_bases"
-    res = local_bases.main(ARGS + ["--out", str(out)])
+    monkeypatch.setattr(sys, "argv", [str(CASE), *ARGS, "--out", str(out)])
+    res = runpy.run_path(str(CASE), run_name="__main__")["results"]  # the case as a script
     summary = json.loads((out / "summary.json").read_text())
     assert summary["case"] == "local_bases" and summary["ranks"] == comm.size
     for key in ("args", "results", "timings_s", "files", "version"):

@@ -19,10 +19,11 @@ import pytest
 import rom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs"))
-import hooks  # noqa: E402  (docs/hooks.py: the pages the docs build generates)
+import hooks  # docs/hooks.py: the pages the docs build generates
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.py"))
+sys.path.insert(0, str(ROOT / "cases"))  # cases/common.py, imported by every case
+NOTEBOOKS = hooks.case_files(ROOT)  # each case is also a notebook page
 
 
 def test_docstring_examples_pass_as_doctests():
@@ -73,9 +74,10 @@ def test_docs_build_strict_with_executed_notebooks(tmp_path):
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert not re.search(r"^WARNING", res.stderr, re.M), res.stderr[-3000:]
-    for page in ("index", "concepts", "mpi", "cli", "hdf5-schema", "performance"):
+    for page in ("index", "concepts", "theory", "mpi", "cli", "hdf5-schema", "performance"):
         assert (site / page / "index.html").is_file() or (site / f"{page}.html").is_file()
-    for notebook in NOTEBOOKS:  # every notebook is executed into a page (docs/hooks.py)
+    assert {p.stem for p in NOTEBOOKS} == {"thermal", "local_bases", "adaptive_blade"}
+    for notebook in NOTEBOOKS:  # every case is executed into a page (docs/hooks.py)
         page = (site / "notebooks" / notebook.stem / "index.html").read_text()
         assert "Traceback" not in page and "jp-Cell" in page, notebook.stem
     # their figures were rendered, not lost (output images only: the page's stylesheet holds
@@ -99,13 +101,15 @@ def test_docs_build_strict_with_executed_notebooks(tmp_path):
 @pytest.mark.mpi
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_as_a_script_at_any_rank_count(notebook, monkeypatch, comm):
-    """Each notebook is also an SPMD script (run here at 1 rank, and at 2 under mpirun)."""
+    """Each notebook page, at its documentation size, is also an SPMD script (run here at 1
+    rank, and at 2 under mpirun); it writes to a temporary directory that it removes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     monkeypatch.setenv("ROM_DOCS_SMALL", "1")
+    monkeypatch.setattr(sys, "argv", [str(notebook), "--log-level", "WARNING"])
     try:
         ns = runpy.run_path(str(notebook), run_name="__main__")
     finally:
@@ -118,9 +122,10 @@ def test_notebook_runs_as_a_script_at_any_rank_count(notebook, monkeypatch, comm
     if notebook.stem == "local_bases":
         # at the fixed basis size, the sine k-medoids bases project the held-out (selected by
         # the nearest parameter) and the training trajectories better than one global basis
-        names = list(ns["configs"])  # global, k-means on parameters, sine k-medoids
-        assert ns["err_sine"] <= ns["err_global"]
-        assert ns["training"][names[2]].mean() <= ns["training"][names[0]].mean()
+        cfg = ns["results"]["configurations"]
+        glob, sine = cfg["sine-kmedoids/K=1"], cfg["sine-kmedoids/K=4"]  # K = 1: one global basis
+        assert sine["test_projection_error_mean"] <= glob["test_projection_error_mean"]
+        assert sine["train_projection_error_mean"] <= glob["train_projection_error_mean"]
         # every concatenated-SVD bound is above the exact error (up to the sqrt(u) floor of
         # Gram-based quantities, tests/test_bounds.py), Ky Fan below it
         curves = ns["bound_curves"]
@@ -130,8 +135,8 @@ def test_notebook_runs_as_a_script_at_any_rank_count(notebook, monkeypatch, comm
             assert np.all(curves[name] >= exact - 1e-7), name
         assert np.all(curves["Ky Fan (lower bound)"] <= exact + 1e-7)
         # the merge clusters are certified; eta(1) = 1 and local bases pay off at K = 4
-        assert ns["ecc"].certified_errors_.max() <= ns["TOL"]
-        eta, Ks = ns["efficiency"]["sine-kmedoids"], ns["KS"]
+        assert ns["ecc"].certified_errors_.max() <= ns["args"].tol
+        eta, Ks = ns["efficiency"]["sine-kmedoids"], ns["Ks"]
         assert eta[Ks.index(1)] == 1.0 and eta[Ks.index(4)] < 1.0
         assert not Path(ns["out"]).exists()
     if notebook.stem == "adaptive_blade":
@@ -140,8 +145,8 @@ def test_notebook_runs_as_a_script_at_any_rank_count(notebook, monkeypatch, comm
         # one triggered by the indicator crossing the calibrated threshold
         adaptive = ns["adaptive"]
         assert ns["err_adaptive"] < ns["err_plain"]
-        assert ns["err_adaptive"] <= ns["TOL"] < ns["err_plain"]
-        assert 1 <= adaptive.fom_steps == len(ns["enriched_steps"]) <= ns["MAX_ENRICHMENTS"]
+        assert ns["err_adaptive"] <= ns["args"].tol < ns["err_plain"]
+        assert 1 <= adaptive.fom_steps == len(ns["enriched_steps"]) <= ns["args"].max_enrichments
         assert adaptive.indicator[ns["enriched_steps"][0]] > ns["arom"].tol_E
         # the basis learned the new snapshots: its span moved (it may keep its size)
         from rom.local.dissimilarity import subspace_distance
