@@ -3,9 +3,11 @@
 
     .venv/bin/mpirun -n 2 .venv/bin/python -m mpi4py benchmarks/bench_adaptive.py [--size 224]
 
-writes ``benchmarks/results/adaptive.json``. The block of ``cases/adaptive_blade.py`` (2-D
-plane strain by default; ``--dim 3``) is trained on ``--n-train`` ramp loads and run on the
-case's new load (strong second hot spot, hold). Measured in interleaved rounds
+writes ``benchmarks/results/adaptive.json``. ``cases/adaptive_blade.py`` runs first, with
+these settings (2-D plane strain by default, ``--dim 3``; ``--n-train`` ramp loads; ``--tol-E``
+given, so no calibration; its output in ``--out``); the benchmark reuses its full-order model,
+training trajectories and adaptive ROM, on the case's new load (strong second hot spot,
+hold). Measured in interleaved rounds
 (``benchmarks/protocol.py``, ``--rounds``, default 3): the full-order trajectory against the
 adaptive ROM on the same times (reduced steps, indicator, enrichments; the ROM is fitted
 afresh, untimed, before each run, since a run enriches it); and, in rounds of their own, the
@@ -21,22 +23,14 @@ the largest norm); indicator cost flat within 20 % over the 8x finer mesh.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import protocol
 from mpi4py import MPI
 
 import rom as rom_lib
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "cases"))
-
-import adaptive_blade as case  # noqa: E402
-
-from rom.adaptive.enrichment import AdaptiveROM  # noqa: E402
+from rom.adaptive.enrichment import AdaptiveROM
 
 
 def _calls_per_sample(fn, *, min_time: float = 0.04) -> int:
@@ -52,24 +46,24 @@ def _calls_per_sample(fn, *, min_time: float = 0.04) -> int:
     return n
 
 
-def build(comm, dim, size, times, train, args):
-    """The full-order model, its training trajectories and a fitted adaptive ROM."""
+def build_coarse(comm, ns, args, size):
+    """The full-order model on a coarser mesh and an adaptive ROM fitted on the case's
+    training loads (``ns``: the case's namespace)."""
     from solvers.mechanics import Load, ViscoplasticModel
 
-    fom = ViscoplasticModel(comm, dim=dim, size=size, load=Load(), times=times)
+    times = ns["times"]
+    fom = ViscoplasticModel(comm, dim=args.dim, size=size, load=Load(), times=times)
     trajs = []
-    for load in train:
-        fom.set_temperature(case.blade_temperature(*load))
+    for load in ns["train"]:
+        fom.set_temperature(ns["blade_temperature"](*load))
         trajs.append(fom.solve(times=times))
-    fom_rtol = None if str(args.fom_rtol).lower() == "none" else float(args.fom_rtol)
-    rom = AdaptiveROM(
+    arom = AdaptiveROM(
         svd_rtol=args.svd_rtol,
         cubature_tol=args.cubature_tol,
         tol_E=args.tol_E,
         max_enrichments=args.max_enrichments,
-        fom_rtol=fom_rtol,
     ).fit(fom, trajs)
-    return fom, rom, trajs
+    return fom, arom
 
 
 def online_contenders(rom, T, times, tag):
@@ -125,15 +119,13 @@ def trajectory_rounds(comm, fom, rom, trajs, T_new, times, rounds):
 
     The ROM's run enriches it in place, so it is fitted afresh (untimed) before each run.
     """
-    runs = []
 
     def fom_run():
         fom.set_temperature(T_new)
         return fom.solve(times=times)
 
     def rom_run():
-        runs.append(rom.run(T_new, times))
-        return runs[-1]
+        return rom.run(T_new, times)
 
     record, outs = protocol.run_rounds(
         {"fom": fom_run, "adaptive_rom": rom_run},
@@ -148,21 +140,16 @@ def trajectory_rounds(comm, fom, rom, trajs, T_new, times, rounds):
 def _arguments(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dim", type=int, default=2, choices=[2, 3])
-    p.add_argument("--size", type=int, default=None, help="cells per unit length (fine mesh)")
+    p.add_argument("--size", type=int, default=None, help="default 224 (--quick 8)")
     p.add_argument("--n-steps", type=int, default=None, help="default 20 (--quick 10)")
     p.add_argument("--n-train", type=int, default=3)
     p.add_argument("--tol-E", type=float, default=2e-3)
     p.add_argument("--max-enrichments", type=int, default=3)
     p.add_argument("--cubature-tol", type=float, default=1e-4)
     p.add_argument("--svd-rtol", type=float, default=1e-5)
-    p.add_argument(
-        "--fom-rtol",
-        default="1e-8",
-        help="Newton tolerance of the enrichment steps (AdaptiveROM fom_rtol; "
-        "'none': the full-order model's own 1e-10)",
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-coarse", action="store_true", help="no indicator scaling study")
+    p.add_argument("--out", default="run/bench_adaptive", help="the case's output folder")
     protocol.add_common_arguments(p, rounds=3)
     args = p.parse_args(argv)
     args.size = args.size or (8 if args.quick else 224)
@@ -170,36 +157,40 @@ def _arguments(argv):
     return args
 
 
+def run_case(args) -> dict:
+    """``cases/adaptive_blade.py`` with the benchmark's settings; its namespace."""
+    opts = ("dim", "size", "n_steps", "n_train", "tol_E", "max_enrichments", "cubature_tol")
+    argv = []
+    for k in (*opts, "svd_rtol", "seed"):
+        argv += ["--" + k.replace("_", "-"), str(getattr(args, k))]
+    argv += ["--out", args.out, "--no-plots", "--log-level", "WARNING"]
+    return protocol.run_case("adaptive_blade", argv)
+
+
 def main(argv=None):
     args = _arguments(argv)
     rom_lib.limit_blas_per_rank()  # under mpirun: one BLAS pool per rank, its share of the cores
     rounds = protocol.rounds_of(args, 3, quick=2)
     comm = MPI.COMM_WORLD
-    import dolfinx_solver  # noqa: F401
-
-    times = np.linspace(0.0, 1.0, args.n_steps + 1)[1:]
-    rng = np.random.default_rng(args.seed)
-    train = case.sample_loads(args.n_train, rng, s2_max=60.0)
-    T_new = case.blade_temperature(*case.TEST_LOAD)
+    ns = run_case(args)  # trains the ROM (and runs the case's own study once)
+    fom, arom, trajs = ns["fom"], ns["arom"], ns["trajectories"]
+    T_new, times = ns["T_new"], ns["times"]
     res: dict = {"benchmark": "adaptive", "ranks": comm.size, "dim": args.dim}
-    tic = time.perf_counter()
-    fom, rom, trajs = build(comm, args.dim, args.size, times, train, args)
-    res["offline_s"] = time.perf_counter() - tic
+    res["case_speedup_one_run"] = ns["results"]["speedup_adaptive"]
+    arom.fit(fom, trajs)  # the case's run enriched it: back to the trained model
     coarse = None
     if not args.skip_coarse:
         size_c = max(2, round(args.size / (2**1.5 if args.dim == 2 else 2.0)))
-        coarse = build(comm, args.dim, size_c, times, train, args)[:2]
+        coarse = build_coarse(comm, ns, args, size_c)
     # per-call costs on the fitted, not yet enriched models
-    res["online"] = online_costs(comm, (fom, rom), coarse, T_new, times, rounds)
-    record, ref, run = trajectory_rounds(comm, fom, rom, trajs, T_new, times, rounds)
-    eu, ep = case.step_errors(fom, run.displacement(), run.plastic_strain(), ref)
-    speedup = record["per_round_ratio"]["fom"]
+    res["online"] = online_costs(comm, (fom, arom), coarse, T_new, times, rounds)
+    record, ref, run = trajectory_rounds(comm, fom, arom, trajs, T_new, times, rounds)
+    eu, ep = ns["step_errors"](fom, run.displacement(), run.plastic_strain(), ref)
     res.update(
         n_dofs=fom.n_dofs,
         n_qp=int(comm.allreduce(fom.n_qp_local)),
         timing=record,
         speedup=record["median_ratio"]["fom"],
-        speedup_per_round=speedup,
         fom_steps=run.fom_steps,
         enriched_steps=np.flatnonzero(run.enriched).tolist(),
         rom_wall_split_s=run.wall_time,
@@ -219,13 +210,7 @@ def main(argv=None):
         targets["indicator cost flat within 20 % (8x dofs)"] = bool(0.8 <= r <= 1.2)
     res["targets"] = targets
     if comm.rank == 0:
-        res["command_args"] = vars(args)
-        res["machine"] = protocol.machine()
-        path = protocol.write_json(
-            protocol.output_path(args, "adaptive.json"), case.common.jsonable(res)
-        )
-        print(f"speed-up (median of {rounds} rounds): {res['speedup']:.1f}x; targets: {targets}")
-        print(f"written: {path}")
+        protocol.finish(args, res, "adaptive.json")
 
 
 if __name__ == "__main__":

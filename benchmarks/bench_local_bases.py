@@ -19,18 +19,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from pathlib import Path
 
 import protocol
 from mpi4py import MPI
 
 import rom
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "cases"))
-
-import local_bases  # noqa: E402
 
 SINE = ("sine-kmedoids", "sine-kcenter")
 EUCLID = "kmeans-snapshots"
@@ -62,7 +55,8 @@ def main(argv=None):
         case_args += ["--" + k.replace("_", "-"), str(v)]
     clusterings = ",".join(["kmeans-parameters", EUCLID, *SINE])
     case_args += ["--tol", str(a.tol), "--clusterings", clusterings, "--out", a.out]
-    res = local_bases.main([*case_args, "--no-plots", "--log-level", "WARNING"])
+    case_args += ["--no-plots", "--log-level", "WARNING"]
+    res = protocol.run_case("local_bases", case_args)["results"]
     comm = MPI.COMM_WORLD
     if comm.rank != 0:
         return
@@ -134,12 +128,7 @@ def main(argv=None):
         print("  ".join(parts))
     for t, ok in out["targets"].items():
         print(f"target {t}: {'met' if ok else 'NOT met'}")
-    out["command_args"] = vars(a)
-    out["machine"] = protocol.machine()
-    path = protocol.write_json(
-        protocol.output_path(a, "local_bases.json"), local_bases.common.jsonable(out)
-    )
-    print(f"written: {path}")
+    protocol.finish(a, out, "local_bases.json")
 
 
 if __name__ == "__main__":

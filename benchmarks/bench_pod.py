@@ -201,13 +201,7 @@ def main(argv=None):
     rounds = protocol.rounds_of(args, 7)
     res = mpi_scaling(args, rounds) if args.mpi else serial(args, rounds)
     if res is not None:
-        res["command_args"] = vars(args)
-        res["machine"] = protocol.machine()
-        out = protocol.output_path(args, "pod_mpi.json" if args.mpi else "pod.json")
-        protocol.write_json(out, res)
-        print(f"median ratios: {res['timing']['median_ratio']}")
-        print(f"targets: {res['targets']}")
-        print(f"written: {out}")
+        protocol.finish(args, res, "pod_mpi.json" if args.mpi else "pod.json")
 
 
 if __name__ == "__main__":

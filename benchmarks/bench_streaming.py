@@ -338,13 +338,7 @@ def main(argv=None):
     else:
         res, name = serial(args, protocol.rounds_of(args, 7)), "streaming.json"
     if res is not None:
-        res["command_args"] = vars(args)
-        res["machine"] = protocol.machine()
-        out = protocol.output_path(args, name)
-        protocol.write_json(out, res)
-        print(f"median ratios: {res['timing']['median_ratio']}")
-        print(f"targets: {res['targets']}")
-        print(f"written: {out}")
+        protocol.finish(args, res, name)
 
 
 if __name__ == "__main__":

@@ -16,33 +16,17 @@ held-out relative space-time error at most 1e-3.
 from __future__ import annotations
 
 import argparse
-import runpy
-import sys
-from pathlib import Path
 
 import protocol
 from mpi4py import MPI
 
 import rom
 
-CASE = Path(__file__).resolve().parents[1] / "cases" / "thermal.py"
-
 #: case arguments: full size, --quick
 SIZES = {
     False: {"size": 84, "n_train": 10, "n_test": 10, "n_steps": None, "tol": 1e-3},
     True: {"size": 6, "n_train": 6, "n_test": 3, "n_steps": 10, "tol": 1e-2},
 }
-
-
-def run_case(argv: list[str]) -> dict:
-    """Run ``cases/thermal.py`` as a script with ``argv``; its ``results``."""
-    sys.path.insert(0, str(CASE.parent))  # cases/common.py
-    saved = sys.argv
-    sys.argv = [str(CASE), *argv]
-    try:
-        return runpy.run_path(str(CASE), run_name="__main__")["results"]
-    finally:
-        sys.argv = saved
 
 
 def main(argv=None):
@@ -60,7 +44,8 @@ def main(argv=None):
     case_args += ["--n-test", str(cfg["n_test"]), "--tol", str(cfg["tol"])]
     if cfg["n_steps"] is not None:
         case_args += ["--n-steps", str(cfg["n_steps"])]
-    res = run_case([*case_args, "--out", a.out, "--no-plots", "--log-level", "WARNING"])
+    case_args += ["--out", a.out, "--no-plots", "--log-level", "WARNING"]
+    res = protocol.run_case("thermal", case_args)["results"]
     comm = MPI.COMM_WORLD
     if comm.rank != 0:
         return
@@ -96,12 +81,9 @@ def main(argv=None):
             "speedup (median of rounds) >= 100": speedup >= 100,
             "max_relative_error <= 1e-3": h["max_relative_error"] <= 1e-3,
         },
-        "command_args": vars(a),
-        "machine": protocol.machine(),
     }
-    path = protocol.write_json(protocol.output_path(a, "thermal.json"), out)
-    print(f"speed-up (median of {len(log)} rounds): {speedup:.0f}x; targets: {out['targets']}")
-    print(f"written: {path}")
+    print(f"speed-up (median of {len(log)} rounds): {speedup:.0f}x")
+    protocol.finish(a, out, "thermal.json")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import gc
 import json
 import os
 import platform
+import runpy
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -35,10 +37,27 @@ from typing import Any
 
 import numpy as np
 
+from rom.summary import jsonable
+
 RESULTS = Path(__file__).resolve().parent / "results"
+CASES = Path(__file__).resolve().parents[1] / "cases"
 #: Where ``--quick`` runs write unless told otherwise (git-ignored), so that a smoke run
 #: never replaces a recorded result.
 QUICK_RESULTS = Path(__file__).resolve().parent.parent / "run" / "bench_quick"
+
+
+def run_case(name: str, argv: list[str]) -> dict[str, Any]:
+    """Run ``cases/<name>.py`` as a script with the arguments ``argv``, in this process (so
+    that a benchmark can reuse what the case built); the case's module namespace."""
+    path = CASES / f"{name}.py"
+    if str(CASES) not in sys.path:
+        sys.path.insert(0, str(CASES))  # cases/common.py
+    saved = sys.argv
+    sys.argv = [str(path), *argv]
+    try:
+        return runpy.run_path(str(path), run_name="__main__")
+    finally:
+        sys.argv = saved
 
 
 def machine() -> dict[str, Any]:
@@ -210,30 +229,14 @@ def summarize(
     return out
 
 
-def _plain(x: Any) -> Any:
-    """JSON-ready copy: numpy scalars and arrays to Python, paths to strings."""
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, np.floating):
-        return float(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def write_json(path: str | Path, data: Mapping[str, Any]) -> Path:
-    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one."""
+    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one.
+
+    Numpy values become JSON types and non-finite floats ``null`` (:func:`rom.summary.jsonable`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_plain(dict(data)), indent=2, allow_nan=True)
+    text = json.dumps(jsonable(dict(data)), indent=2, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
@@ -274,3 +277,16 @@ def add_common_arguments(p, *, rounds: int) -> None:
 def rounds_of(args, full: int, quick: int = 3) -> int:
     """``--rounds`` if given, else ``quick`` rounds with ``--quick`` and ``full`` without."""
     return args.rounds or (quick if args.quick else full)
+
+
+def finish(args, result: dict[str, Any], name: str) -> Path:
+    """Add the arguments and the machine record to ``result``, write it (:func:`output_path`)
+    and print its median ratios and targets."""
+    result["command_args"] = vars(args)
+    result["machine"] = machine()
+    path = write_json(output_path(args, name), result)
+    if "timing" in result:
+        print(f"median ratios: {result['timing']['median_ratio']}")
+    print(f"targets: {result.get('targets')}")
+    print(f"written: {path}")
+    return path
