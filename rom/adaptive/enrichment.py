@@ -48,6 +48,7 @@ from rom.adaptive.hyperreduced import (
 from rom.adaptive.indicator import GappyIndicator
 from rom.adaptive.points import gather_at_points
 from rom.compression.incremental_svd import IncrementalSVD
+from rom.options import Choice, Interval, option_error
 from rom.parallel import allreduce_sum, check_collective, get_comm
 
 __all__ = ["AdaptiveROM", "AdaptiveRun", "FullState"]
@@ -214,25 +215,18 @@ class AdaptiveROM:
         self.seed = seed
 
     # ------------------------------------------------------------------ offline
+    _OPTIONS = {
+        "svd_rtol": Interval(0, 1, closed="neither"),
+        "cubature_tol": Interval(0, 1, closed="neither"),
+        "p_ref": Interval(0, None, closed="neither", optional=True),
+        "tol_E": Interval(0, None),
+        "max_enrichments": Interval(0, None, integer=True),
+        "fom_rtol": Interval(0, 1, closed="left", optional=True),
+        "reconstruction": Choice("gappy", "replay"),
+    }
+
     def _option_error(self) -> str | None:
-        for name in ("svd_rtol", "cubature_tol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating)) and 0 < v < 1):
-                return f"{name} must lie in (0, 1), got {v!r}"
-        if self.p_ref is not None and not (
-            isinstance(self.p_ref, (int, float, np.floating)) and self.p_ref > 0
-        ):
-            return f"p_ref must be positive, got {self.p_ref!r}"
-        if not (isinstance(self.tol_E, (int, float, np.floating)) and self.tol_E >= 0):
-            return f"tol_E must be a non-negative number, got {self.tol_E!r}"
-        if not isinstance(self.max_enrichments, (int, np.integer)) or self.max_enrichments < 0:
-            return f"max_enrichments must be a non-negative integer, got {self.max_enrichments!r}"
-        fr = self.fom_rtol
-        if fr is not None and not (isinstance(fr, (int, float, np.floating)) and 0 <= fr < 1):
-            return f"fom_rtol must be None or lie in [0, 1), got {fr!r}"
-        if self.reconstruction not in ("gappy", "replay"):
-            return f"reconstruction must be 'gappy' or 'replay', got {self.reconstruction!r}"
-        return None
+        return option_error(self, self._OPTIONS)
 
     def fit(self, fom: Any, trajectories: Sequence[Any]) -> AdaptiveROM:
         """Bases, cubature and indicator from training trajectories (collective).

@@ -69,6 +69,7 @@ from rom.compression.truncation import truncation_rank, validate_truncation
 from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
 from rom.local.dissimilarity import sine_dissimilarity, sine_dissimilarity_between
 from rom.local.merge_clustering import ErrorConstrainedClustering
+from rom.options import Choice, Interval, option_error
 from rom.parallel import (
     Product,
     allreduce_sum,
@@ -199,11 +200,12 @@ class LocalBases:
 
     # ------------------------------------------------------------------ validation
     def _option_error(self) -> str | None:
-        if self.clustering not in CLUSTERINGS:
-            return f"clustering must be one of {CLUSTERINGS}, got {self.clustering!r}"
-        k = self.n_clusters
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            return f"n_clusters must be a positive integer, got {k!r}"
+        err = option_error(
+            self,
+            {"clustering": Choice(*CLUSTERINGS), "n_clusters": Interval(1, None, integer=True)},
+        )
+        if err is not None:
+            return err
         if self.rank is None and self.rel_l2_err is None:
             return "give rank= or rel_l2_err= (the local basis size rule)"
         err = validate_truncation(rank=self.rank, rel_l2_err=self.rel_l2_err)

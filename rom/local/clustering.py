@@ -48,6 +48,7 @@ import math
 
 import numpy as np
 
+from rom.options import Choice, Interval, option_error
 from rom.parallel import (
     apply_product,
     blas_threads,
@@ -270,20 +271,20 @@ class KMedoids:
         self.seed = seed
 
     def _check_params(self, n: int) -> None:
-        k = self.n_clusters
-        if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-            raise ValueError(f"n_clusters must be an integer in [1, n={n}], got {k!r}")
-        if self.objective not in _OBJECTIVES:
-            raise ValueError(f"objective must be one of {_OBJECTIVES}, got {self.objective!r}")
-        if self.init is not None and self.init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS} or None, got {self.init!r}")
-        m = self.min_cluster_size
-        if not isinstance(m, (int, np.integer)) or not 1 <= m <= n:
-            raise ValueError(f"min_cluster_size must be an integer in [1, n={n}], got {m!r}")
-        if not isinstance(self.n_init, (int, np.integer)) or self.n_init < 1:
-            raise ValueError(f"n_init must be a positive integer, got {self.n_init!r}")
-        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
-            raise ValueError(f"max_iter must be a positive integer, got {self.max_iter!r}")
+        """Options against ``n`` points (the data are replicated: no collective needed)."""
+        err = option_error(
+            self,
+            {
+                "n_clusters": Interval(1, n, integer=True),
+                "objective": Choice(*_OBJECTIVES),
+                "init": Choice(*_INITS, optional=True),
+                "min_cluster_size": Interval(1, n, integer=True),
+                "n_init": Interval(1, None, integer=True),
+                "max_iter": Interval(1, None, integer=True),
+            },
+        )
+        if err is not None:
+            raise ValueError(err)
 
     def _local_search(self, D: np.ndarray, med: np.ndarray) -> tuple[np.ndarray, int]:
         if self.objective == "sum":
