@@ -379,16 +379,11 @@ class AdaptiveROM:
         """
         self._check_fitted()
         fom = self.fom_
-        times = np.asarray(times, dtype=np.float64).ravel()
         t0 = float(fom.initial_time)
-        err = None
-        if (
-            times.size == 0
-            or not np.all(np.isfinite(times))
-            or times[0] <= t0
-            or np.any(np.diff(times) <= 0)
-        ):
-            err = f"times must increase strictly from above initial_time={t0}"
+        times = np.asarray(times, dtype=np.float64).ravel()
+        ok = times.size > 0 and np.all(np.isfinite(times)) and times[0] > t0
+        ok = ok and np.all(np.diff(times) > 0)
+        err = None if ok else f"times must increase strictly from above initial_time={t0}"
         check_collective(err, self._comm)
         fom.set_temperature(temperature)
         self.model_.temperature = temperature

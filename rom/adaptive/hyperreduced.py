@@ -112,6 +112,36 @@ class ReducedStepInfo:
     reference_norm: float = 0.0
 
 
+def _model_input_error(Psi_u, strains, weights, coordinates, temperature) -> str | None:
+    if Psi_u.ndim != 2:
+        return f"Psi_u must be 2-D (n_owned, N), got shape {Psi_u.shape}"
+    if strains.ndim != 3 or strains.shape[2] != Psi_u.shape[1]:
+        return f"strains must have shape (m, n_comp, N={Psi_u.shape[1]}), got {strains.shape}"
+    if weights.shape != (strains.shape[0],):
+        return f"weights must have shape ({strains.shape[0]},), got {weights.shape}"
+    if coordinates.ndim != 2 or coordinates.shape[0] != strains.shape[0]:
+        return f"coordinates must have shape ({strains.shape[0]}, gdim), got {coordinates.shape}"
+    if not all(np.all(np.isfinite(a)) for a in (Psi_u, strains, weights, coordinates)):
+        return "Psi_u, strains, weights or coordinates contain NaN or Inf"
+    if np.any(weights < 0):
+        return "weights must be non-negative"
+    if not np.any(weights > 0):
+        return "at least one reduced point must have a positive weight"
+    if not (callable(temperature) or np.isfinite(float(temperature))):
+        return f"temperature must be a callable T(x, t) or a finite number, got {temperature!r}"
+    return None
+
+
+def _load_error(loads: list, N: int) -> str | None:
+    for j, item in enumerate(loads):
+        if len(item) != 2 or not callable(item[1]):
+            return f"external_load[{j}] must be a pair (vector (N,), callable theta(t))"
+        f = np.asarray(item[0], dtype=np.float64)
+        if f.shape != (N,) or not np.all(np.isfinite(f)):
+            return f"external_load[{j}] vector must be finite of shape ({N},)"
+    return None
+
+
 class HyperReducedModel:
     """POD-Galerkin model with the constitutive law integrated at reduced points only.
 
@@ -159,39 +189,16 @@ class HyperReducedModel:
         comm: MPI.Comm | None = None,
     ) -> None:
         comm = get_comm(comm)
-        err = None
         Psi_u = np.asarray(Psi_u, dtype=np.float64)
         strains = np.asarray(strains, dtype=np.float64)
         weights = np.asarray(weights, dtype=np.float64)
         coordinates = np.asarray(coordinates, dtype=np.float64)
         loads = [] if external_load is None else list(external_load)
-        if Psi_u.ndim != 2:
-            err = f"Psi_u must be 2-D (n_owned, N), got shape {Psi_u.shape}"
-        elif strains.ndim != 3 or strains.shape[2] != Psi_u.shape[1]:
-            err = f"strains must have shape (m, n_comp, N={Psi_u.shape[1]}), got {strains.shape}"
-        elif weights.shape != (strains.shape[0],):
-            err = f"weights must have shape ({strains.shape[0]},), got {weights.shape}"
-        elif coordinates.ndim != 2 or coordinates.shape[0] != strains.shape[0]:
-            err = f"coordinates must have shape ({strains.shape[0]}, gdim), got {coordinates.shape}"
-        elif not all(np.all(np.isfinite(a)) for a in (Psi_u, strains, weights, coordinates)):
-            err = "Psi_u, strains, weights or coordinates contain NaN or Inf"
-        elif np.any(weights < 0):
-            err = "weights must be non-negative"
-        elif not np.any(weights > 0):
-            err = "at least one reduced point must have a positive weight"
-        elif not (callable(temperature) or np.isfinite(float(temperature))):
-            err = f"temperature must be a callable T(x, t) or a finite number, got {temperature!r}"
-        elif not (rtol >= 0 and atol >= 0 and int(max_newton) >= 1):
+        err = _model_input_error(Psi_u, strains, weights, coordinates, temperature)
+        if err is None and not (rtol >= 0 and atol >= 0 and int(max_newton) >= 1):
             err = f"need rtol, atol >= 0 and max_newton >= 1, got {rtol}, {atol}, {max_newton}"
-        else:
-            for j, item in enumerate(loads):
-                if len(item) != 2 or not callable(item[1]):
-                    err = f"external_load[{j}] must be a pair (vector (N,), callable theta(t))"
-                    break
-                f = np.asarray(item[0], dtype=np.float64)
-                if f.shape != (Psi_u.shape[1],) or not np.all(np.isfinite(f)):
-                    err = f"external_load[{j}] vector must be finite of shape ({Psi_u.shape[1]},)"
-                    break
+        if err is None:
+            err = _load_error(loads, Psi_u.shape[1])
         check_collective(err, comm)
         self.Psi_u = Psi_u
         self.strains = strains
