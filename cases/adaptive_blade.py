@@ -125,6 +125,17 @@ def timed_solve(fom, load: tuple, times: np.ndarray):
     return trajectory, comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
 
 
+def timed_rom_run(arom, fom, T, times: np.ndarray, ref, *, enrich: bool):
+    """One ROM run under the temperature ``T``, its wall time (slowest rank) and its per-step
+    errors ``(e_u, e_p)`` against the full-order trajectory ``ref`` (collective)."""
+    comm = fom.comm
+    comm.Barrier()
+    tic = time.perf_counter()
+    run = arom.run(T, times, enrich=enrich)
+    seconds = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
+    return run, seconds, *step_errors(fom, run.displacement(), run.plastic_strain(), ref)
+
+
 def calibration_pairs(arom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(indicator, true error) of every step of the unenriched ROM on held-out loads, the
     input of :func:`rom.adaptive.indicator.calibrate`; the error of a step is the larger of the u and
@@ -132,22 +143,17 @@ def calibration_pairs(arom, fom, loads, times: np.ndarray) -> tuple[np.ndarray, 
     E, e = [], []
     for load in loads:
         ref, _ = timed_solve(fom, load, times)
-        run = arom.run(blade_temperature(*load), times, enrich=False)
-        eu, ep = step_errors(fom, run.displacement(), run.plastic_strain(), ref)
+        run, _, eu, ep = timed_rom_run(
+            arom, fom, blade_temperature(*load), times, ref, enrich=False
+        )
         E.append(run.indicator)
         e.append(np.maximum(eu, ep))
     return np.concatenate(E), np.concatenate(e)
 
 
-p = common.parser(
-    "Adaptive nonlinear ROM: an elasto-viscoplastic block under thermal loads near creep",
-    size=8,
-    n_train=4,
-    tol=5e-3,
-    out="run/adaptive",
-)
+DESCRIPTION = "Adaptive nonlinear ROM: an elasto-viscoplastic block under thermal loads near creep"
+p = common.parser(DESCRIPTION, size=8, n_train=4, tol=5e-3, out="run/adaptive", n_steps=20)
 p.add_argument("--dim", type=int, default=2, choices=[2, 3])
-p.add_argument("--n-steps", type=int, default=20, help="time steps on [0, 1]")
 p.add_argument("--n-cal", type=int, default=3, help="held-out loads for the calibration")
 p.add_argument(
     "--tol-E", type=float, default=None, help="indicator threshold (skips the calibration)"
@@ -168,12 +174,7 @@ times = np.linspace(0.0, 1.0, args.n_steps + 1)[1:]
 LOAD_NAMES = ("A", "g", "S1", "S2", "hold")
 timings: dict[str, float] = {}
 files = ["training.h5", "summary.json"]
-common.say(
-    comm,
-    f"size {args.size}, {args.n_train} training and {args.n_cal} calibration loads, "
-    f"{args.n_steps} steps, {comm.size} rank(s), output in {out}\nnew load: "
-    + ", ".join(f"{n} = {v:g}" for n, v in zip(LOAD_NAMES, test, strict=True)),
-)
+common.say(comm, "new load: " + ", ".join(f"{n} = {v:g}" for n, v in zip(LOAD_NAMES, test)))
 
 # %% [markdown]
 # ## Offline 1: full-order training trajectories
@@ -327,11 +328,7 @@ if args.tol_E is None:
 T_new = blade_temperature(*test)
 with blas_threads(comm):
     ref, t_fom = timed_solve(fom, test, times)
-    comm.Barrier()
-    tic = time.perf_counter()
-    plain = arom.run(T_new, times, enrich=False)
-    t_plain = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
-    eu0, ep0 = step_errors(fom, plain.displacement(), plain.plastic_strain(), ref)
+    plain, t_plain, eu0, ep0 = timed_rom_run(arom, fom, T_new, times, ref, enrich=False)
 err_plain = float(max(eu0.max(), ep0.max()))
 common.say(
     comm, f"unenriched ROM: max error u {eu0.max():.2e}, p {ep0.max():.2e} (target {args.tol:g})"
@@ -396,11 +393,7 @@ if comm.rank == 0:
 
 # %%
 with blas_threads(comm):
-    comm.Barrier()
-    tic = time.perf_counter()
-    adaptive = arom.run(T_new, times, enrich=True)
-    t_adaptive = comm.allreduce(time.perf_counter() - tic, op=MPI.MAX)
-    eu1, ep1 = step_errors(fom, adaptive.displacement(), adaptive.plastic_strain(), ref)
+    adaptive, t_adaptive, eu1, ep1 = timed_rom_run(arom, fom, T_new, times, ref, enrich=True)
 err_adaptive = float(max(eu1.max(), ep1.max()))
 enriched_steps = np.flatnonzero(adaptive.enriched)
 common.say(

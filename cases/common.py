@@ -21,10 +21,12 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mpi4py import MPI
 
 import rom
@@ -44,9 +46,17 @@ def docs_small() -> bool:
 
 
 def parser(
-    description: str, *, size: int, n_train: int, tol: float, out: str
+    description: str,
+    *,
+    size: int,
+    n_train: int,
+    tol: float,
+    out: str,
+    n_steps: int,
+    n_test: int | None = None,
 ) -> argparse.ArgumentParser:
-    """The shared argument parser with per-case defaults.
+    """The shared argument parser with per-case defaults (``--n-test`` when ``n_test`` is
+    given).
 
     ``--out`` defaults to ``out`` in a script, and to a temporary directory (removed by
     :func:`finish`) in a notebook kernel or when ``ROM_DOCS_SMALL=1``.
@@ -58,6 +68,9 @@ def parser(
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
     p.add_argument("--n-train", type=int, default=n_train, help="number of training parameters")
     p.add_argument("--tol", type=float, default=tol, help="target relative error of the ROM")
+    p.add_argument("--n-steps", type=int, default=n_steps, help="time steps per trajectory")
+    if n_test is not None:
+        p.add_argument("--n-test", type=int, default=n_test, help="number of held-out parameters")
     p.add_argument("--log-level", default="INFO", help="logging level (rank 0 only)")
     return p
 
@@ -93,7 +106,38 @@ def start(
     if comm.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
+    shown = {k: v for k, v in vars(args).items() if k not in ("default_out", "temporary", "out")}
+    say(
+        comm,
+        f"{comm.size} rank(s), output in {out}; " + ", ".join(f"{k} {v}" for k, v in shown.items()),
+    )
     return args, comm, log, out
+
+
+def write_trajectories(path: Path, model, field: str, mus, comm: MPI.Comm, **attrs) -> float:
+    """Full-order trajectories of ``model`` for every parameter in ``mus`` into a new
+    snapshot store at ``path``, with the plotting mesh (collective). Column ``j`` of trajectory
+    ``i`` gets sample id ``i`` and time ``model.times[j]``. Returns the seconds spent."""
+    from rom.io import SnapshotStore
+
+    with SnapshotStore.create(
+        path,
+        {field: model.keys},
+        parameter_names=model.parameter_names,
+        comm=comm,
+        overwrite=True,
+        attrs=attrs,
+    ) as store:
+        store.write_mesh(*(model.mesh_for_plot() or (None, None)))
+        t0 = time.perf_counter()
+        for i, mu in enumerate(mus):
+            store.append(
+                {field: model.solve(mu)},
+                parameters=mu,
+                time=model.times,
+                sample=np.full(model.n_steps, i),
+            )
+        return time.perf_counter() - t0
 
 
 def say(comm: MPI.Comm, *args) -> None:

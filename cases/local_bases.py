@@ -70,24 +70,14 @@ from solvers.advection import AdvectionModel
 
 CLUSTERINGS = ["kmeans-parameters", "kmeans-snapshots", "sine-kmedoids", "sine-kcenter", "merge"]
 
+DESCRIPTION = "Local reduced bases on a transported pulse: clusterings compared at K = 1, 2, 4, 8"
 p = common.parser(
-    "Local reduced bases on a transported pulse: clusterings compared at K = 1, 2, 4, 8",
-    size=32,
-    n_train=32,
-    tol=1e-2,
-    out="run/local_bases",
+    DESCRIPTION, size=32, n_train=32, tol=1e-2, out="run/local_bases", n_steps=40, n_test=8
 )
-p.add_argument("--n-test", type=int, default=8, help="number of held-out parameters")
-p.add_argument("--n-steps", type=int, default=40, help="implicit Euler steps")
 p.add_argument("--final-time", type=float, default=0.5)
 p.add_argument("--clusters", default="1,2,4,8", help="comma-separated K values")
 p.add_argument("--clusterings", default=",".join(CLUSTERINGS))
-p.add_argument(
-    "--basis-size",
-    type=int,
-    default=10,
-    help="fixed basis size of the projection-error comparison (and merge rank)",
-)
+p.add_argument("--basis-size", type=int, default=10, help="fixed basis size, merge rank")
 args, comm, log, out = common.start(
     p,
     small={
@@ -103,11 +93,6 @@ clusterings = [c for c in args.clusterings.split(",") if c]
 Ks = [int(k) for k in args.clusters.split(",") if k]
 timings: dict[str, float] = {}
 files = ["advection.h5", "summary.json"]
-common.say(
-    comm,
-    f"size {args.size}, {args.n_train} training and {args.n_test} test parameters, "
-    f"{args.n_steps} steps, {comm.size} rank(s), output in {out}",
-)
 
 # %% [markdown]
 # ## Offline 1: full-order trajectories into a snapshot store
@@ -126,20 +111,9 @@ mus_test = latin_hypercube(model.parameter_ranges, args.n_test, seed=args.seed +
 nt = model.n_steps
 path = out / "advection.h5"
 with blas_threads(comm):
-    store = SnapshotStore.create(
-        path,
-        {"u": model.keys},
-        parameter_names=model.parameter_names,
-        comm=comm,
-        overwrite=True,
-        attrs={"case": "local_bases"},
+    timings["offline_fom"] = common.write_trajectories(
+        path, model, "u", mus_train, comm, case="local_bases"
     )
-    store.write_mesh(*(model.mesh_for_plot() or (None, None)))
-    t0 = time.perf_counter()
-    for i, mu in enumerate(mus_train):
-        store.append({"u": model.solve(mu)}, parameters=mu, time=model.times, sample=np.full(nt, i))
-    timings["offline_fom"] = time.perf_counter() - t0
-    store.close()
     with SnapshotStore.open(path, "r", comm=comm, keys={"u": model.keys}) as st:
         X, params, groups = st.read("u"), st.parameters, st.sample
     test = [model.solve(mu) for mu in mus_test]

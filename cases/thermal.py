@@ -64,34 +64,19 @@ from solvers.heat import HeatModel
 
 TOLERANCES = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5]
 
+DESCRIPTION = "Thermal case: heat conduction in a cooled blade section, POD-Galerkin ROM"
 p = common.parser(
-    "Thermal case: heat conduction in a cooled blade section, POD-Galerkin ROM",
-    size=12,
-    n_train=16,
-    tol=1e-3,
-    out="run/thermal",
+    DESCRIPTION, size=12, n_train=16, tol=1e-3, out="run/thermal", n_steps=30, n_test=10
 )
-p.add_argument("--n-test", type=int, default=10, help="number of held-out parameters")
-p.add_argument("--n-steps", type=int, default=30, help="implicit Euler steps per trajectory")
 p.add_argument(
     "--compressor", default="batch", choices=["batch", "incremental", "hapod", "randomized"]
 )
-p.add_argument(
-    "--safety",
-    type=float,
-    default=0.01,
-    help="basis size from the POD tolerance safety*tol (held-out error > POD tail)",
-)
+p.add_argument("--safety", type=float, default=0.01, help="POD tolerance = safety * tol")
 args, comm, log, out = common.start(
     p, small={"size": 6, "n_train": 8, "n_test": 2, "n_steps": 12, "tol": 1e-2}
 )
 timings: dict[str, float] = {}
 files = ["thermal.h5", "summary.json"]
-common.say(
-    comm,
-    f"size {args.size}, {args.n_train} training and {args.n_test} test parameters, "
-    f"{args.n_steps} steps, {comm.size} rank(s), output in {out}",
-)
 
 # %% [markdown]
 # ## Offline 1: full-order trajectories into a snapshot store
@@ -115,25 +100,9 @@ mus_test = latin_hypercube(
 
 path = out / "thermal.h5"
 with blas_threads(comm):
-    store = SnapshotStore.create(
-        path,
-        {"temperature": model.keys},
-        parameter_names=model.parameter_names,
-        comm=comm,
-        overwrite=True,
-        attrs={"case": "thermal", "dt": model.dt},
+    timings["offline_fom"] = common.write_trajectories(
+        path, model, "temperature", mus_train, comm, case="thermal", dt=model.dt
     )
-    store.write_mesh(*(model.mesh_for_plot() or (None, None)))
-    t0 = time.perf_counter()
-    for i, mu in enumerate(mus_train):
-        store.append(
-            {"temperature": model.solve(mu)},
-            parameters=mu,
-            time=model.times,
-            sample=np.full(model.n_steps, i),
-        )
-    timings["offline_fom"] = time.perf_counter() - t0
-    store.close()
 common.say(
     comm, f"{model.n_dofs} dofs, {args.n_train} trajectories in {timings['offline_fom']:.2f} s"
 )
