@@ -57,47 +57,41 @@ class CubatureResult:
     history: list[tuple[int, float]] = field(default_factory=list)
 
 
-def _validate(G, w, tol, max_points, comm):
-    err = None
-    n_g = -1
+def _local_error(G, w, tol, max_points):
+    """``(G, w, message or None)``: this rank's arrays and options checked."""
     try:
         G = np.asarray(G, dtype=np.float64)
         w = np.asarray(w, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        err = f"G and w must be numeric arrays: {e}"
-    if err is None:
-        if G.ndim != 2:
-            err = f"G must be 2-D (integrands x local quadrature points), got shape {G.shape}"
-        elif w.ndim != 1 or w.shape[0] != G.shape[1]:
-            err = f"w must have shape ({G.shape[1]},) like the columns of G, got {w.shape}"
-        elif not np.all(np.isfinite(G)):
-            err = "G contains NaN or Inf"
-        elif not np.all(np.isfinite(w)):
-            err = "w contains NaN or Inf"
-        elif np.any(w < 0):
-            err = "w must be non-negative (quadrature weights)"
-        else:
-            n_g = G.shape[0]
-    if err is None and not (isinstance(tol, (float, int, np.floating)) and 0 < tol < 1):
-        err = f"tol must lie in (0, 1), got {tol!r}"
-    if (
-        err is None
-        and max_points is not None
-        and (not isinstance(max_points, (int, np.integer)) or max_points < 1)
-    ):
-        err = f"max_points must be a positive integer, got {max_points!r}"
-    comm = get_comm(comm)
-    info = (
-        comm.allgather((err, n_g, G.shape[1] if err is None else 0))
-        if comm.size > 1
-        else [(err, n_g, G.shape[1] if err is None else 0)]
-    )
-    if err is None:
-        n_gs = {ng for e, ng, _ in info if e is None}
-        if len(n_gs) > 1:
-            err = f"G has {n_g} rows on this rank but not on all ranks ({sorted(n_gs)})"
+        return G, w, f"G and w must be numeric arrays: {e}"
+    if G.ndim != 2:
+        return G, w, f"G must be 2-D (integrands x local quadrature points), got shape {G.shape}"
+    if w.ndim != 1 or w.shape[0] != G.shape[1]:
+        return G, w, f"w must have shape ({G.shape[1]},) like the columns of G, got {w.shape}"
+    if not np.all(np.isfinite(G)):
+        return G, w, "G contains NaN or Inf"
+    if not np.all(np.isfinite(w)):
+        return G, w, "w contains NaN or Inf"
+    if np.any(w < 0):
+        return G, w, "w must be non-negative (quadrature weights)"
+    if not (isinstance(tol, (float, int, np.floating)) and 0 < tol < 1):
+        return G, w, f"tol must lie in (0, 1), got {tol!r}"
+    if max_points is not None and (not isinstance(max_points, (int, np.integer)) or max_points < 1):
+        return G, w, f"max_points must be a positive integer, got {max_points!r}"
+    return G, w, None
+
+
+def _validate(G, w, tol, max_points, comm):
+    """Collective checks; returns ``(G, w, number of points on each rank)``."""
+    G, w, err = _local_error(G, w, tol, max_points)
     check_collective(err, comm)
-    return G, w, [c for _, _, c in info]
+    shapes = comm.allgather(G.shape) if comm.size > 1 else [G.shape]
+    n_gs = sorted({n_g for n_g, _ in shapes})
+    err = None
+    if len(n_gs) > 1:
+        err = f"G has {G.shape[0]} rows on this rank but not on all ranks ({n_gs})"
+    check_collective(err, comm)
+    return G, w, [n_q for _, n_q in shapes]
 
 
 def empirical_cubature(
