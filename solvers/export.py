@@ -28,7 +28,15 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.cli import CLIError, echo, field_arg, parse_columns, positive_int
+from rom.cli import (
+    CLIError,
+    atomic_output,
+    check_not_input,
+    echo,
+    field_arg,
+    parse_columns,
+    positive_int,
+)
 from rom.io import SnapshotStore, StoreError
 from rom.parallel import allreduce_sum, check_collective, row_range
 
@@ -246,6 +254,8 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
         raise CLIError(
             f"rom export needs dolfinx (install the fem extra: pip install -e '.[fem]'): {e}"
         ) from None
+    out = Path(args.out)
+    check_not_input(out, [args.store, args.basis, args.mesh])
     with SnapshotStore.open(args.store, comm=comm) as st:
         field = field_arg(st, args.field)
         cols = parse_columns(args.columns, st.n_snapshots)
@@ -261,18 +271,23 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
                 mst = stack.enter_context(SnapshotStore.open(args.basis, comm=comm))
                 values = _reconstruction(st, field, cols, mst, args.n_modes, comm)
                 name = args.name or f"{field}_reconstruction"
-            files = export_columns(
-                args.out,
-                points,
-                cells,
-                values,
-                n_columns=cols.size,
-                block_size=bs,
-                name=name,
-                times=cols.astype(float),
-                fmt=args.format,
-                comm=comm,
-            )
+            if comm.rank == 0:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            comm.Barrier()
+            with atomic_output(out, comm, kind="dir") as tmp:  # nothing half-written in out
+                files = export_columns(
+                    tmp,
+                    points,
+                    cells,
+                    values,
+                    n_columns=cols.size,
+                    block_size=bs,
+                    name=name,
+                    times=cols.astype(float),
+                    fmt=args.format,
+                    comm=comm,
+                )
+    files = [out / f.relative_to(tmp) for f in files]
     echo(
         comm,
         f"exported {cols.size} column(s) of {field!r} as {name!r} to "

@@ -6,6 +6,7 @@ rank calls it) and, for the entry points and the error messages, as real subproc
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import struct
@@ -568,3 +569,145 @@ def test_plotting_clusters_lays_trajectories_out_in_time_and_sample():
     np.testing.assert_array_equal(fig.axes[0].collections[0].get_array(), labels)
     with pytest.raises(ValueError, match="labels must be a non-empty 1-D integer array"):
         plotting.clusters(np.array([0.5, 1.0]))
+
+
+# ---------------------------------------------------------------------------- outputs
+def _listing(path: Path) -> tuple[list[str], bytes]:
+    return sorted(os.listdir(str(path) + ".d")), path.read_bytes()
+
+
+def _leftovers(directory: Path) -> list[str]:
+    """Temporary outputs (``.<name>.*.tmp``) left in a directory."""
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(
+    "cmd",
+    [
+        ["cluster", "{s}", "--n-clusters", "2", "--out", "{s}", "--overwrite"],
+        ["compress", "{s}", "--rank", "2", "--out", "{s}", "--overwrite"],
+        ["compress", "{s}", "--rank", "2", "--out", "{s}.d/m.h5", "--overwrite"],
+        ["plot", "{s}", "--kind", "sv", "--out", "{s}"],
+        ["merge", "{s}", "{s}", "--out", "{s}", "--overwrite"],
+    ],
+)
+def test_out_equal_to_or_inside_an_input_refused(store, comm, capsys, cmd):
+    path, X, _ = store
+    before = _listing(path)
+    assert main([c.format(s=path) for c in cmd]) == 2
+    err = capsys.readouterr().err
+    if comm.rank == 0:
+        assert "the output would overwrite the input" in err and err.count("\n") == 1
+    assert _listing(path) == before
+    with SnapshotStore.open(path, comm=comm) as st:
+        np.testing.assert_array_equal(st.read("u", rows="all"), X)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("method, fault", [("append", KeyboardInterrupt), ("write_mesh", OSError)])
+def test_failed_compress_leaves_no_output(store, comm, capsys, monkeypatch, method, fault):
+    """Ctrl-C or a write error while the modes are written: no modes.h5, the rerun works."""
+    path, X, _ = store
+    out = path.parent / "modes.h5"
+
+    def failing(self, *args, **kwargs):
+        raise fault("disk full (simulated)")
+
+    monkeypatch.setattr(SnapshotStore, method, failing)
+    args = ["compress", str(path), "--rank", "3", "--out", str(out)]
+    if fault is KeyboardInterrupt:
+        with pytest.raises(KeyboardInterrupt):
+            main(args)
+    else:
+        assert main(args) == 2
+        assert comm.rank != 0 or "disk full (simulated)" in capsys.readouterr().err
+    monkeypatch.undo()
+    comm.Barrier()
+    assert not out.exists() and not Path(str(out) + ".d").exists()
+    assert _leftovers(path.parent) == []
+    assert main(args) == 0  # not refused as "already exists"
+    with SnapshotStore.open(out, comm=comm) as ms:
+        assert ms.n_snapshots == 3 and ms.read_mesh() is not None
+
+
+def test_overwrite_of_a_store_being_written_refused(store, capsys):
+    path, _, _ = store
+    out = path.parent / "modes.h5"
+    assert main(["compress", str(path), "--rank", "2", "--out", str(out)]) == 0
+    with SnapshotStore.open(out, "a"):
+        args = ["compress", str(path), "--rank", "3", "--out", str(out), "--overwrite"]
+        assert main(args) == 2
+        assert f"locked for writing by pid {os.getpid()}" in capsys.readouterr().err
+    with SnapshotStore.open(out) as ms:
+        assert ms.n_snapshots == 2  # the previous modes, intact
+        ms.verify()
+    assert _leftovers(path.parent) == []
+
+
+@pytest.mark.mpi
+def test_merge_command_concatenates_the_columns(store, comm, capsys, rng):
+    path, X, mus = store
+    other = path.parent / "other.h5"
+    X2, mus2 = _make_store(other, comm, rng, mesh=False)
+    out = path.parent / "merged.h5"
+    assert main(["merge", str(path), str(other), "--out", str(out)]) == 0
+    assert comm.rank != 0 or "merged 2 stores" in capsys.readouterr().out
+    with SnapshotStore.open(out, comm=comm) as st:
+        np.testing.assert_array_equal(st.read("u", rows="all"), np.hstack([X, X2]))
+        np.testing.assert_array_equal(st.parameters, np.vstack([mus, mus2]))
+        np.testing.assert_array_equal(st.sample, [0] * 5 + [1] * 7 + [0] * 5 + [1] * 7)
+        assert st.read_mesh() is not None
+    bad = path.parent / "bad.h5"
+    n = X.shape[0]
+    start, stop = (n * comm.rank) // comm.size, (n * (comm.rank + 1)) // comm.size
+    with SnapshotStore.create(bad, {"v": np.arange(start, stop)}, comm=comm) as st:
+        st.append({"v": np.ones((stop - start, 1))})
+    capsys.readouterr()
+    assert main(["merge", str(path), str(bad), "--out", str(path.parent / "no.h5")]) == 2
+    err = capsys.readouterr().err
+    assert comm.rank != 0 or ("fields ('v',) differ" in err and err.count("\n") == 1)
+    comm.Barrier()  # rank 0 removes the temporary output
+    assert not (path.parent / "no.h5").exists() and _leftovers(path.parent) == []
+
+
+def test_unlock_command(store, capsys):
+    path, _, _ = store
+    lock = Path(str(path) + ".lock")
+    with SnapshotStore.open(path, "a"):
+        assert main(["unlock", str(path)]) == 2
+        assert "locked for writing" in capsys.readouterr().err
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": "then"}))  # killed
+    assert main(["unlock", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == f"{path}: not locked" and not lock.exists()
+
+
+def test_missing_plugin_command_says_what_to_install(store, capsys, monkeypatch):
+    import rom.cli
+
+    path, _, _ = store
+    monkeypatch.setattr(rom.cli, "entry_points", lambda group: [])  # solvers not installed
+    assert main(["export", str(path), "--out", "somewhere"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rom: error: rom export needs dolfinx (install the fem extra")
+    assert err.count("\n") == 1
+
+
+def test_rom_never_imports_solvers_nor_dolfinx():
+    for f in sorted((ROOT / "rom").rglob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            assert not any(n.split(".")[0] in ("solvers", "dolfinx") for n in names), f
+    code = (
+        "import sys\nfrom rom.cli import build_parser\nbuild_parser()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dolfinx', 'petsc4py')))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "[]", res.stderr

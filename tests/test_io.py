@@ -8,8 +8,11 @@ are exact.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +23,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from rom.io import SnapshotStore, StoreError
+from rom.io import SnapshotStore, StoreError, merge_stores
 from rom.parallel import distribute_rows, row_range
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -581,3 +584,175 @@ def test_progress_bar_only_on_a_terminal(tmp_path, rng, monkeypatch, tty):
         assert "12/12" in out and "p.h5" in out
     else:
         assert out == ""
+
+
+# --------------------------------------------------------------------------- one writer at a time
+def _lock_message(path, pid, host):
+    return rf"{re.escape(str(path))}: locked for writing by pid {pid} on host {re.escape(host)}"
+
+
+def test_second_writer_in_the_same_process_refused(tmp_path, rng):
+    path = tmp_path / "s.h5"
+    st, keys, X, _ = _small_store(None, path, rng)
+    holder = json.loads(Path(str(path) + ".lock").read_text())
+    assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+    msg = _lock_message(path, os.getpid(), socket.gethostname())
+    with pytest.raises(StoreError, match=msg):
+        SnapshotStore.open(path, "a")
+    with pytest.raises(StoreError, match=msg):  # not even overwrite removes a held store
+        SnapshotStore.create(path, keys, overwrite=True)
+    with pytest.raises(StoreError, match=msg):
+        SnapshotStore.break_lock(path)
+    with SnapshotStore.open(path) as r:  # readers never wait
+        np.testing.assert_array_equal(r.read(), X)
+    st.append(np.ones((12, 1)))  # the holder still writes
+    st.close()
+    assert not Path(str(path) + ".lock").exists()
+    with SnapshotStore.open(path, "a") as st:  # released by close
+        st.append(np.zeros((12, 1)))
+        assert st.n_snapshots == 4
+
+
+_HOLDER = """
+import json, sys, time
+import numpy as np
+from rom.io import SnapshotStore
+st = SnapshotStore.open(sys.argv[1], "a")
+if len(sys.argv) > 2:  # pretend the holder runs on another node
+    with open(sys.argv[1] + ".lock", "w") as f:
+        json.dump({"host": sys.argv[2], "pid": 4242, "since": "then"}, f)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _holder(tmp_path, path, *extra):
+    script = tmp_path / "holder.py"
+    script.write_text(_HOLDER)
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(path), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_writer_in_another_process_refused_until_it_dies(tmp_path, rng):
+    path = tmp_path / "s.h5"
+    st, keys, X, _ = _small_store(None, path, rng)
+    st.close()
+    proc = _holder(tmp_path, path)
+    try:
+        with pytest.raises(StoreError, match=_lock_message(path, proc.pid, socket.gethostname())):
+            SnapshotStore.open(path, "a")
+        with pytest.raises(StoreError, match=rf"pid {proc.pid} .* is alive; not breaking"):
+            SnapshotStore.break_lock(path)
+        with SnapshotStore.open(path) as r:
+            np.testing.assert_array_equal(r.read(), X)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup; the kernel drops the flock
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    assert Path(str(path) + ".lock").exists()  # the dead holder's file is left
+    with SnapshotStore.open(path, "a") as st:
+        st.append(np.ones((12, 1)))
+    assert SnapshotStore.break_lock(path) == f"{path}: not locked"
+
+
+def test_stale_lock_of_another_host_broken_only_with_force(tmp_path, rng):
+    path = tmp_path / "s.h5"
+    st, keys, X, _ = _small_store(None, path, rng)
+    st.close()
+    proc = _holder(tmp_path, path, "node-gone")  # a lock that outlives its node
+    try:
+        with pytest.raises(StoreError, match=_lock_message(path, 4242, "node-gone")):
+            SnapshotStore.open(path, "a")
+        with pytest.raises(StoreError, match="on another host; if that job is gone"):
+            SnapshotStore.break_lock(path)
+        assert "removed the lock of pid 4242 on host node-gone" in SnapshotStore.break_lock(
+            path, force=True
+        )
+        with SnapshotStore.open(path, "a") as st:  # a new lock file, though the old is held
+            st.append(np.ones((12, 1)))
+            assert st.n_snapshots == 3
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+
+
+@pytest.mark.mpi
+def test_second_writer_refused_on_every_rank(comm, rng, shared_tmp_path):
+    path = shared_tmp_path / "locked.h5"
+    st, keys, X, rows = _small_store(comm, path, rng)
+    host = comm.bcast(socket.gethostname() if comm.rank == 0 else None)
+    pid = comm.bcast(os.getpid() if comm.rank == 0 else None)
+    with pytest.raises(StoreError, match=_lock_message(path, pid, host)) as exc:
+        SnapshotStore.open(path, "a", comm=comm)
+    assert _all_equal(comm, str(exc.value))
+    with SnapshotStore.open(path, comm=comm) as r:
+        np.testing.assert_array_equal(r.read(), X[rows])
+    st.close()
+    with SnapshotStore.open(path, "a", comm=comm) as st:
+        st.append(np.ones((rows.stop - rows.start, 1)))
+        assert st.n_snapshots == 3
+
+
+# --------------------------------------------------------------------------- several stores as one
+def _sweep_store(comm, path, keys, X, P, offset, mesh=None):
+    """A store of the given global columns, written with this rank's contiguous rows."""
+    start, stop = row_range(keys.size, comm)
+    with SnapshotStore.create(path, keys[start:stop], parameter_names=("mu",), comm=comm) as st:
+        m = X.shape[1]
+        st.append(X[start:stop], parameters=P, time=np.arange(m) + offset, sample=[offset] * m)
+        if mesh is not None:
+            st.write_mesh(*mesh)
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
+def test_merge_equals_the_concatenation(comm, rng, shared_tmp_path):
+    keys = rng.permutation(200)[:37].astype(np.int64)
+    parts = [rng.standard_normal((37, m)) for m in (3, 1, 4)]
+    params = [rng.standard_normal((X.shape[1], 1)) for X in parts]
+    mesh = (rng.standard_normal((5, 2)), np.array([[0, 1, 2], [2, 3, 4]]))
+    paths = [shared_tmp_path / f"job{i}.h5" for i in range(3)]
+    for i, (path, X, P) in enumerate(zip(paths, parts, params)):
+        _sweep_store(comm, path, keys, X, P, 10 * i, mesh if i == 1 else None)
+    out = shared_tmp_path / "all.h5"
+    merge_stores(paths, out, comm=comm)
+    X = np.hstack(parts)[np.argsort(keys)]  # rows in key order, columns concatenated
+    with SnapshotStore.open(out, comm=comm) as st:
+        np.testing.assert_array_equal(st.read(rows="all"), X)
+        np.testing.assert_array_equal(st.parameters, np.vstack(params))
+        np.testing.assert_array_equal(st.time, [0, 1, 2, 10, 20, 21, 22, 23])
+        np.testing.assert_array_equal(st.sample, [0, 0, 0, 10, 20, 20, 20, 20])
+        np.testing.assert_array_equal(st.read_mesh()[0], mesh[0])
+        assert json.loads(st.attrs["merged_from"]) == [str(p) for p in paths]
+        assert [c for _, c in st.segments] == [3, 1, 4]
+        st.verify()
+    if comm.rank == 0:  # plain h5py through the virtual datasets of the new index
+        with h5py.File(out, "r") as f:
+            np.testing.assert_array_equal(f["fields/u/values"][...], X)
+
+
+@pytest.mark.mpi
+def test_merge_of_different_stores_refused_nothing_written(comm, rng, shared_tmp_path):
+    keys = np.arange(20, dtype=np.int64)
+    X = rng.standard_normal((20, 2))
+    a, b = shared_tmp_path / "a.h5", shared_tmp_path / "b.h5"
+    _sweep_store(comm, a, keys, X, np.zeros((2, 1)), 0)
+    _sweep_store(comm, b, keys + 1, X, np.zeros((2, 1)), 0)
+    out = shared_tmp_path / "ab.h5"
+    with pytest.raises(StoreError, match=r"b\.h5: the row keys of field 'u' differ") as exc:
+        merge_stores([a, b], out, comm=comm)
+    assert _all_equal(comm, str(exc.value))
+    assert not out.exists() and not Path(str(out) + ".d").exists()
+    with pytest.raises(StoreError, match="would replace one of its sources"):
+        merge_stores([a, a], a, comm=comm)

@@ -11,19 +11,22 @@ rom.cli ...`` (every rank reads its owned rows; results do not depend on ``P``):
     rom export STORE --field F [--columns 0:10 12] [--basis MODES.h5 [--n-modes N]]
                --out DIR --format vtx|xdmf
     rom plot STORE|summary.json|labels.json --kind sv|errors|clusters|indicator --out FILE.png
+    rom merge STORE1 STORE2 ... --out MERGED.h5
+    rom unlock STORE [--force]
 
 The command line measures in the Euclidean inner product of the stored rows (no mass matrix
 is stored). Logging and progress bars come from rank 0 only. A missing, foreign or corrupt
 file or a bad option prints one line ``rom: error: ...`` on stderr and exits with status 2
-(``--debug`` shows the traceback instead).
+(``--debug`` shows the traceback instead). An output is written under a temporary name
+beside it and moved into place when complete, and never replaces an input.
 
 Sub-commands that need more than :mod:`rom` come from other packages through the entry-point
 group ``rom.commands``: each entry point names a callable ``add_command(subparsers,
 parents)`` that adds its parser and sets ``func(args, comm) -> int`` as its default. The
 ``export`` command is registered that way by :mod:`solvers.export` (it needs dolfinx);
 :mod:`rom` never imports :mod:`solvers`. A command's code may use :class:`CLIError`,
-:func:`parse_columns`, :func:`field_arg`, :func:`on_rank0`, :func:`echo` and
-:func:`positive_int`.
+:func:`parse_columns`, :func:`field_arg`, :func:`on_rank0`, :func:`echo`,
+:func:`positive_int`, :func:`check_not_input` and :func:`atomic_output`.
 """
 
 from __future__ import annotations
@@ -40,8 +43,18 @@ from mpi4py import MPI
 from rom.io import StoreError
 from rom.parallel import blas_threads, limit_blas_per_rank
 
-from . import _cluster, _compress, _info, _plot
-from ._common import ArgParser, CLIError, echo, field_arg, log_to_stderr, on_rank0, positive_int
+from . import _cluster, _compress, _info, _maintenance, _plot
+from ._common import (
+    ArgParser,
+    CLIError,
+    atomic_output,
+    check_not_input,
+    echo,
+    field_arg,
+    log_to_stderr,
+    on_rank0,
+    positive_int,
+)
 from ._info import describe_store, format_info
 
 __all__ = [
@@ -54,6 +67,8 @@ __all__ = [
     "on_rank0",
     "echo",
     "positive_int",
+    "atomic_output",
+    "check_not_input",
     "CLIError",
     "COMMAND_GROUP",
 ]
@@ -157,7 +172,8 @@ def _add_plugin_commands(sub: Any, parents: list, taken: set[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rom`` command (sub-commands info, compress, cluster,
-    plot, and those of the entry-point group :data:`COMMAND_GROUP`, e.g. export)."""
+    plot, merge, unlock, and those of the entry-point group :data:`COMMAND_GROUP`, e.g.
+    export)."""
     from rom import __version__
 
     common = ArgParser(add_help=False)
@@ -176,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rom {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgParser)
     sub.required = True
-    for module in (_info, _compress, _cluster, _plot):
+    for module in (_info, _compress, _cluster, _plot, _maintenance):
         module.add_command(sub, [common])
     _add_plugin_commands(sub, [common], set(sub.choices))
     return p

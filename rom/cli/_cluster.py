@@ -14,7 +14,16 @@ from rom.io import SnapshotStore
 from rom.local import KMedoids, sine_dissimilarity
 from rom.summary import jsonable
 
-from ._common import CLIError, check_output, echo, field_arg, on_rank0, positive_int
+from ._common import (
+    CLIError,
+    atomic_output,
+    check_not_input,
+    check_output,
+    echo,
+    field_arg,
+    on_rank0,
+    positive_int,
+)
 
 __all__ = ["add_command"]
 
@@ -22,6 +31,7 @@ __all__ = ["add_command"]
 def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
 
     out = Path(args.out)
+    check_not_input(out, [Path(args.store)])
     check_output(out, args.overwrite)
     with SnapshotStore.open(args.store, comm=comm) as st:
         field = field_arg(st, args.field)
@@ -54,7 +64,8 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
             "time": times,
         }
     )
-    on_rank0(comm, lambda: out.write_text(json.dumps(result, indent=1)))
+    with atomic_output(out, comm) as tmp:
+        on_rank0(comm, lambda: tmp.write_text(json.dumps(result, indent=1)))
     echo(
         comm,
         "\n".join(

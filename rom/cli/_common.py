@@ -7,14 +7,17 @@ import argparse
 import contextlib
 import logging
 import math
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mpi4py import MPI
 
-from rom.io import SnapshotStore, StoreError
+from rom.io import SnapshotStore, StoreError, move_store
+from rom.parallel import check_collective
 
 __all__ = [
     "CLIError",
@@ -23,6 +26,8 @@ __all__ = [
     "echo",
     "log_to_stderr",
     "check_output",
+    "check_not_input",
+    "atomic_output",
     "field_arg",
     "positive_int",
     "nonneg_float",
@@ -95,6 +100,76 @@ def check_output(path: Path, overwrite: bool, *, store: bool = False) -> None:
         raise CLIError(f"{path}: already exists (pass --overwrite to replace it)")
     if not path.parent.is_dir():
         raise CLIError(f"{path.parent}: no such directory")
+
+
+def _store_paths(path: Path) -> tuple[Path, Path]:
+    p = path.resolve()
+    return p, p.with_name(p.name + ".d")
+
+
+def _within(a: Path, b: Path) -> bool:
+    """``a`` is ``b`` or inside it (both resolved)."""
+    return a == b or b in a.parents
+
+
+def check_not_input(out: Path, inputs: list[Path | None], *, store: bool = False) -> None:
+    """Refuse an output that is an input, or inside an input store's ``.d`` directory, or
+    (``store=True``, an output store) whose ``.d`` directory would hold an input; checked
+    whatever ``--overwrite`` says."""
+    outs = _store_paths(out) if store else (out.resolve(),)
+    for inp in inputs:
+        if inp is None:
+            continue
+        ins = _store_paths(inp)
+        for o in outs:
+            if any(_within(o, i) for i in ins) or (store and any(_within(i, o) for i in ins)):
+                raise CLIError(f"{out}: the output would overwrite the input {inp}")
+
+
+def _publish(kind: str, tmp: Path, out: Path) -> None:
+    if kind == "store":
+        move_store(tmp, out, overwrite=True)
+    elif kind == "file":
+        tmp.replace(out)
+    else:  # a directory of outputs: move each entry in, replacing one of the same name
+        out.mkdir(exist_ok=True)
+        for entry in sorted(tmp.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            entry.replace(target)
+
+
+@contextlib.contextmanager
+def atomic_output(out: Path, comm: MPI.Comm, *, kind: str = "file") -> Iterator[Path]:
+    """Write an output under a temporary name beside it; move it into place on success only
+    (collective: every rank gets the same temporary path).
+
+    ``kind`` is ``"file"`` (one file, renamed over ``out``), ``"store"`` (a snapshot store:
+    :func:`rom.io.move_store`) or ``"dir"`` (a directory whose entries are moved into
+    ``out``). The temporary directory ``.<name>.*.tmp`` beside ``out`` is removed on an
+    error or an interrupt (``KeyboardInterrupt``), so ``out`` is never left half-written.
+    Replacing an existing ``out`` is the caller's decision (see :func:`check_output`).
+    """
+    tmpdir = on_rank0(
+        comm, lambda: tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    )
+    tmp = Path(tmpdir) if kind == "dir" else Path(tmpdir) / out.name
+    try:
+        yield tmp
+    except BaseException:
+        if comm.rank == 0:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    err = None
+    if comm.rank == 0:
+        try:
+            _publish(kind, tmp, out)
+        except (OSError, StoreError) as e:
+            err = f"{out}: could not move the output into place: {e}"
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    check_collective(err, comm, CLIError)
 
 
 def field_arg(store: SnapshotStore, field: str | None) -> str:

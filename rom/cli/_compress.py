@@ -17,7 +17,16 @@ from rom.io import SnapshotStore
 from rom.parallel import row_range
 from rom.summary import jsonable
 
-from ._common import CLIError, check_output, echo, field_arg, nonneg_float, positive_int
+from ._common import (
+    CLIError,
+    atomic_output,
+    check_not_input,
+    check_output,
+    echo,
+    field_arg,
+    nonneg_float,
+    positive_int,
+)
 
 __all__ = ["add_command"]
 
@@ -25,16 +34,22 @@ _TRUNCATION = ("rank", "rtol", "l2_err", "rel_l2_err", "eps")
 
 
 def _write_modes(
-    args: argparse.Namespace, comm: MPI.Comm, field: str, keys: np.ndarray, mesh: Any, res: Any
+    path: Path,
+    args: argparse.Namespace,
+    comm: MPI.Comm,
+    field: str,
+    keys: np.ndarray,
+    mesh: Any,
+    res: Any,
 ) -> None:
-    """The modes as a store: one column per mode, its singular value as the parameter."""
+    """The modes as a store at ``path``: one column per mode, its singular value as the
+    parameter."""
     N = len(res.singular_values)
     modes = SnapshotStore.create(
-        args.out,
+        path,
         {field: keys},
         parameter_names=("singular_value",),
         comm=comm,
-        overwrite=args.overwrite,
         attrs={
             "content": "modes",
             "source": str(args.store),
@@ -81,8 +96,7 @@ def _report(args: argparse.Namespace, comm: MPI.Comm, summary: dict[str, Any]) -
 
 def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
     out = Path(args.out)
-    if out.resolve() == Path(args.store).resolve():
-        raise CLIError(f"{out}: the output would replace the input store")
+    check_not_input(out, [Path(args.store)], store=True)
     check_output(out, args.overwrite, store=True)
     opts = {k: getattr(args, k) for k in _TRUNCATION if getattr(args, k) is not None}
     with SnapshotStore.open(args.store, comm=comm) as st:
@@ -104,7 +118,8 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
         elapsed = time.perf_counter() - t0
     if len(res.singular_values) == 0:
         raise CLIError("no mode kept (the snapshots are zero, or the truncation keeps none)")
-    _write_modes(args, comm, field, keys, mesh, res)
+    with atomic_output(out, comm, kind="store") as tmp:  # no half store if interrupted
+        _write_modes(tmp, args, comm, field, keys, mesh, res)
     total = res.total_energy
     rel = res.error_bound / math.sqrt(total) if res.error_bound is not None and total else None
     summary = {

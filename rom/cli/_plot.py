@@ -13,7 +13,7 @@ from mpi4py import MPI
 from rom.compression import compress
 from rom.io import SnapshotStore
 
-from ._common import CLIError, echo, field_arg, on_rank0
+from ._common import CLIError, atomic_output, check_not_input, echo, field_arg, on_rank0
 
 __all__ = ["add_command"]
 
@@ -103,6 +103,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
     from rom import plotting
 
     src, out = Path(args.source), Path(args.out)
+    check_not_input(out, [src])
     if not out.parent.is_dir():
         raise CLIError(f"{out.parent}: no such directory")
     if src.suffix.lower() == ".json":
@@ -131,7 +132,8 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
                 sv, total_energy=total, title=f"singular values of {field!r}"
             )
 
-    on_rank0(comm, lambda: plotting.save(draw(), out), share=False)
+    with atomic_output(out, comm) as tmp:
+        on_rank0(comm, lambda: plotting.save(draw(), tmp), share=False)
     echo(comm, f"wrote {out}")
     return 0
 

@@ -29,10 +29,19 @@ raised on every rank with the same message (:func:`rom.parallel.check_collective
 
 Modules: ``_store`` (:class:`SnapshotStore`, the public surface), ``_format`` (names, limits,
 helpers), ``_keys`` (the checks at creation), ``_index`` (the index and layout files),
-``_reading`` and ``_writing`` (the two sides of the store, private base classes).
+``_reading`` and ``_writing`` (the two sides of the store, private base classes), ``_lock``
+(one writer at a time), ``_files`` (:func:`merge_stores`, :func:`move_store`).
 """
 
+from ._files import merge_stores, move_store
 from ._format import FORMAT, SCHEMA_VERSION, StoreError
 from ._store import SnapshotStore
 
-__all__ = ["SnapshotStore", "StoreError", "SCHEMA_VERSION", "FORMAT"]
+__all__ = [
+    "SnapshotStore",
+    "StoreError",
+    "merge_stores",
+    "move_store",
+    "SCHEMA_VERSION",
+    "FORMAT",
+]

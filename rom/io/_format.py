@@ -31,6 +31,7 @@ __all__ = [
     "decode_strings",
     "from_h5",
     "virtual_columns",
+    "compatibility_error",
 ]
 
 FORMAT = "rom-snapshot-store"
@@ -175,3 +176,23 @@ def virtual_columns(
         dcpl.set_virtual(vspace, fname.encode(), dset.encode(), src)
     vspace.select_all()
     h5py.h5d.create(group.id, name.encode(), h5py.h5t.IEEE_F64LE, vspace, dcpl=dcpl)
+
+
+def compatibility_error(a: Any, b: Any) -> str | None:
+    """Why the columns of store ``b`` cannot be appended to store ``a`` (same field names,
+    same row keys of every field, same parameter names), or ``None`` when they can."""
+    if set(a.fields) != set(b.fields):
+        return f"{b.path}: fields {tuple(b.fields)} differ from those of {a.path} {tuple(a.fields)}"
+    for name in a.fields:
+        ka, kb = a.keys(name), b.keys(name)
+        if not np.array_equal(ka, kb):
+            return (
+                f"{b.path}: the row keys of field {name!r} differ from those of {a.path} "
+                f"({kb.size} and {ka.size} rows)"
+            )
+    if tuple(a.parameter_names) != tuple(b.parameter_names):
+        return (
+            f"{b.path}: parameter names {tuple(b.parameter_names)} differ from those of "
+            f"{a.path} {tuple(a.parameter_names)}"
+        )
+    return None

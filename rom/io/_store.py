@@ -21,6 +21,7 @@ from rom.parallel import check_collective, get_comm, row_range
 from ._format import StoreError, as_field_dict, as_keys, segments_dir
 from ._index import IndexContents, read_index, write_layout
 from ._keys import check_same_fields, field_keys, metadata_error, sorted_keys
+from ._lock import StoreLock, break_lock
 from ._reading import StoreReading
 from ._writing import StoreWriting
 
@@ -60,9 +61,12 @@ class SnapshotStore(StoreReading, StoreWriting):
 
     Notes
     -----
-    A single writer at a time: opening the same store in mode ``"a"`` from two jobs is not
-    detected and the later commit wins. Readers may run while a writer appends; each reader
-    sees the snapshots committed when it opened the store.
+    One writer at a time: a writable handle (:meth:`create`, :meth:`open` in mode ``"a"``)
+    holds an advisory lock ``<path>.lock`` on rank 0 until :meth:`close`; a second writable
+    handle, from this or another process, is refused with a :class:`StoreError` naming the
+    holder's host and pid (:meth:`break_lock` removes a stale lock). Readers never wait: they
+    may run while a writer appends, and each sees the snapshots committed when it opened the
+    store.
     """
 
     def __init__(self, _token: object = None) -> None:
@@ -79,6 +83,7 @@ class SnapshotStore(StoreReading, StoreWriting):
         self._n_local: dict[str, int] = {}
         self._handles: OrderedDict[str, h5py.File] = OrderedDict()
         self._closed = False
+        self._lock: StoreLock | None = None  # rank 0 of a writable handle
 
     @classmethod
     def _new(cls, path: Path, comm: MPI.Comm, mode: str) -> SnapshotStore:
@@ -126,7 +131,8 @@ class SnapshotStore(StoreReading, StoreWriting):
         ValueError
             Invalid or duplicate keys, invalid names (on every rank).
         StoreError
-            Existing path without ``overwrite``, or a failed write.
+            Existing path without ``overwrite``, a store held by another writer (naming its
+            host and pid; see Notes of the class), or a failed write.
         """
         comm = get_comm(comm)
         path = Path(path)
@@ -138,23 +144,51 @@ class SnapshotStore(StoreReading, StoreWriting):
             err = f"{path}: {err}"
         err = check_same_fields(err, None if err else sorted(keys), comm)
         check_collective(err, comm)
-        ddir = segments_dir(path)
-        if comm.rank == 0 and (path.exists() or ddir.exists()) and not overwrite:
-            which = path if path.exists() else ddir
-            err = f"{which}: already exists (pass overwrite=True to replace the store)"
-        check_collective(err, comm, StoreError)
-
         store = cls._new(path, comm, "a")
-        ix = store._ix
-        ix.fields = tuple(comm.bcast(tuple(keys) if comm.rank == 0 else None, root=0))
-        ix.parameter_names = pnames
-        ix.attrs = attrs
-        ix.parameters = np.zeros((0, len(pnames)))
-        ix.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-        store._gather_keys(keys)
-        store._init_files(overwrite)
+        store._take_lock(create=True)
+        try:
+            store._check_new(overwrite)
+            ix = store._ix
+            ix.fields = tuple(comm.bcast(tuple(keys) if comm.rank == 0 else None, root=0))
+            ix.parameter_names = pnames
+            ix.attrs = attrs
+            ix.parameters = np.zeros((0, len(pnames)))
+            ix.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+            store._gather_keys(keys)
+            store._init_files(overwrite)
+        except BaseException:
+            store._release_lock()
+            raise
         logger.debug("created %s with fields %s", path, store.fields)
         return store
+
+    def _take_lock(self, create: bool) -> None:
+        """Rank 0 takes the writer lock; its verdict reaches every rank (collective)."""
+        err = None
+        if self._comm.rank == 0 and (create or self.path.exists()):
+            try:
+                if create:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock = StoreLock(self.path).acquire()
+            except StoreError as e:
+                err = str(e)
+            except OSError as e:
+                err = f"{self.path}: could not lock the store for writing: {e}"
+        check_collective(err, self._comm, StoreError)
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _check_new(self, overwrite: bool) -> None:
+        """Refuse an existing store unless ``overwrite`` (collective)."""
+        err = None
+        path, ddir = self.path, self._dir
+        if self._comm.rank == 0 and (path.exists() or ddir.exists()) and not overwrite:
+            which = path if path.exists() else ddir
+            err = f"{which}: already exists (pass overwrite=True to replace the store)"
+        check_collective(err, self._comm, StoreError)
 
     def _gather_keys(self, keys: dict[str, np.ndarray]) -> None:
         """Rank 0 gathers the keys, checks uniqueness and learns where each rank's rows go;
@@ -221,22 +255,29 @@ class SnapshotStore(StoreReading, StoreWriting):
         Raises
         ------
         StoreError
-            Missing, foreign, truncated or newer-schema file; keys not found.
+            Missing, foreign, truncated or newer-schema file; keys not found; in mode
+            ``"a"``, a store held by another writer (naming its host and pid).
         """
         comm = get_comm(comm)
         path = Path(path)
         if mode not in ("r", "a"):
             raise StoreError(f"{path}: mode must be 'r' or 'a', got {mode!r}")
         store = cls._new(path, comm, mode)
-        err = None
-        try:
-            store._ix = read_index(path)
-        except StoreError as e:
-            err = str(e)
-        check_collective(err, comm, StoreError)
-        store._set_owned(keys)
         if mode == "a":
-            store._gather_positions()
+            store._take_lock(create=False)
+        try:
+            err = None
+            try:
+                store._ix = read_index(path)
+            except StoreError as e:
+                err = str(e)
+            check_collective(err, comm, StoreError)
+            store._set_owned(keys)
+            if mode == "a":
+                store._gather_positions()
+        except BaseException:
+            store._release_lock()
+            raise
         return store
 
     def _set_owned(self, keys: Any) -> None:
@@ -442,6 +483,16 @@ class SnapshotStore(StoreReading, StoreWriting):
         """
         self._append(values, parameters, time, sample)
 
+    def extend(self, other: SnapshotStore) -> None:
+        """Append every column of another store, with its parameters, times and sample ids
+        (collective; the segment files are copied, not re-gathered).
+
+        ``other`` (open on the same communicator, e.g. read-only) must have the same field
+        names, the same row keys of every field and the same parameter names; otherwise a
+        :class:`StoreError` says what differs and nothing is written.
+        """
+        self._extend(other)
+
     def write_mesh(self, points: np.ndarray, cells: np.ndarray) -> None:
         """Store the mesh geometry and topology in input order (collective; rank 0's arrays).
 
@@ -463,7 +514,36 @@ class SnapshotStore(StoreReading, StoreWriting):
             except Exception:
                 logger.debug("error closing a segment of %s", self.path, exc_info=True)
         self._handles.clear()
+        self._release_lock()
         self._closed = True
+
+    @staticmethod
+    def break_lock(path: str | os.PathLike, *, force: bool = False) -> str:
+        """Remove the writer lock of a store whose writer is gone (local, not collective).
+
+        A writable handle holds ``<path>.lock`` (an advisory ``flock`` with the holder's host
+        and pid in the file) until it is closed; the kernel releases it when the holder dies,
+        so a lock normally needs no breaking. On a network file system it may outlive a
+        crashed node: this removes the file so that a new writer can start.
+
+        Parameters
+        ----------
+        path : path-like
+            The store's index file.
+        force : bool, keyword-only
+            Also break a lock recorded by another host (whose processes cannot be checked).
+
+        Returns
+        -------
+        str
+            One line saying what was done.
+
+        Raises
+        ------
+        StoreError
+            The holder is alive on this host, or runs on another host and ``force`` is false.
+        """
+        return break_lock(Path(path), force=force)
 
     def __enter__(self) -> SnapshotStore:
         return self

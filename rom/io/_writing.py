@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ._format import (
     SEGMENT_FORMAT,
     StoreError,
     as_field_dict,
+    compatibility_error,
     fsync_path,
     segment_name,
     segment_number,
@@ -306,6 +308,58 @@ class StoreWriting:
         buf = np.empty((nd, width))
         comm.Gatherv(send, [buf, counts, displs, MPI.DOUBLE], root=0)
         return buf
+
+    # ------------------------------------------------------------------ extend
+    def _extend(self, other: Any) -> None:
+        """:meth:`SnapshotStore.extend <rom.io.SnapshotStore.extend>`."""
+        comm = self._comm
+        err = None
+        try:
+            self._check_open()
+            other._check_open()
+            if self._mode != "a":
+                raise StoreError(f"{self.path}: store is open read-only (mode 'r'); cannot extend")
+            err = compatibility_error(self, other)
+        except StoreError as e:
+            err = str(e)
+        check_collective(err, comm, StoreError)
+        seg_cols = other._ix.seg_cols
+        if seg_cols.size == 0:
+            return
+        first = self._next_segment_number()
+        names = [segment_name(first + s) for s in range(seg_cols.size)]
+        werr = None
+        if comm.rank == 0:
+            try:
+                for s, name in enumerate(names):
+                    self._copy_segment(other._dir / other._ix.segments[s], name)
+                fsync_path(self._dir, directory=True)
+                self._record_extend(names, other._ix)
+                self._commit_index()
+            except Exception as e:
+                werr = f"{self.path}: could not add the columns of {other.path}: "
+                werr += f"{type(e).__name__}: {e}"
+                self._reload_after_failure()
+        check_collective(werr, comm, StoreError)
+        if comm.rank != 0:
+            self._record_extend(names, other._ix)
+
+    def _copy_segment(self, src: Path, name: str) -> None:
+        """Rank 0: copy a segment of another store in as ``name`` (temporary name, rename)."""
+        tmp = self._dir / (name + ".tmp")
+        shutil.copyfile(src, tmp)
+        with h5py.File(tmp, "r+") as f:
+            f.attrs["number"] = segment_number(name)
+        fsync_path(tmp)
+        os.replace(tmp, self._dir / name)
+
+    def _record_extend(self, names: list[str], other: IndexContents) -> None:
+        ix = self._ix
+        ix.segments.extend(names)
+        ix.seg_cols = np.concatenate([ix.seg_cols, other.seg_cols]).astype(np.int64)
+        ix.parameters = np.concatenate([ix.parameters, other.parameters])
+        ix.time = np.concatenate([ix.time, other.time])
+        ix.sample = np.concatenate([ix.sample, other.sample])
 
     # ------------------------------------------------------------------ mesh
     def _checked_mesh(self, points: Any, cells: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,62 @@
+"""``rom merge`` (several stores as one) and ``rom unlock`` (break a stale writer lock)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from mpi4py import MPI
+
+from rom.io import SnapshotStore, merge_stores
+
+from ._common import atomic_output, check_not_input, check_output, echo, on_rank0
+
+__all__ = ["add_command"]
+
+
+def _run_merge(args: argparse.Namespace, comm: MPI.Comm) -> int:
+    out = Path(args.out)
+    check_not_input(out, list(args.stores), store=True)
+    check_output(out, args.overwrite, store=True)
+    with atomic_output(out, comm, kind="store") as tmp:
+        merge_stores(args.stores, tmp, comm=comm)
+    with SnapshotStore.open(out, comm=comm) as st:
+        m, fields = st.n_snapshots, st.fields
+    echo(
+        comm,
+        f"merged {len(args.stores)} stores into {out}: {m} snapshots of fields {list(fields)}",
+    )
+    return 0
+
+
+def _run_unlock(args: argparse.Namespace, comm: MPI.Comm) -> int:
+    text = on_rank0(comm, lambda: SnapshotStore.break_lock(args.store, force=args.force))
+    echo(comm, text)
+    return 0
+
+
+def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Add ``rom merge`` and ``rom unlock`` to the sub-command parsers ``sub``."""
+    s = sub.add_parser(
+        "merge",
+        parents=parents,
+        help="concatenate the columns of stores with the same fields and row keys",
+    )
+    s.add_argument("stores", type=Path, nargs="+", help="the stores, in column order")
+    s.add_argument("--out", type=Path, required=True, help="the merged store to write")
+    s.add_argument("--overwrite", action="store_true")
+    s.set_defaults(func=_run_merge)
+
+    s = sub.add_parser(
+        "unlock",
+        parents=parents,
+        help="remove the writer lock of a store whose writer is gone",
+    )
+    s.add_argument("store", type=Path, help="the store's index file")
+    s.add_argument(
+        "--force",
+        action="store_true",
+        help="also break a lock recorded by another host (make sure that job is gone)",
+    )
+    s.set_defaults(func=_run_unlock)
