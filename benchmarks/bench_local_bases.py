@@ -32,7 +32,7 @@ EUCLID = "kmeans-snapshots"
 #: case arguments: full size, --quick
 SIZES = {
     False: {"size": 48, "n_train": 40, "n_test": 10, "n_steps": 40, "clusters": "1,2,4,8"},
-    True: {"size": 10, "n_train": 8, "n_test": 2, "n_steps": 6, "clusters": "1,2"},
+    True: {"size": 10, "n_train": 6, "n_test": 2, "n_steps": 6, "clusters": "1,2"},
 }
 
 

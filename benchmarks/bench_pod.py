@@ -71,12 +71,12 @@ def _orth_err(U):
 
 def _pymor_contender(X, r):
     """pyMOR's method of snapshots on ``X``, or ``None`` when pyMOR is not installed."""
-    try:
-        from pymor.algorithms.pod import pod as pymor_pod
-        from pymor.core.logger import set_log_levels
-        from pymor.vectorarrays.numpy import NumpyVectorSpace
-    except ImportError:
+    if protocol.pymor_version() == "not installed":
         return None
+    from pymor.algorithms.pod import pod as pymor_pod
+    from pymor.core.logger import set_log_levels
+    from pymor.vectorarrays.numpy import NumpyVectorSpace
+
     set_log_levels({"pymor": "WARNING"})
     A = NumpyVectorSpace(X.shape[0]).from_numpy(X)  # pyMOR >= 2024.1: vectors are columns
     return lambda: pymor_pod(A, modes=r, method="method_of_snapshots", orth_tol=1e-12, rtol=0)

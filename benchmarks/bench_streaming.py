@@ -127,12 +127,10 @@ def _peers(X, c, eps, omega, k_inc):
     from sklearn.decomposition import IncrementalPCA
 
     peers = {}
-    try:
+    if protocol.pymor_version() != "not installed":
         from pymor.algorithms.hapod import inc_vectorarray_hapod
         from pymor.vectorarrays.numpy import NumpyVectorSpace
-    except ImportError:
-        pass
-    else:
+
         A = NumpyVectorSpace(X.shape[0]).from_numpy(X)  # pyMOR >= 2024.1: vectors are columns
         steps = math.ceil(X.shape[1] / c)
 

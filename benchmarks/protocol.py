@@ -23,6 +23,7 @@ largest over the ranks.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import os
 import platform
@@ -39,11 +40,12 @@ import numpy as np
 
 from rom.summary import jsonable
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CASES = Path(__file__).resolve().parents[1] / "cases"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+CASES = ROOT / "cases"
 #: Where ``--quick`` runs write unless told otherwise (git-ignored), so that a smoke run
 #: never replaces a recorded result.
-QUICK_RESULTS = Path(__file__).resolve().parent.parent / "run" / "bench_quick"
+QUICK_RESULTS = ROOT / "run" / "bench_quick"
 
 
 def run_case(name: str, argv: list[str]) -> dict[str, Any]:
@@ -92,11 +94,15 @@ def machine() -> dict[str, Any]:
 
 
 def pymor_version() -> str:
-    """pyMOR's version, or ``"not installed"`` (the ``bench`` extra adds it)."""
-    try:
-        import pymor
-    except ImportError:
+    """pyMOR's version, or ``"not installed"`` (the ``bench`` extra adds it).
+
+    Only a missing package counts as not installed: an installed pyMOR that fails to import
+    raises, so that its contenders are never dropped silently.
+    """
+    if importlib.util.find_spec("pymor") is None:
         return "not installed"
+    import pymor
+
     return pymor.__version__
 
 
