@@ -12,8 +12,13 @@ import itertools
 import numpy as np
 import pytest
 
-from rom.local.clustering import KMedoids, choose_n_clusters, kmeans_parameters, kmeans_snapshots
-from rom.local.dissimilarity import sine_dissimilarity
+from rom.local import (
+    KMedoids,
+    choose_n_clusters,
+    kmeans_parameters,
+    kmeans_snapshots,
+    sine_dissimilarity,
+)
 from rom.parallel import distribute_rows
 
 

@@ -12,7 +12,7 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from rom.local.dissimilarity import (
+from rom.local import (
     principal_angles,
     sine_dissimilarity,
     sine_dissimilarity_between,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom.adaptive.cubature import empirical_cubature
+from rom.adaptive import empirical_cubature
 from rom.parallel import row_range
 
 

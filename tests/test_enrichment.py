@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from rom.adaptive.enrichment import AdaptiveROM
+from rom.adaptive import AdaptiveROM
 from rom.parallel import allreduce_sum
 
 pytestmark = pytest.mark.fem

@@ -8,8 +8,7 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from rom.adaptive.indicator import GappyIndicator, calibrate
-from rom.adaptive.points import leverage_points, qdeim
+from rom.adaptive import GappyIndicator, calibrate, leverage_points, qdeim
 from rom.parallel import distribute_rows
 
 

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import rom
-from rom.models.galerkin import LinearAffineROM, space_time_error
+from rom.models import LinearAffineROM, space_time_error
 from rom.parallel import distribute_rows, gather_rows, row_range
 
 pytestmark = [pytest.mark.mpi, pytest.mark.partition]
