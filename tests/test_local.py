@@ -58,7 +58,7 @@ def _ref_projection_error(B, x):
 
 
 def test_sine_local_bases_need_fewer_modes_than_one_global_basis(data):
-    """The claim of DESIGN section 5: on translating pulses, K = 4 sine k-medoids clusters
+    """The claim of docs/theory.md §3: on translating pulses, K = 4 sine k-medoids clusters
     need at most half the modes of one global basis for the same relative error; each size is
     the one a numpy SVD of the cluster gives, and each cluster meets the tolerance."""
     X, centres = data
