@@ -238,7 +238,13 @@ def calibrate(
     if not 0 <= max_miss < 1:
         raise ValueError(f"max_miss must lie in [0, 1), got {max_miss!r}")
     spearman = float(scipy.stats.spearmanr(E, e).statistic)
+    fit, pred = _monotone_fit(E, e, method)
+    tol_E, miss, n_acc = _threshold(E, e, pred, target, max_miss)
+    return CalibrationResult(tol_E, spearman, fit, miss, n_acc)
 
+
+def _monotone_fit(E: np.ndarray, e: np.ndarray, method: str) -> tuple[Any, np.ndarray]:
+    """Step 1 of :func:`calibrate`: the model of ``e`` from ``E`` and its values at ``E``."""
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
@@ -257,7 +263,13 @@ def calibrate(
         pred[E <= 0] = 0.0
     else:
         raise ValueError(f"method must be 'isotonic' or 'loglog', got {method!r}")
+    return fit, pred
 
+
+def _threshold(
+    E: np.ndarray, e: np.ndarray, pred: np.ndarray, target: float, max_miss: float
+) -> tuple[float, float, int]:
+    """Steps 2-3 of :func:`calibrate`: ``(tol_E, miss rate, accepted steps)``."""
     ok = pred <= target
     candidates = np.unique(E[ok])[::-1]  # decreasing
     tol_E, miss, n_acc = None, 0.0, 0
@@ -272,4 +284,4 @@ def calibrate(
         tol_E = float(np.nextafter(E.min(), -np.inf))
         miss, n_acc = 0.0, 0
         logger.warning("no threshold meets the miss rate %.2f: every step will enrich", max_miss)
-    return CalibrationResult(tol_E, spearman, fit, miss, n_acc)
+    return tol_E, miss, n_acc
