@@ -482,19 +482,7 @@ class LocalBases:
         if method not in _SELECTIONS:
             raise ValueError(f"method must be one of {_SELECTIONS}, got {method!r}")
         if u is None:
-            if mu is None:
-                raise ValueError("give a field u or a parameter mu")
-            if self.params_ is None:
-                raise ValueError("selection by mu needs params at fit")
-            m = np.asarray(mu, dtype=np.float64).ravel()
-            if m.shape != (self.params_.shape[1],) or not np.all(np.isfinite(m)):
-                raise ValueError(
-                    f"mu must be finite with {self.params_.shape[1]} entries, got {m.shape}"
-                )
-            std = self.params_.std(axis=0)
-            scale = np.where(std > 0, std, 1.0)
-            d = np.sum(((self.params_ - m) / scale) ** 2, axis=1)
-            return int(self.labels_[int(np.argmin(d))])
+            return self._select_by_parameter(mu)
         comm = get_comm(self.comm)
         U = np.asarray(u, dtype=np.float64)
         U = U[:, None] if U.ndim == 1 else U
@@ -517,6 +505,22 @@ class LocalBases:
         Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])
         d = sine_dissimilarity_between(Yu, Ym, product=self._stacked_product(self._T), comm=comm)
         return int(np.argmin(d[0]))
+
+    def _select_by_parameter(self, mu: np.ndarray | None) -> int:
+        """Rule (3): the cluster of the nearest training item in standardized parameters."""
+        if mu is None:
+            raise ValueError("give a field u or a parameter mu")
+        if self.params_ is None:
+            raise ValueError("selection by mu needs params at fit")
+        m = np.asarray(mu, dtype=np.float64).ravel()
+        if m.shape != (self.params_.shape[1],) or not np.all(np.isfinite(m)):
+            raise ValueError(
+                f"mu must be finite with {self.params_.shape[1]} entries, got {m.shape}"
+            )
+        std = self.params_.std(axis=0)
+        scale = np.where(std > 0, std, 1.0)
+        d = np.sum(((self.params_ - m) / scale) ** 2, axis=1)
+        return int(self.labels_[int(np.argmin(d))])
 
     def efficiency_estimate(
         self,
