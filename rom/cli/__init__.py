@@ -164,7 +164,7 @@ def _add_plugin_commands(sub: Any, parents: list, taken: set[str]) -> None:
             continue
         try:
             add_command = ep.load()
-        except ImportError as e:
+        except Exception as e:  # a broken plugin must not break the other commands
             _missing_command(sub, parents, name, f"{type(e).__name__}: {e}")
             continue
         add_command(sub, parents)

@@ -41,12 +41,8 @@ class StoreReading:
     """The reading of :class:`rom.io.SnapshotStore` (a private base class: the public methods,
     with their documentation, are the store's)."""
 
-    #: Scattered reads: a gap of more than this many rows between wanted rows starts a new
-    #: contiguous block (h5py fancy indexing with many indices is slow, so rows are read in
-    #: blocks and selected in numpy).
-    read_gap_rows: int = 1024
-    #: Scattered reads: at most this many rows per block read.
-    read_block_rows: int = 2**16
+    read_gap_rows: int  # class attributes of SnapshotStore
+    read_block_rows: int
 
     path: Path
     _dir: Path

@@ -69,6 +69,13 @@ class SnapshotStore(StoreReading, StoreWriting):
     store.
     """
 
+    read_gap_rows: int = 1024
+    """Scattered reads (:meth:`read` with ``keys=``): a gap of more than this many rows
+    between wanted rows starts a new contiguous block (rows are read in blocks and selected
+    in numpy, as h5py fancy indexing with many indices is slow)."""
+    read_block_rows: int = 2**16
+    """Scattered reads: at most this many rows per block read."""
+
     def __init__(self, _token: object = None) -> None:
         if _token is not _CONSTRUCT:
             raise TypeError("use SnapshotStore.create(...) or SnapshotStore.open(...)")
