@@ -4,7 +4,7 @@ Snapshot matrices are numpy arrays of the rows (dofs) a rank owns, plus an optio
 communicator ``comm`` (serial when ``None``). This package never imports dolfinx.
 """
 
-from rom import parallel
+from rom import linalg, parallel
 from rom.adaptive import (
     AdaptiveROM,
     CalibrationResult,
@@ -27,8 +27,8 @@ from rom.compression import (
     randomized_svd,
     truncation_rank,
 )
-from rom.compression._pod import orthonormalize, tsqr
 from rom.io import SnapshotStore, StoreError
+from rom.linalg import orthonormalize, tsqr
 from rom.local import (
     KMedoids,
     LocalBases,
@@ -70,6 +70,7 @@ __all__ = [
     "AdaptiveROM",
     "LinearAffineROM",
     "parallel",
+    "linalg",
     "StoreError",
     "pod",
     "tsqr",

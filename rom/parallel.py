@@ -7,16 +7,19 @@ Gram matrix :math:`X^T M X = \\sum_p X_p^T (M X)_p` are formed locally and summe
 
 Inputs are validated *collectively* before the first collective operation: each rank checks
 its own rows, the verdicts are gathered, and every rank raises the same error. A bad input
-therefore never leaves some ranks waiting in a reduction (see ``DESIGN.md`` section 2).
+therefore never leaves some ranks waiting in a reduction (docs/mpi.md).
+
+BLAS threads: :func:`limit_blas_per_rank`, called once by a script (the cases, the ``rom``
+command, the tests), gives each rank its share of the node's cores; :func:`blas_threads`
+does the same for one block of code. The library's kernels (:mod:`rom.linalg`) are plain
+BLAS calls and set no thread count themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -37,12 +40,8 @@ __all__ = [
     "norms",
     "replicated_sum",
     "row_range",
-    "row_threads",
-    "split_rows",
-    "thread_block",
     "validate_finite",
     "validate_local_rows",
-    "worth_splitting",
 ]
 
 
@@ -274,103 +273,6 @@ def blas_threads(
         yield threads
 
 
-_SPLIT_MIN_WORK = 5e7  # flops below which one plain BLAS call beats threads (about 1 ms)
-
-
-def worth_splitting(work: float) -> bool:
-    """Whether ``work`` flops (about a millisecond or more) pay for row ranges in threads
-    and the thread-pool query of a :func:`row_threads` block (about 2 ms)."""
-    return work >= _SPLIT_MIN_WORK
-
-
-def split_rows(
-    fn: Callable[[int, int], Any],
-    n_rows: int,
-    *,
-    work: float = math.inf,
-    threads: int | None = None,
-) -> list:
-    r"""Run ``fn(i0, i1)`` on contiguous row ranges of ``[0, n_rows)``, one per BLAS thread.
-
-    Tall-and-thin products whose output is small, :math:`X^TY` with :math:`X, Y` of
-    :math:`n \gg k` rows, are reductions over rows; OpenBLAS parallelizes a product over its
-    output only, so it runs them with about one core's speed (measured on 2 cores: the
-    200,000 x 400 Gram ``syrk`` takes 0.57 s with 2 BLAS threads, 0.39 s as two row halves in
-    two threads with one BLAS thread each). This runs the ranges in :math:`T` threads
-    (:math:`T` = the largest BLAS pool's thread count, so an MPI rank limited to one thread by
-    :func:`blas_threads` runs a single range), every BLAS pool limited to one thread while
-    they run (also sparing the idle pool of a second BLAS library its busy-waiting). numpy
-    releases the GIL inside BLAS calls and ufunc loops.
-
-    Parameters
-    ----------
-    fn : callable ``(i0, i1) -> result``
-        Works on rows ``i0:i1`` only; writes to shared arrays must be to those rows.
-    n_rows : int
-    work : float
-        Approximate flops; below about ``5e7`` (a millisecond) ``fn(0, n_rows)`` runs directly.
-    threads : int, optional
-        Number of ranges, from an enclosing :func:`row_threads` block (which already holds
-        the BLAS pools at one thread). Detected from the BLAS pools when ``None``.
-
-    Returns
-    -------
-    list
-        The results, in row order (sum them in that order for a deterministic reduction).
-    """
-    if not worth_splitting(work) or n_rows < 1024:
-        return [fn(0, n_rows)]
-    if threads is not None:
-        return _run_ranges(fn, n_rows, threads)
-    with row_threads() as T:
-        return _run_ranges(fn, n_rows, T)
-
-
-def _run_ranges(fn, n_rows, T):
-    T = int(min(max(T, 1), n_rows // 512))
-    if T <= 1:
-        return [fn(0, n_rows)]
-    edges = [n_rows * t // T for t in range(T + 1)]
-    with ThreadPoolExecutor(max_workers=T - 1) as pool:
-        futures = [pool.submit(fn, edges[t], edges[t + 1]) for t in range(1, T)]
-        first = fn(edges[0], edges[1])
-        return [first] + [f.result() for f in futures]
-
-
-def thread_block(blas: int | None, split: bool):
-    """The threading context of one tall algorithm, for the ``threads=`` of its products.
-
-    ``blas`` is what :func:`blas_threads` yielded. One BLAS thread per rank: nothing to split,
-    yields 1 (no thread-pool query per product). Otherwise :func:`row_threads` when
-    ``split``, else ``None`` (each product decides for itself).
-    """
-    if blas == 1:
-        return contextlib.nullcontext(1)
-    return row_threads() if split else contextlib.nullcontext(None)
-
-
-@contextlib.contextmanager
-def row_threads() -> Iterator[int]:
-    """Hold every BLAS pool at one thread; yield the thread count :math:`T` for :func:`split_rows`.
-
-    :math:`T` is the largest BLAS pool's size on entry (numpy's; a PETSc wheel's one-thread
-    OpenBLAS loaded by an import does not count). Inside the block, tall products run as
-    :math:`T` row ranges (``split_rows(..., threads=T)``) and small dense factorizations
-    (``eigh``, ``svd``, ``cholesky`` of :math:`m\times m` matrices) run on one thread. That
-    is the point of one block around a whole algorithm: after a threaded BLAS call,
-    OpenBLAS's idle workers busy-wait for about 0.1 s and take a core from the row ranges that
-    follow (measured: a 200,000 x 400 by 400 x 40 product after a two-thread ``eigh`` took
-    0.20 s, after a one-thread one 0.16 s). Under ``blas_threads`` with one thread per rank,
-    :math:`T = 1` and nothing changes.
-    """
-    from threadpoolctl import ThreadpoolController
-
-    ctl = ThreadpoolController()
-    T = max((lib.num_threads for lib in ctl.lib_controllers if lib.user_api == "blas"), default=1)
-    with ctl.limit(limits=1, user_api="blas"):
-        yield int(max(T, 1))
-
-
 Product = np.ndarray | Callable[[np.ndarray], np.ndarray] | Any
 
 
@@ -394,9 +296,8 @@ def apply_product(product: Product | None, X: np.ndarray) -> np.ndarray:
 def local_inner(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
     """This rank's part of :math:`X^T Y` for tall row blocks, shape (k, l).
 
-    Formed as :math:`(Y^T X)^T`: OpenBLAS runs that operand order 1.4-2.5x faster for tall
-    thin blocks (measured on 200,000 x 30 against 200,000 x 50, also for column views of a
-    wider array); the result is the same product.
+    Formed as :math:`(Y^T X)^T`, the operand order OpenBLAS runs fastest for tall thin
+    blocks; the result is the same product.
     """
     return (Y.T @ X).T
 

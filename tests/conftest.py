@@ -41,26 +41,6 @@ def shared_tmp_path(tmp_path, comm):
     return Path(path)
 
 
-@pytest.fixture
-def split_ranges(monkeypatch):
-    """``record(module)``: wrap ``module.split_rows`` so that each call appends its number of
-    row ranges to the returned list (which ranges a run really used)."""
-
-    def record(module):
-        ranges = []
-        real = module.split_rows
-
-        def recording(fn, n_rows, **kw):
-            out = real(fn, n_rows, **kw)
-            ranges.append(len(out))
-            return out
-
-        monkeypatch.setattr(module, "split_rows", recording)
-        return ranges
-
-    return record
-
-
 @pytest.fixture(autouse=True)
 def _barrier_after_test():
     yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 
 import numpy as np
@@ -94,80 +93,3 @@ def test_every_rank_runs_blas_on_its_share_of_the_cores(comm):
         assert os.environ["OPENBLAS_NUM_THREADS"] == str(share)  # for pools loaded later
     # the rule itself: serial runs are left alone, P ranks on a node share its cores
     assert par.limit_blas_per_rank(world_size=1) is None
-
-
-@pytest.mark.parametrize("pool", [1, 2, 3])
-def test_split_rows_covers_the_rows_once_with_one_blas_thread_each(pool):
-    """Each BLAS thread of the pool gets one contiguous row range, in order, and runs it with a
-    one-thread BLAS; small work or a one-thread pool runs the whole range in one call."""
-    from threadpoolctl import threadpool_limits
-
-    seen = []
-
-    def fn(i0, i1):
-        seen.append(
-            (i0, i1, [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
-        )
-        return (i0, i1)
-
-    def blas_pools():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-    with threadpool_limits(limits=pool, user_api="blas"):
-        before = blas_pools()  # a library may cap the request (one started with one thread)
-        out = par.split_rows(fn, 10_000, work=1e12)
-        small = par.split_rows(lambda a, b: (a, b), 10_000, work=1.0)
-        after = blas_pools()
-    assert out[0][0] == 0 and out[-1][1] == 10_000
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(out))  # contiguous, in order
-    assert len(out) == max(before)  # one range per thread of the largest pool
-    if max(before) > 1:
-        assert all(all(t == 1 for t in threads) for *_, threads in seen)
-    assert small == [(0, 10_000)]
-    assert after == before  # the pools are given back
-
-
-def test_split_rows_gram_matches_one_product(rng):
-    """The row-split Gram matrix (the path of rom.compression._pod.gram_matrix) equals one BLAS product."""
-    from threadpoolctl import threadpool_limits
-
-    from rom.compression._pod import gram_matrix, rows_product
-
-    X = rng.standard_normal((30_000, 60))
-    W = rng.standard_normal((60, 7))
-    with threadpool_limits(limits=2, user_api="blas"):
-        G = gram_matrix(X)
-        Y, GY = rows_product(X, W, gram=True, chunk=1000)
-    np.testing.assert_allclose(G, X.T @ X, rtol=1e-12, atol=1e-10)
-    np.testing.assert_allclose(Y, X @ W, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(GY, Y.T @ Y, rtol=1e-12, atol=1e-10)
-    Z = X[:, :7].copy()
-    Z2, _ = rows_product(Z, np.eye(7)[::-1], out=Z, chunk=999)  # in place, reversed columns
-    assert Z2 is Z
-    np.testing.assert_allclose(Z, X[:, 6::-1], rtol=0, atol=0)
-
-
-@pytest.mark.parametrize("pool", [1, 2])
-def test_row_threads_holds_blas_at_one_thread_and_passes_the_count(pool):
-    """Inside ``row_threads`` every BLAS pool runs one thread and the yielded count is the
-    largest pool's size on entry; ``split_rows(threads=T)`` then runs T ranges without
-    touching the pools, and the pools are given back on exit."""
-    from threadpoolctl import threadpool_limits
-
-    def blas_pools():
-        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-
-    with threadpool_limits(limits=pool, user_api="blas"):
-        before = blas_pools()
-        with par.row_threads() as T:
-            inside = blas_pools()
-            seen = []
-            out = par.split_rows(
-                lambda a, b: seen.append(blas_pools()) or (a, b), 10_000, work=1e12, threads=T
-            )
-        after = blas_pools()
-    assert T == max(before)
-    assert all(t == 1 for t in inside)
-    assert len(out) == T and out[0][0] == 0 and out[-1][1] == 10_000
-    assert all(all(t == 1 for t in pools) for pools in seen)
-    assert after == before

@@ -257,84 +257,36 @@ def test_snapshot_method_warns_below_its_floor(rng):
         rom.pod(A, pod_method="snapshots", rel_l2_err=1e-11)
 
 
-def test_row_split_method_of_snapshots_matches_lapack_and_one_thread(rng, split_ranges):
-    """With two BLAS threads the Euclidean method of snapshots runs its tall products as two
-    row ranges (``rom.parallel.row_threads``); modes and values match LAPACK and the
-    one-thread run, and the modes are orthonormal to 1e-12."""
-    import sys
-
-    from threadpoolctl import threadpool_limits
-
-    pod_mod = sys.modules[
-        "rom.compression._pod"
-    ]  # the module (rom.compression._pod is also the function's name)
-    n, m = 40_000, 90
-    sv = np.logspace(0, -6, 30)
-    A = prescribed(rng, n, m, sv)
-    ranges = split_ranges(pod_mod)
-    Uref, sref, _ = lapack_msvd(A)
-    runs = {}
-    for pool in (1, 2):
-        ranges.clear()
-        with threadpool_limits(limits=pool, user_api="blas"):
-            res = rom.pod(A, rank=30)
-            U, s = res.modes, res.singular_values
-        runs[pool] = (U, s, max(ranges))
-        np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-10)
-        assert projector_distance(U, Uref[:, :30]) <= 1e-4  # sigma_30 = 1e-6: angle ~ u/s^2
-        assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
-    assert runs[1][2] == 1 and runs[2][2] == 2
-    # the two runs differ by round-off only: Gram eigenvalues to about u * sigma_1^2
-    np.testing.assert_allclose(runs[2][1], runs[1][1], rtol=0, atol=1e-13)
-    np.testing.assert_allclose(runs[2][0][:, :20], runs[1][0][:, :20], rtol=0, atol=1e-9)
-
-
-def test_row_split_accurate_method_matches_lapack_and_one_thread(rng, split_ranges):
-    """With two BLAS threads the Euclidean accurate method runs every tall product, the
-    triangular ones of its Cholesky-QR passes included, as two row ranges; values far below
-    the sqrt(u) floor of the method of snapshots (down to 1e-10, above this size's floor of
-    about u m sqrt(11 n) = 1.3e-11) match LAPACK in both runs."""
-    import sys
-
+@pytest.mark.parametrize("pool", [1, 2])
+def test_tall_method_of_snapshots_matches_lapack_at_any_blas_thread_count(rng, pool):
+    """A tall matrix with one or two BLAS threads: values and modes match LAPACK, the modes are
+    orthonormal to 1e-12 (the thread count is a limit: one core runs it as well)."""
     from threadpoolctl import threadpool_limits
 
     n, m = 40_000, 90
-    sv = np.logspace(0, -10, 30)  # beyond the method of snapshots
-    A = prescribed(rng, n, m, sv)
-    rec_pod = split_ranges(sys.modules["rom.compression._pod"])
+    A = prescribed(rng, n, m, np.logspace(0, -6, 30))
     Uref, sref, _ = lapack_msvd(A)
-    runs = {}
-    for pool in (1, 2):
-        rec_pod.clear()
-        with threadpool_limits(limits=pool, user_api="blas"):
-            res = rom.pod(A, pod_method="qr", rank=30)
-            U, s = res.modes, res.singular_values
-        runs[pool] = (U, s, max(rec_pod), len(rec_pod))
-        np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-14)
-        assert projector_distance(U[:, :20], Uref[:, :20]) <= 1e-8
-        assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
-    assert runs[1][2] == 1 and runs[2][2] == 2
-    assert runs[2][3] >= 4  # Gram, triangular, Gram, ... products all went through split_rows
-    np.testing.assert_allclose(runs[2][1], runs[1][1], rtol=0, atol=1e-14)
+    with threadpool_limits(limits=pool, user_api="blas"):
+        res = rom.pod(A, rank=30)
+    U, s = res.modes, res.singular_values
+    np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-10)
+    assert projector_distance(U, Uref[:, :30]) <= 1e-4  # sigma_30 = 1e-6: angle ~ u/s^2
+    assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
 
 
-def test_right_solve_upper_split_first_touch_matches_triangular_solve(rng, split_ranges):
-    """Q R^{-1} with the result first touched and multiplied in two parallel row ranges equals
-    LAPACK's triangular solve; the input is not modified."""
-    import sys
-
-    import scipy.linalg as sla
+@pytest.mark.parametrize("pool", [1, 2])
+def test_tall_accurate_method_matches_lapack_at_any_blas_thread_count(rng, pool):
+    """The accurate method on a tall matrix resolves values far below the sqrt(u) floor of the
+    method of snapshots (down to 1e-10, above this size's floor of about u m sqrt(11 n) =
+    1.3e-11), with one or two BLAS threads."""
     from threadpoolctl import threadpool_limits
 
-    from rom.compression._pod import right_solve_upper
-
-    ranges = split_ranges(sys.modules["rom.compression._pod"])
-    Q = rng.standard_normal((40_000, 60))
-    Q0 = Q.copy()
-    R = np.triu(rng.standard_normal((60, 60))) + 10.0 * np.eye(60)
-    with threadpool_limits(limits=2, user_api="blas"):
-        Y = right_solve_upper(Q, R)
-    assert ranges == [2]
-    ref = sla.solve_triangular(R, Q.T, trans="T", lower=False).T  # Y R = Q
-    np.testing.assert_allclose(Y, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
-    np.testing.assert_array_equal(Q, Q0)
+    n, m = 40_000, 90
+    A = prescribed(rng, n, m, np.logspace(0, -10, 30))  # beyond the method of snapshots
+    Uref, sref, _ = lapack_msvd(A)
+    with threadpool_limits(limits=pool, user_api="blas"):
+        res = rom.pod(A, pod_method="qr", rank=30)
+    U, s = res.modes, res.singular_values
+    np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-14)
+    assert projector_distance(U[:, :20], Uref[:, :20]) <= 1e-8
+    assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12

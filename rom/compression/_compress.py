@@ -6,19 +6,22 @@ streaming methods read column chunks of ``chunk`` columns (memory :math:`O(n_{lo
 \\text{chunk}))`); ``method="batch"`` reads the whole matrix into memory, use it only when the
 owned rows of all snapshots fit.
 
-=============  ==============================================  ================================
-method         algorithm                                       ``error_bound``
-=============  ==============================================  ================================
-"batch"        :func:`rom.compression.pod` on all columns       tail :math:`\\sqrt{\\sum_{n>N}
-                                                               \\sigma_n^2}` (exact)
-"incremental"  :class:`rom.compression.incremental_svd.IncrementalSVD`     :math:`\\sqrt{D}` (running)
-"hapod"        :func:`rom.compression._hapod.dist_hapod` (star, chunks)     :math:`\\sqrt{\\sum_\\alpha
-                                                               t_\\alpha}` (local tails)
-"randomized"   :func:`rom.compression.randomized.randomized_svd`           ``None``
-=============  ==============================================  ================================
+Methods and their ``error_bound`` (on the Frobenius :math:`M`-norm projection error
+:math:`\\|S - UU^TMS\\|_F` of the data):
 
-Every bound is on the Frobenius :math:`M`-norm projection error
-:math:`\\|S - UU^TMS\\|_F` of the data.
+``"batch"``
+    :func:`rom.compression.pod` on all columns (``pod_method="qr"`` by default): the tail
+    :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}` plus the factorization residual.
+``"incremental"``
+    :class:`rom.compression.IncrementalSVD`: the running :math:`\\sqrt{D}`.
+``"hapod"``
+    :func:`rom.compression.dist_hapod` (star tree over column chunks): the local tails,
+    :math:`\\sqrt{\\sum_\\alpha t_\\alpha}`.
+``"randomized"``
+    :func:`rom.compression.randomized_svd`: ``None``.
+
+Discarded energy is always a sum of discarded :math:`\\sigma^2` (smallest first) or an
+explicitly formed residual, never ``total - kept`` (docs/theory.md §1).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ which guarantee :math:`\\frac{1}{|S|}\\sum_s \\|s - P_\\rho s\\|_M^2 \\le \\vare
 uses :math:`\\varepsilon(\\rho) = \\varepsilon^*\\sqrt{|S|}`.
 
 Shapes: :func:`dist_hapod` is the star (two-level) tree over column chunks, :func:`inc_hapod`
-the incremental chain, run as Brand updates (:class:`rom.compression.incremental_svd.IncrementalSVD`) with
-the streaming allowance of docs/theory.md §2.3: each block of :math:`c_t` columns may
+the incremental chain, run as Brand updates (:class:`rom.compression.IncrementalSVD`) with the
+streaming allowance of docs/theory.md §2.3: each block of :math:`c_t` columns may
 discard :math:`(1-\\omega^2)\\varepsilon^{*2}c_t` (unused allowance carried forward) and the
 final truncation brings the total to at most :math:`\\varepsilon^{*2}|S|`; no depth is needed
 and the stream length may be unknown. Trees are built over column chunks, never over ranks,

@@ -4,49 +4,25 @@ State after :math:`t` blocks: :math:`M`-orthonormal modes :math:`U` (rows distri
 singular values :math:`\\Sigma`, the discarded energy :math:`D` (a running sum, never
 ``total - kept``) and, optionally, the coefficients :math:`\\Gamma = U^T M \\tilde S` of all
 columns seen, so that :math:`\\tilde S = U\\Gamma` is the approximate data matrix whose exact
-SVD is :math:`(U, \\Sigma)`. One update by a block :math:`C` (``METHODS.md`` section 2.1,
-Brand, Linear Algebra Appl. 415, 2006)::
+SVD is :math:`(U, \\Sigma)`. One update by a block :math:`C` (docs/theory.md §2.1; Brand,
+Linear Algebra Appl. 415, 2006), in named steps of :class:`IncrementalSVD`::
 
-    L = U^T M C                                          (sweep 1)
-    H = C - U L;  P = U^T M H;  G = H^T M H              (sweep 2: H, P and G together)
-    nothing novel (tr G <= (novelty_tol ||C||)^2):  K empty, D += tr G
-    else  G - P^T P = W Lam W^T                          (Gram of H - U P, U^T M U = I)
-          F = W_k Lam_k^{-1/2};  J = (H - U P) F        (never formed; kept: lam > thresh)
-          K = Lam_k^{1/2} W_k^T;  L += P;  D += sum of dropped lam
-    [[Sigma, L], [0, K]] = U' S' V'^T                   (small SVD, replicated)
-    N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2
-    T = F U'_J;  U <- U (U'_U - P T) + H T              (sweep 3, = [U J] U'[:, :N])
-    Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
-    if max|U^T M U - I| > orth_tol:  U^T U = R^T R, R Sigma = U'' S'' V''^T,
-                                      U <- U R^{-1} U'' (one product), ...
+    H, L = (I - U U^T M)^2 C,  coefficients             (_project: CGS2, rom.linalg.project_out)
+    nothing novel (||H||^2 <= (novelty_tol ||C||)^2):   K empty, D += ||H||^2
+    else  H ~ J K, J^T M J = I, J _|_M U                 (_novel: rom.linalg.range_basis)
+    [[Sigma, L], [0, K]] = U' S' V'^T                    (_core: small SVD, replicated)
+    N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2 (smallest first)
+    U <- [U J] U'[:, :N];  Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
+    if max|U^T M U - I| > orth_tol: repair          (rom.linalg.reorthonormalize)
 
-Both Gram-Schmidt passes are applied: the first explicitly (:math:`H`), the second
-(:math:`-UP`) inside the mode update, so the tall arrays are swept three times per block.
-In the Euclidean case :math:`H` is never stored: the second sweep forms it one cache-sized
-row block at a time for :math:`U^TH` and :math:`H^TH`, and the mode update uses
-:math:`HT = CT - U(LT)`, reading the block :math:`C` again instead of a stored residual;
-in the Euclidean case the third sweep also accumulates :math:`U^TU` for the check, which runs
-after every block that adds directions (the eigen route leaves :math:`J` orthonormal only to
-about :math:`u\\lambda_1/\\lambda_k`, which one Cholesky pass on the new modes removes) and
-at least every few blocks otherwise. The eigen route needs every kept eigenvalue resolved
-(:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are either dropped
-into :math:`D` when the truncation allowance covers them, or the update falls back to the
-rank-revealing shifted Cholesky-QR of :func:`rom.compression._pod.cholesky_qr` with an SVD of its
-:math:`R` (accurate to round-off). :meth:`IncrementalSVD.check_orthonormality` forces the
-check. :meth:`IncrementalSVD.fit` (Euclidean) fuses sweep 1 of each block into sweep 3 of
-the one before: while a row block of the new modes is in cache, its part of
-:math:`U_{new}^TC_{next}` is accumulated; a Cholesky-QR pass on the new modes,
-:math:`U \\leftarrow UM`, maps it to :math:`M^T(U_{new}^TC_{next})`. So a block costs two
-sweeps after the first. In the Euclidean case each update runs inside one
-:func:`rom.parallel.row_threads` block (for :meth:`IncrementalSVD.fit`, one for all of
-them): the three sweeps run as contiguous row ranges, one per BLAS thread with one-thread
-BLAS each, and the small core factorizations on one thread (the rarely taken accurate route
-and the re-orthonormalization run their Gram and triangular products as the same row
-ranges). Memory:
-:math:`U`, the block, and, when the rank grows, the new modes, i.e.
-:math:`O(n_{local}(k + c))` (plus one :math:`n_{local}\\times c` residual with a
-product :math:`M`, or on the accurate route); :math:`U` is updated in place when its rank
-is unchanged.
+:func:`rom.linalg.range_basis` takes the eigen-decomposition of :math:`H^TMH` when every kept
+direction is resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are
+either dropped into :math:`D` when the truncation allowance covers them, or the update takes
+the rank-revealing shifted Cholesky-QR with an SVD of its :math:`R` (accurate to round-off).
+The orthonormality of the modes is checked after every block that adds directions and at
+least every few blocks otherwise; :meth:`IncrementalSVD.check_orthonormality` forces the
+check. Memory: :math:`U`, the block, its residual and the new modes, i.e.
+:math:`O(n_{local}(k + c))`.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
 exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row spaces and
@@ -55,10 +31,10 @@ exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row sp
           \\|S - UU^TMS\\|_F \\le \\|S - \\tilde S\\|_F = \\sqrt{D}
 
 (Fareed & Singler, arXiv:1803.06313, for the bound on :math:`\\tilde S`; block form of
-``METHODS.md`` section 2.2). :attr:`IncrementalSVD.error_bound_` is :math:`\\sqrt{D}`.
+docs/theory.md §2.2). :attr:`IncrementalSVD.error_bound_` is :math:`\\sqrt{D}`.
 
-Truncation policies (``METHODS.md`` section 2.3, allowance carried forward: the energy a
-block may discard is its allowance plus what earlier blocks left unused):
+Truncation policies (docs/theory.md §2.3, allowance carried forward: the energy a block may
+discard is its allowance plus what earlier blocks left unused):
 
 ``l2_err`` with ``n_total``
     allowance :math:`a_t = \\mathrm{l2\\_err}^2\\, c_t / n_{total}` per block of :math:`c_t`
@@ -84,31 +60,28 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._pod import (
-    _factor_inverse,
-    _ordered_sum,
-    _signs,
-    cholesky_qr,
-    gram_matrix,
-    orthonormalize,
-)
 from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.linalg import (
+    gram_matrix,
+    project_out,
+    range_basis,
+    reorthonormalize,
+    sign_flips,
+    tail_energies,
+)
 from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
-    blas_threads,
     check_collective,
     get_comm,
     local_inner,
-    split_rows,
-    thread_block,
-    worth_splitting,
 )
 
 __all__ = ["IncrementalSVD"]
@@ -132,198 +105,19 @@ def _collective_block_check(err: str | None, cols: int, comm: MPI.Comm) -> None:
 
 
 _CHECK_EVERY = 4  # exact orthonormality check at least every this many blocks
-_ROW_BLOCK_ELEMENTS = 2**19  # 4 MiB of float64 per row-block temporary (fewer, larger BLAS calls)
 
 
-def _row_blocks(n: int, width: int, lo: int = 0):
-    """Row ranges of ``[lo, n)`` whose temporaries of ``width`` columns stay under 4 MiB."""
-    step = max(256, _ROW_BLOCK_ELEMENTS // max(width, 1))
-    for i0 in range(lo, n, step):
-        yield i0, min(n, i0 + step)
+@dataclass
+class _Step:
+    """Intermediate quantities of one block update (replicated unless noted)."""
 
-
-def _split_worth(n: int, c: int, k: int) -> bool:
-    """Whether an update of ``c`` columns against ``k`` modes on ``n`` rows is worth running
-    as row ranges: about a millisecond of work per sweep (a thread-pool query costs about
-    2 ms)."""
-    return worth_splitting(2.0 * n * c * (k + c))
-
-
-def _first_inner(U: np.ndarray, C: np.ndarray, *, threads: int | None = None) -> np.ndarray:
-    """The local part of :math:`U^TC` (Euclidean), as row ranges (:func:`split_rows`)."""
-    k, c = U.shape[1], C.shape[1]
-    parts = split_rows(
-        lambda lo, hi: local_inner(U[lo:hi], C[lo:hi]),
-        U.shape[0],
-        work=2.0 * U.shape[0] * k * c,
-        threads=threads,
-    )
-    return _ordered_sum(parts)
-
-
-def _residual_sweep(
-    C: np.ndarray,
-    U: np.ndarray,
-    L: np.ndarray,
-    H: np.ndarray | None = None,
-    *,
-    threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The local parts of :math:`U^TH` and :math:`H^TH` for ``H = C - U L``, one
-    cache-sized row block at a time (a single sweep over ``C`` and ``U``). ``H`` is stored
-    only when an array is given; otherwise each block lives in one cache-sized buffer.
-    The sweep runs as row ranges, one per thread (:func:`rom.parallel.split_rows`)."""
-    k, c = L.shape
-
-    def part(lo, hi):
-        P = np.zeros((k, c))
-        G = np.zeros((c, c))
-        buf = None
-        for i0, i1 in _row_blocks(hi, k + c, lo):
-            Ub = U[i0:i1]
-            if H is None:
-                if buf is None:
-                    buf = np.empty((i1 - i0, c))
-                Hb = buf[: i1 - i0]
-            else:
-                Hb = H[i0:i1]
-            np.matmul(Ub, L, out=Hb)
-            np.subtract(C[i0:i1], Hb, out=Hb)
-            P += local_inner(Ub, Hb)
-            G += Hb.T @ Hb
-        return P, G
-
-    n = C.shape[0]
-    return _ordered_sum(split_rows(part, n, work=2.0 * n * c * (2 * k + c), threads=threads))
-
-
-def _combine(
-    U: np.ndarray,
-    A: np.ndarray,
-    B: np.ndarray | None,
-    T: np.ndarray | None,
-    out: np.ndarray,
-    *,
-    gram: bool,
-    threads: int | None = None,
-    ahead: np.ndarray | None = None,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """``out = U A + B T`` by row blocks (``out`` may be ``U``: each block is formed in a
-    temporary first); as row ranges, one per thread. From the same sweep, while each block
-    of ``out`` is in cache: with ``gram`` the local part of ``out^T out``, and with ``ahead``
-    (the next block of columns, Euclidean) the local part of ``out^T ahead``, the next
-    update's first sweep. Returns ``(G, L_ahead)`` (``None`` where not asked)."""
-    N = A.shape[1]
-    width = U.shape[1] + (0 if B is None else B.shape[1]) + N
-    ca = 0 if ahead is None else ahead.shape[1]
-
-    def part(lo, hi):
-        G = np.zeros((N, N)) if gram else None
-        La = np.zeros((N, ca)) if ca else None
-        for i0, i1 in _row_blocks(hi, width + ca, lo):
-            Ob = U[i0:i1] @ A
-            if B is not None and B.shape[1]:
-                Ob += B[i0:i1] @ T
-            out[i0:i1] = Ob
-            if gram:
-                G += Ob.T @ Ob
-            if ca:
-                La += local_inner(Ob, ahead[i0:i1])
-        return G, La
-
-    n = U.shape[0]
-    G, La = _ordered_sum(split_rows(part, n, work=2.0 * n * (width + ca) * N, threads=threads))
-    return G, (La if ca else None)
-
-
-def _residual_basis(
-    H: np.ndarray | None,
-    G: np.ndarray,
-    P0: np.ndarray,
-    thresh2: float,
-    budget: float,
-    U: np.ndarray,
-    *,
-    product,
-    comm,
-    C: np.ndarray | None = None,
-    L: np.ndarray | None = None,
-    threads: int | None = None,
-) -> dict:
-    """Rank-revealing :math:`H \\approx UP + JK` with :math:`J^TMJ = I`, :math:`J \\perp_M U`.
-
-    ``G`` is :math:`H^TMH` and ``P0`` is :math:`U^TMH` (replicated, from the same sweep as
-    ``H``). Directions of energy :math:`\\le` ``thresh2`` are dropped. Returns a dict:
-    ``K`` (r x c); ``Ladd`` (k x c, the part of :math:`H` along :math:`U` found by the second
-    Gram-Schmidt pass, added to :math:`L`); ``dropped`` (energy not added); and
-    ``B``, ``Pb``, ``Bmap`` with :math:`J = (B - U\\,\\mathrm{Pb})\\,\\mathrm{Bmap}`
-    (``None`` for ``Pb``/``Bmap``: zero / identity), so that the caller forms the new modes
-    in one sweep.
-
-    Eigen route (``METHODS.md`` section 2.1): the second pass :math:`H_2 = H - UP_0` is
-    applied implicitly (``B`` is ``H``, ``Pb`` is ``P0``), with Gram matrix
-    :math:`H_2^TMH_2 = G - P_0^TP_0 = W\\Lambda W^T` (:math:`U^TMU = I`),
-    ``Bmap`` :math:`= F = W_k\\Lambda_k^{-1/2}`, :math:`K = \\Lambda_k^{1/2}W_k^T`. It needs
-    every kept eigenvalue resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`, far above the
-    round-off :math:`u\\lambda_1`), so that the orthonormality error of :math:`J`,
-    about :math:`u\\lambda_1/\\lambda_k \\le 10^{-7}`, is one that a Cholesky pass on the new
-    modes removes. Weaker directions above ``thresh2`` are dropped when their total energy fits
-    in ``budget`` (the truncation could discard them anyway; the energy is charged to it);
-    otherwise the accurate rank-revealing shifted Cholesky-QR of :func:`rom.compression._pod.cholesky_qr`
-    and an SVD of its :math:`R` are used (``B`` is an explicit, orthonormal :math:`J`; two
-    more passes and two more :math:`n\\times c` arrays). Its dropped energy is that of the
-    values of :math:`R` below ``thresh2`` and of the factorization's own residual
-    :math:`E = H - QR` (what its rank-revealing passes left out), formed explicitly:
-    :math:`(\\|E\\|_M + (\\sum_{dropped}\\sigma^2)^{1/2})^2`, never as
-    :math:`\\|H\\|_M^2 - \\sum\\sigma^2`, whose rounding (about :math:`u\\|H\\|_M^2`) would
-    put a :math:`\\sqrt{u}\\,\\|H\\|_M` floor under the error bound (``METHODS.md`` section 1).
-
-    ``H=None`` (Euclidean streaming): the residual was never stored. The eigen route then
-    returns ``B=None``: the caller forms :math:`HT = CT - U(LT)` from the block itself; the
-    accurate route forms :math:`H = C - UL` from ``C`` and ``L`` first. ``threads``: as in
-    :func:`rom.compression._pod.gram_matrix`, for the accurate route's products.
-    """
-    k = U.shape[1]
-    c = G.shape[0]
-    G2 = G - P0.T @ P0 if k else G
-    G2 = 0.5 * (G2 + G2.T)
-    lam, W = np.linalg.eigh(G2)
-    lam, W = lam[::-1], W[:, ::-1]
-    keep = lam > thresh2
-    weak = keep & (lam < 1e-8 * lam[0])
-    if weak.any() and float(np.sum(lam[weak])) <= budget:
-        keep &= ~weak
-        weak[:] = False
-    if not weak.any():
-        sk = np.sqrt(lam[keep])
-        Wk = W[:, keep]
-        dropped = float(np.sum(np.maximum(lam[~keep], 0.0)[::-1]))
-        return {
-            "B": H,
-            "Pb": P0,
-            "Bmap": Wk / sk,
-            "K": sk[:, None] * Wk.T,
-            "Ladd": P0,
-            "dropped": dropped,
-        }
-    if H is None:
-        H = C - U @ L if k else np.array(C)
-    Q, Rq = cholesky_qr(H, product=product, comm=comm, threads=threads)
-    Ur, sr, Vrt = np.linalg.svd(Rq, full_matrices=False)
-    keep = sr**2 > thresh2
-    J = Q @ Ur[:, keep]
-    K = sr[keep, None] * Vrt[keep]
-    E = H - Q @ Rq
-    unresolved = float(np.trace(gram_matrix(E, product=product, comm=comm, threads=threads)))
-    del E
-    small = float(np.sum(sr[~keep][::-1] ** 2))
-    dropped = (np.sqrt(max(unresolved, 0.0)) + np.sqrt(small)) ** 2
-    if k and J.shape[1]:  # second Gram-Schmidt pass against U
-        P1 = allreduce_sum(local_inner(U, apply_product(product, J)), comm)
-        J -= U @ P1
-        Jq, Rj = orthonormalize(J, product=product, comm=comm, threads=threads)
-        return {"B": Jq, "Pb": None, "Bmap": None, "K": Rj @ K, "Ladd": P1 @ K, "dropped": dropped}
-    return {"B": J, "Pb": None, "Bmap": None, "K": K, "Ladd": np.zeros((k, c)), "dropped": dropped}
+    L: np.ndarray  # U^T M C, (k, c)
+    normC2: float  # ||C||_M^2
+    J: np.ndarray | None = None  # new orthonormal directions, owned rows (n_local, r)
+    K: np.ndarray | None = None  # J^T M H, (r, c)
+    dropped: float = 0.0  # energy dropped before the core truncation
+    allowance: float = 0.0
+    any_err_rule: bool = False
 
 
 class IncrementalSVD:
@@ -491,19 +285,8 @@ class IncrementalSVD:
         check_collective(err, comm)
         self._reset()
         self._fit_n_total = X.shape[1]
-        b = int(chunk)
-        # one thread block for all updates (one thread-pool query, not one per block)
-        split = self.product is None and _split_worth(X.shape[0], min(b, X.shape[1]), 0)
-        # lookahead (Euclidean, float64): each update's last sweep also forms U^T C of the
-        # next block, which then skips its first sweep
-        look = self.product is None and X.dtype == np.float64
-        L_next = None
-        with blas_threads(comm) as nt, thread_block(nt, split) as T:
-            for j in range(0, X.shape[1], b):
-                ahead = X[:, j + b : j + 2 * b] if look and j + b < X.shape[1] else None
-                L_next = self._partial_fit(
-                    X[:, j : j + b], threads=T, own_block=not split, ahead=ahead, L_local=L_next
-                )
+        for j in range(0, X.shape[1], int(chunk)):
+            self.partial_fit(X[:, j : j + int(chunk)])
         if X.shape[1]:
             self.check_orthonormality()
         return self
@@ -534,15 +317,6 @@ class IncrementalSVD:
         A block with NaN/Inf or the wrong number of rows raises ``ValueError`` on every rank
         and leaves the state unchanged. Returns ``self``.
         """
-        self._partial_fit(block, threads=None, own_block=True)
-        return self
-
-    def _partial_fit(
-        self, block, *, threads: int | None, own_block: bool, ahead=None, L_local=None
-    ) -> np.ndarray | None:
-        """:meth:`partial_fit`; ``own_block``: enter this update's own thread block, else run
-        with ``threads`` from the caller's (:meth:`fit`). ``ahead``, ``L_local``: the
-        lookahead of :meth:`_update`, whose result for the next block is returned."""
         comm = get_comm(self.comm)
         first = not hasattr(self, "modes_")
         err = self._option_error() if first else None
@@ -552,13 +326,9 @@ class IncrementalSVD:
         _collective_block_check(err, -1 if C is None else C.shape[1], comm)
         if first:
             self._init_state(C.shape[0], comm)
-        if C.shape[1] == 0:
-            return None
-        if not own_block:
-            return self._update(C, comm, threads=threads, ahead=ahead, L_local=L_local)
-        split = self.product is None and _split_worth(C.shape[0], C.shape[1], self.modes_.shape[1])
-        with blas_threads(comm) as nt, thread_block(nt, split) as T:
-            return self._update(C, comm, threads=T, ahead=ahead, L_local=L_local)
+        if C.shape[1]:
+            self._update(C, comm)
+        return self
 
     def _init_state(self, n_local: int, comm: MPI.Comm) -> None:
         self.modes_ = np.zeros((n_local, 0))
@@ -574,66 +344,14 @@ class IncrementalSVD:
         self.n_features_ = int(allreduce_sum(float(n_local), comm))
         self._carry = 0.0
 
-    def _orth_guard(self, U, sv, Gam, threads=None):
-        """Re-orthonormalization guard: if :math:`\\max|U^TMU - I| >` ``orth_tol``,
-        :math:`U = QR` (Cholesky-QR2), :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
-        QU''`, :math:`\\Gamma \\leftarrow U''^TR\\Gamma` (collective)."""
+    def _repair(self, U, sv, Gam):
+        """Orthonormality check and repair (:func:`rom.linalg.reorthonormalize`); the
+        coefficients follow, :math:`\\Gamma \\leftarrow T\\Gamma` (collective)."""
         self._since_check = 0
-        N = U.shape[1]
-        if N == 0:
-            return U, sv, Gam
-        G = gram_matrix(U, product=self.product, comm=self.comm, threads=threads)
-        orth = float(np.max(np.abs(G - np.eye(N))))
-        if orth > self.orth_tol:
-            logger.debug(
-                "incremental SVD: orthonormality %.2e > %.1e, re-orthonormalizing",
-                orth,
-                self.orth_tol,
-            )
-            Qo, Ro = orthonormalize(U, product=self.product, comm=self.comm, threads=threads)
-            U2, s2, _ = np.linalg.svd(Ro * sv, full_matrices=False)
-            U2 = U2 * _signs(U2)  # keep each mode's orientation (U2 is near a permutation)
-            U, sv = Qo @ U2, s2
-            if Gam is not None:
-                Gam = U2.T @ (Ro @ Gam)
-        return U, sv, Gam
-
-    def _orth_fix(self, U, sv, Gam, G, threads=None, La=None):
-        """Orthonormality check with the Gram matrix :math:`G = U^TU` measured by the update's
-        last sweep; if :math:`\\max|G - I| >` ``orth_tol``, one Cholesky-QR pass with it:
-        :math:`G = R^TR`, :math:`R\\Sigma = U''\\Sigma''V''^T`, :math:`U \\leftarrow
-        U R^{-1}U''` (one product, in place), :math:`\\Gamma \\leftarrow U''^TR\\Gamma`.
-        The lean update keeps :math:`\\kappa(U) - 1` far below :math:`u^{-1/2}`, so one pass
-        restores orthonormality to round-off; the next update's sweep (or
-        :meth:`check_orthonormality`) measures it again.
-
-        ``La``: the local :math:`U^TC_{next}` of :meth:`fit`'s lookahead; returned as
-        :math:`(UM)^TC_{next} = M^T(U^TC_{next})` for the map :math:`M = R^{-1}U''` applied to
-        :math:`U`, or ``None`` (to be recomputed) after the full guard. Returns
-        ``(U, sv, Gam, La)``."""
-        N = U.shape[1]
-        orth = float(np.max(np.abs(G - np.eye(N))))
-        if orth <= self.orth_tol:
-            self._since_check = 0
-            return U, sv, Gam, La
-        logger.debug(
-            "incremental SVD: orthonormality %.2e > %.1e, one Cholesky-QR pass", orth, self.orth_tol
-        )
-        try:
-            R = np.linalg.cholesky(0.5 * (G + G.T)).T
-        except np.linalg.LinAlgError:
-            return (*self._orth_guard(U, sv, Gam, threads), None)
-        U2, s2, _ = np.linalg.svd(R * sv, full_matrices=False)
-        # LAPACK's signs for the nearly diagonal R Sigma are not stable under round-off: keep
-        # each mode's orientation (largest entry of each column of U2 positive), so that the
-        # modes do not depend on the rounding of the sweeps (rank count, thread split)
-        U2 = U2 * _signs(U2)
-        M = _factor_inverse(R) @ U2
-        _combine(U, M, None, None, U, gram=False, threads=1 if threads is None else threads)
-        if Gam is not None:
-            Gam = U2.T @ (R @ Gam)
-        self._since_check = 1
-        return U, s2, Gam, (None if La is None else M.T @ La)
+        rep = reorthonormalize(U, sv, product=self.product, comm=self.comm, orth_tol=self.orth_tol)
+        if Gam is not None and U.shape[1]:
+            Gam = rep.left @ Gam
+        return rep.modes, rep.singular_values, Gam
 
     def check_orthonormality(self) -> IncrementalSVD:
         """Run the re-orthonormalization guard now (collective); returns ``self``.
@@ -645,7 +363,7 @@ class IncrementalSVD:
         """
         self._check_fitted()
         if getattr(self, "_since_check", 0):
-            self.modes_, self.singular_values_, self.coefficients_ = self._orth_guard(
+            self.modes_, self.singular_values_, self.coefficients_ = self._repair(
                 self.modes_, self.singular_values_, self.coefficients_
             )
         return self
@@ -682,87 +400,45 @@ class IncrementalSVD:
             return float(self.column_allowance) * c
         return 0.0
 
-    def _update(
-        self,
-        C: np.ndarray,
-        comm: MPI.Comm,
-        *,
-        threads: int | None = None,
-        ahead: np.ndarray | None = None,
-        L_local: np.ndarray | None = None,
-    ) -> np.ndarray | None:
-        """One block update. ``L_local``: this rank's :math:`U^TC`, formed by the previous
-        update's last sweep (:meth:`fit`'s lookahead); ``ahead``: the next block, whose
-        :math:`U_{new}^TC_{next}` this update's last sweep forms and returns (Euclidean
-        only; ``None`` otherwise)."""
-        # ``threads``: from the update's thread block; outside one (None) the sweeps run as one
-        # range with the BLAS threads as they are, as before (splitting each sweep on its own
-        # measured slower)
-        sweep = 1 if threads is None else threads
-        P = self.product
-        U, sv = self.modes_, self.singular_values_
-        n_loc, k, c = U.shape[0], U.shape[1], C.shape[1]
-        # CGS2 (METHODS.md section 2.1), three sweeps over the tall arrays: L = U^T M C;
-        # H = C - U L with the second-pass coefficients P0 = U^T M H and G = H^T M H (one
-        # fused sweep when Euclidean); the second pass H - U P0 is applied implicitly in the
-        # mode update, whose sweep also measures the orthonormality of the new modes.
-        if k == 0:
-            H = C
-            G = (
-                gram_matrix(C, comm=comm, threads=threads)
-                if P is None
-                else allreduce_sum(C.T @ apply_product(P, C), comm)
-            )
-            L = P0 = np.zeros((0, c))
-        else:
-            if P is not None:
-                L_local = local_inner(U, apply_product(P, C))
-            elif L_local is None or L_local.shape != (k, c):
-                L_local = _first_inner(U, C, threads=sweep)
-            L = allreduce_sum(L_local, comm)
-            if not np.all(np.isfinite(L)):
-                self._raise_nonfinite(C, comm)
-            if P is None:  # H is not stored: the mode update forms H T from C (below)
-                H = None
-                P0, G = _residual_sweep(C, U, L, threads=sweep)
-                P0, G = allreduce_sum(P0, comm), allreduce_sum(G, comm)
-            else:
-                H = C - U @ L
-                MH = apply_product(P, H)
-                P0 = allreduce_sum(local_inner(U, MH), comm)
-                G = allreduce_sum(H.T @ MH, comm)
-                del MH
-        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P0))):
+    def _project(self, C: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, _Step, np.ndarray]:
+        """CGS2 of the block against the modes: :math:`C = UL + H`; returns ``H``, the step
+        (coefficients :math:`L`, :math:`\\|C\\|_M^2`) and :math:`G = H^TMH`."""
+        H, L = project_out(self.modes_, C, product=self.product, comm=comm)
+        if not np.all(np.isfinite(L)):
             self._raise_nonfinite(C, comm)
-        G = 0.5 * (G + G.T)
+        G = gram_matrix(H, product=self.product, comm=comm)
+        if not np.all(np.isfinite(G)):
+            self._raise_nonfinite(C, comm)
+        # ||C||^2 = ||U L||^2 + ||H||^2 (U^T M U = I, H _|_M U)
+        return H, _Step(L=L, normC2=float(np.sum(L * L)) + float(np.trace(G))), G
+
+    def _novel(self, H: np.ndarray, G: np.ndarray, step: _Step, comm: MPI.Comm) -> None:
+        """New directions: :math:`H \\approx JK` above the novelty threshold (energy below it,
+        or in unresolved directions the allowance covers, goes to ``step.dropped``)."""
         normH2 = float(np.trace(G))
-        normC2 = float(np.sum(L * L)) + normH2  # ||U L||^2 + ||H||^2, U^T M U = I
-        thresh2 = (self.novelty_tol**2) * max(normC2, 0.0)
-        any_err_rule = any(
-            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
-        )
-        allowance = self._allowance(c, normC2) + self._carry
-        res = None
+        thresh2 = (self.novelty_tol**2) * max(step.normC2, 0.0)
+        c = H.shape[1]
         if normH2 <= thresh2:  # nothing novel
-            K, dropped = np.zeros((0, c)), max(normH2, 0.0)
-        else:
-            # rank-revealing factorization of the residual, H ~ U (L add) + J K
-            res = _residual_basis(
-                H,
-                G,
-                P0,
-                thresh2,
-                allowance if any_err_rule else -1.0,
-                U,
-                product=P,
-                comm=comm,
-                C=C,
-                L=L,
-                threads=threads,
-            )
-            K, dropped = res["K"], res["dropped"]
-            L1, L = L, L + res["Ladd"]
-        r = K.shape[0]
+            step.K, step.dropped = np.zeros((0, c)), max(normH2, 0.0)
+            return
+        rb = range_basis(
+            H,
+            product=self.product,
+            comm=comm,
+            drop_below=thresh2,
+            budget=step.allowance if step.any_err_rule else -1.0,
+            gram=G,
+        )
+        step.J, step.K, step.dropped = rb.basis, rb.coefficients, rb.dropped
+
+    def _core(self, step: _Step) -> tuple[np.ndarray, np.ndarray, float, float]:
+        """SVD of the core :math:`[[\\Sigma, L], [0, K]] = U'S'V'^T` and its truncation.
+
+        Returns the signed kept core vectors :math:`U'_N`, the whole of :math:`S'`, the energy
+        the block discards in all (``step.dropped`` plus the core's dropped values, summed from
+        the smallest) and the allowance carried to the next block."""
+        sv, L, K = self.singular_values_, step.L, step.K
+        k, r, c = len(sv), K.shape[0], L.shape[1]
         core = np.zeros((k + r, k + c))
         core[:k, :k] = np.diag(sv)
         core[:k, k:] = L
@@ -770,76 +446,66 @@ class IncrementalSVD:
         Uc, sc, _ = np.linalg.svd(core, full_matrices=False)
         # numerically zero core directions
         nz = int(np.count_nonzero(sc > self.novelty_tol * sc[0])) if sc.size and sc[0] > 0 else 0
-        dropped += float(np.sum(sc[nz:][::-1] ** 2))
-        # truncation by the allowance (carried forward) and rank / rtol
-        avail = allowance - dropped
+        tails = tail_energies(sc)
+        dropped = step.dropped + float(tails[nz])
+        avail = step.allowance - dropped
         N = truncation_rank(
             sc[:nz],
             rank=self.rank,
             rtol=self.rtol,
-            l2_err=math.sqrt(max(avail, 0.0)) if any_err_rule else None,
+            l2_err=math.sqrt(max(avail, 0.0)) if step.any_err_rule else None,
         )
-        tail = float(np.sum(sc[N:nz][::-1] ** 2))
-        carry = max(avail - tail, 0.0) if any_err_rule else 0.0
+        block_D = step.dropped + float(tails[N])  # tails[N] >= tails[nz]: one sum, no difference
+        carry = max(step.allowance - block_D, 0.0) if step.any_err_rule else 0.0
         if self.l2_err is not None and self.n_total is None and not hasattr(self, "_fit_n_total"):
             carry = 0.0  # the greedy allowance already holds the whole remaining budget
-        Uk = Uc[:, :N]
-        # deterministic signs: largest-magnitude entry of each core vector positive
-        if N:
-            idx = np.argmax(np.abs(Uk), axis=0)
-            s = np.sign(Uk[idx, np.arange(N)])
-            s[s == 0] = 1.0
-            Uk = Uk * s
-        Gnew = None
+        Uk = Uc[:, :N] * sign_flips(Uc[:, :N])
+        return Uk, sc[:N].copy(), block_D, carry
+
+    def _update(self, C: np.ndarray, comm: MPI.Comm) -> None:
+        """One block update (module docstring); the state changes only at the end."""
+        U = self.modes_
+        H, step, G = self._project(C, comm)
+        step.any_err_rule = any(
+            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
+        )
+        step.allowance = self._allowance(C.shape[1], step.normC2) + self._carry
+        self._novel(H, G, step, comm)
+        del H
+        Uk, sv, block_D, carry = self._core(step)
+        k, r = U.shape[1], step.K.shape[0]
+        Unew = U @ Uk[:k]
+        if r:
+            Unew += step.J @ Uk[k:]
+        Gam = None
         if self.keep_coefficients:
-            LK = np.vstack([L, K])
-            Gnew = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
-        # U <- [U J] Uk in one sweep, with J = (B - U Pb) Bmap (Bmap = I, Pb = 0 when J is
-        # explicit): [U J] Uk = U (Uk_U - Pb T) + B T, T = Bmap Uk_J; in place when the rank
-        # is unchanged
-        A, B, T = Uk[:k], None, None
-        if res is not None:
-            B = res["B"]
-            T = Uk[k:] if res["Bmap"] is None else res["Bmap"] @ Uk[k:]
-            if k and res["Pb"] is not None:
-                A = A - res["Pb"] @ T
-            if B is None:  # implicit residual: H T = C T - U (L1 T)
-                B = C
-                if k:
-                    A = A - L1 @ T
-        out = U if N == k and k else np.empty((n_loc, N))
-        # new directions are orthonormal only to about u lambda_1 / lambda_k: check now
+            LK = np.vstack([step.L, step.K])
+            Gam = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
+        # new directions are orthonormal to the old modes only to rounding: check now
         self._since_check = getattr(self, "_since_check", 0) + 1
-        check = r > 0 or self._since_check >= _CHECK_EVERY
-        fused = P is None and check and N > 0  # the check's Gram from the same sweep
-        ahead = ahead if P is None and N > 0 else None
-        G_U, La = _combine(U, A, B, T, out, gram=fused, threads=sweep, ahead=ahead)
-        del H, B, res
-        Unew, svnew = out, sc[:N].copy()
-        if fused:
-            Unew, svnew, Gnew, La = self._orth_fix(
-                Unew, svnew, Gnew, allreduce_sum(G_U, comm), threads, La
-            )
-        elif check:
-            Unew, svnew, Gnew = self._orth_guard(Unew, svnew, Gnew, threads)
-            La = None  # U may have been replaced: the next update forms U^T C itself
-        block_D = dropped + tail
-        # commit the new state (nothing above modified self, except U's rows in place)
-        self.modes_ = Unew
-        self.singular_values_ = svnew
-        self.coefficients_ = Gnew
-        self.n_components_ = N
+        if r > 0 or self._since_check >= _CHECK_EVERY:
+            Unew, sv, Gam = self._repair(Unew, sv, Gam)
+        self._commit(C.shape[1], Unew, sv, Gam, step, block_D, carry)
+
+    def _commit(self, c, U, sv, Gam, step: _Step, block_D: float, carry: float) -> None:
+        self.modes_ = U
+        self.singular_values_ = sv
+        self.coefficients_ = Gam
+        self.n_components_ = len(sv)
         self.n_samples_seen_ += c
-        self.total_energy_ += normC2
+        self.total_energy_ += step.normC2
         self.discarded_energy_ += block_D
         self.error_bound_ = math.sqrt(self.discarded_energy_)
         self.block_discarded_energy_.append(block_D)
-        self.block_allowance_.append(allowance if any_err_rule else math.inf)
+        self.block_allowance_.append(step.allowance if step.any_err_rule else math.inf)
         self._carry = carry
         logger.debug(
-            "incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e", c, r, N, block_D
+            "incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e",
+            c,
+            step.K.shape[0],
+            len(sv),
+            block_D,
         )
-        return La
 
     def truncate(
         self, *, rank: int | None = None, rtol: float | None = None, l2_err: float | None = None
@@ -860,7 +526,7 @@ class IncrementalSVD:
         )
         if rank is None and rtol is None and l2_err is None:
             N = len(sv)
-        tail = float(np.sum(sv[N:][::-1] ** 2))
+        tail = float(tail_energies(sv)[N])
         self.modes_ = self.modes_[:, :N].copy()
         self.singular_values_ = sv[:N].copy()
         if self.coefficients_ is not None:

@@ -30,13 +30,12 @@ from collections.abc import Callable, Iterable
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._pod import cholesky_qr
 from rom.compression._result import CompressionResult
+from rom.linalg import cholesky_qr, sign_flips
 from rom.parallel import (
     Product,
     allreduce_sum,
     apply_product,
-    blas_threads,
     check_collective,
     get_comm,
     validate_local_rows,
@@ -65,13 +64,7 @@ def _finish(Q: np.ndarray, B: np.ndarray, rank: int, total: float, opts: dict) -
     Ub, s, Vbt = np.linalg.svd(B, full_matrices=False)
     k = min(rank, int(np.count_nonzero(s > 0)))
     Ub = Ub[:, :k]
-    # deterministic signs: largest-magnitude entry of each right singular vector positive
-    if k:
-        V = Vbt[:k]
-        idx = np.argmax(np.abs(V), axis=1)
-        sg = np.sign(V[np.arange(k), idx])
-        sg[sg == 0] = 1.0
-        Ub = Ub * sg
+    Ub = Ub * sign_flips(Vbt[:k].T)  # the sign convention, on the right singular vectors
     return CompressionResult(
         modes=Q @ Ub,
         singular_values=s[:k].copy(),
@@ -125,16 +118,15 @@ def randomized_svd(
     m = X.shape[1]
     p = min(int(rank) + int(oversampling), m)
     opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
-    with blas_threads(comm):
-        total = allreduce_sum(float(np.sum(X * apply_product(product, X))), comm)
-        Omega = _test_matrix(m, p, seed)
-        Q, _ = cholesky_qr(X @ Omega, product=product, comm=comm)
-        for _ in range(int(power_iterations)):
-            Z = allreduce_sum(X.T @ apply_product(product, Q), comm)
-            Z, _ = np.linalg.qr(Z)
-            Q, _ = cholesky_qr(X @ Z, product=product, comm=comm)
-        B = allreduce_sum(apply_product(product, Q).T @ X, comm)
-        return _finish(Q, B, int(rank), total, opts)
+    total = float(allreduce_sum(float(np.sum(X * apply_product(product, X))), comm))
+    Omega = _test_matrix(m, p, seed)
+    Q, _ = cholesky_qr(X @ Omega, product=product, comm=comm)
+    for _ in range(int(power_iterations)):
+        Z = allreduce_sum(X.T @ apply_product(product, Q), comm)
+        Z, _ = np.linalg.qr(Z)
+        Q, _ = cholesky_qr(X @ Z, product=product, comm=comm)
+    B = allreduce_sum(apply_product(product, Q).T @ X, comm)
+    return _finish(Q, B, int(rank), total, opts)
 
 
 def randomized_svd_streamed(
@@ -177,28 +169,27 @@ def randomized_svd_streamed(
         Xb, _ = validate_local_rows(block, f"column block {where}", comm)
         return Xb
 
-    with blas_threads(comm):
-        Y = None
-        total = 0.0
-        for cols, block in blocks():
-            Xb = checked(block, cols[:1])
-            total += float(np.sum(Xb * apply_product(product, Xb)))
-            part = Xb @ Omega[cols]
-            Y = part if Y is None else Y + part
-        total = allreduce_sum(total, comm)
-        Q, _ = cholesky_qr(Y, product=product, comm=comm)
-        for _ in range(int(power_iterations)):
-            MQ = apply_product(product, Q)
-            Y = None
-            for cols, block in blocks():
-                Xb = checked(block, cols[:1])
-                Zb = allreduce_sum(Xb.T @ MQ, comm)
-                part = Xb @ Zb
-                Y = part if Y is None else Y + part
-            Q, _ = cholesky_qr(Y, product=product, comm=comm)
+    Y = None
+    total = 0.0
+    for cols, block in blocks():
+        Xb = checked(block, cols[:1])
+        total += float(np.sum(Xb * apply_product(product, Xb)))
+        part = Xb @ Omega[cols]
+        Y = part if Y is None else Y + part
+    total = float(allreduce_sum(total, comm))
+    Q, _ = cholesky_qr(Y, product=product, comm=comm)
+    for _ in range(int(power_iterations)):
         MQ = apply_product(product, Q)
-        B = np.zeros((Q.shape[1], m))
+        Y = None
         for cols, block in blocks():
             Xb = checked(block, cols[:1])
-            B[:, cols] = allreduce_sum(MQ.T @ Xb, comm)
-        return _finish(Q, B, int(rank), total, opts)
+            Zb = allreduce_sum(Xb.T @ MQ, comm)
+            part = Xb @ Zb
+            Y = part if Y is None else Y + part
+        Q, _ = cholesky_qr(Y, product=product, comm=comm)
+    MQ = apply_product(product, Q)
+    B = np.zeros((Q.shape[1], m))
+    for cols, block in blocks():
+        Xb = checked(block, cols[:1])
+        B[:, cols] = allreduce_sum(MQ.T @ Xb, comm)
+    return _finish(Q, B, int(rank), total, opts)

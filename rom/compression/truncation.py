@@ -1,4 +1,4 @@
-"""Truncation rules for singular value decompositions (``METHODS.md`` section 1).
+"""Truncation rules for singular value decompositions (docs/theory.md §1).
 
 With singular values :math:`\\sigma_1 \\ge \\sigma_2 \\ge \\dots` of a snapshot matrix
 :math:`S` and total energy :math:`\\|S\\|_F^2`, the best rank-:math:`N` error is the tail
@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from rom.linalg import tail_energies
 
 __all__ = ["validate_truncation", "truncation_rank", "tail_energies"]
 
@@ -55,17 +57,6 @@ def validate_truncation(
     if rtol is not None and float(rtol) > 1:
         return f"rtol must be in [0, 1], got {rtol!r}"
     return None
-
-
-def tail_energies(sv: np.ndarray) -> np.ndarray:
-    """``t[N] = sum_{n >= N} sv[n]**2`` for ``N = 0..len(sv)`` (``t[len] = 0``).
-
-    Summed from the smallest term for accuracy.
-    """
-    sq = np.asarray(sv, dtype=np.float64) ** 2
-    t = np.zeros(len(sq) + 1)
-    t[:-1] = np.cumsum(sq[::-1])[::-1]
-    return t
 
 
 def truncation_rank(

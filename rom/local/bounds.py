@@ -34,7 +34,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression import IncrementalSVD
-from rom.compression._pod import cholesky_qr, gram_matrix, right_solve_upper, tsqr
+from rom.linalg import cholesky_qr, gram_matrix, right_solve_upper, tsqr
 from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
 
 __all__ = [
