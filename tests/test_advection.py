@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from rom.compression._pod import pod
+from rom.compression import pod
 from rom.models.galerkin import LinearAffineROM, space_time_error
 from rom.parallel import allreduce_sum
 from solvers.advection import AdvectionModel

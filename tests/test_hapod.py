@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from rom.compression._hapod import Chunk, dist_hapod, hapod, inc_hapod
+from rom.compression import Chunk, dist_hapod, hapod, inc_hapod
 from rom.parallel import distribute_rows, gather_rows
 
 pytestmark = [pytest.mark.mpi]

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from rom.compression._hapod import column_chunks
+from rom.compression import column_chunks
 from rom.compression.randomized import randomized_svd, randomized_svd_streamed
 from rom.parallel import distribute_rows, gather_rows
 
