@@ -26,15 +26,16 @@ matrix): :math:`\sigma_i` of :math:`M^{1/2} X`. All functions are collective ove
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 from mpi4py import MPI
 
 from rom.compression import IncrementalSVD
-from rom.linalg import cholesky_qr, gram_matrix, right_solve_upper, tsqr
+from rom.linalg import cholesky_qr, project_out, range_basis, tsqr
+from rom.options import Interval, option_error
 from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
 
 __all__ = [
@@ -55,8 +56,6 @@ __all__ = [
     "kyfan_from",
 ]
 
-logger = logging.getLogger(__name__)
-
 #: Residual directions below ``DROP_TOL * ||A||_F`` are dropped (their energy is accounted);
 #: Gram eigenvalues cannot resolve them anyway (the sqrt(u) floor, docs/theory.md §1).
 DROP_TOL = 1e-7
@@ -70,12 +69,12 @@ def relative_error(total: float, head: float) -> float:
 
 
 # --------------------------------------------------------------------------- validation
-def _count_error(value, name: str, *, least: int) -> str | None:
-    """Message when ``value`` is not an integer ``>= least`` (bools are not integers)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        kind = "positive" if least == 1 else "non-negative"
-        return f"{name} must be a {kind} integer, got {value!r}"
-    return None
+_COUNTS = {"rank": Interval(1, None, integer=True), "oversampling": Interval(0, None, integer=True)}
+
+
+def _count_error(**values) -> str | None:
+    """Message for the first of ``rank=``, ``oversampling=`` that is not a valid count."""
+    return option_error(SimpleNamespace(**values), {name: _COUNTS[name] for name in values})
 
 
 def _block_error(A: np.ndarray, name: str, j: int, rows: int | None) -> str | None:
@@ -131,7 +130,7 @@ def validate_blocks(
     comm = get_comm(comm)
     out, err = _local_blocks(blocks, name)
     if rank is not None:
-        err = _count_error(rank, "rank", least=1) or err
+        err = _count_error(rank=rank) or err
     err = error or err
     widths = None if err is not None else tuple(A.shape[1] for A in out)
     if comm.size > 1:
@@ -144,29 +143,25 @@ def validate_blocks(
 
 
 # --------------------------------------------------------------------------- spectra
-def _factor(A: np.ndarray, comm: MPI.Comm, product: Product | None):
-    """Thin M-orthonormal factorization ``A = Q R`` (TSQR, or shifted Cholesky-QR3 with M)."""
-    if A.shape[1] == 0:
-        return np.zeros((A.shape[0], 0)), np.zeros((0, 0))
-    if product is None:
+def _energy(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> float:
+    """:math:`\\|A\\|_M^2`, summed over ranks."""
+    return float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
+
+
+def _qr(A: np.ndarray, comm: MPI.Comm, product: Product | None, *, need_q: bool = False):
+    """``(Q, R)``, ``A = QR`` with :math:`Q^TMQ = I` (TSQR; shifted Cholesky-QR3 with ``M``).
+
+    Euclidean without ``need_q``: ``Q`` is ``None`` and ``R`` is the triangular factor of a
+    TSQR that never forms ``Q`` (Householder ``R`` of the owned rows, then of their stack).
+    """
+    if product is not None:
+        return cholesky_qr(A, product=product, comm=comm)
+    if need_q:
         return tsqr(A, comm=comm)
-    return cholesky_qr(A, product=product, comm=comm)
-
-
-def _r_factor(A: np.ndarray, comm: MPI.Comm) -> np.ndarray:
-    """The triangular factor of a TSQR, without forming Q: same singular values as ``A``."""
-    if A.shape[1] == 0:
-        return np.zeros((0, 0))
     R = np.linalg.qr(A, mode="r")
     if comm.size > 1:
         R = np.linalg.qr(np.vstack(comm.allgather(R)), mode="r")
-    return R
-
-
-def _exact_sv2(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> np.ndarray:
-    """Squared (M-)singular values of a row-distributed ``A`` from a QR and LAPACK on ``R``."""
-    R = _r_factor(A, comm) if product is None else _factor(A, comm, product)[1]
-    return np.linalg.svd(R, compute_uv=False) ** 2 if R.size else np.zeros(0)
+    return None, R
 
 
 def _tail(sv2: np.ndarray, r: int) -> float:
@@ -223,19 +218,13 @@ def block_spectrum(
     computed from it stay upper bounds when the tail energy is counted as error.
     """
     comm = get_comm(comm)
-    norm2 = float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
-    if product is None and not (keep is not None and A.shape[1] > keep):
-        Q, R = None, _r_factor(A, comm)  # the singular values alone: no Q to form
-    else:
-        Q, R = _factor(A, comm, product)
-    if R.size:
-        W, s, _ = np.linalg.svd(R, full_matrices=False)
-    else:
-        W, s = np.zeros((0, 0)), np.zeros(0)
+    norm2 = _energy(A, comm, product)
+    wide = keep is not None and A.shape[1] > keep
+    Q, R = _qr(A, comm, product, need_q=wide)  # the singular values alone need no Q
+    W, s, _ = np.linalg.svd(R, full_matrices=False)
     sv2 = s**2
-    if keep is not None and A.shape[1] > keep:
-        F = Q @ (W[:, :keep] * s[:keep])
-        tail = _tail(sv2, keep)
+    if wide:
+        F, tail = Q @ (W[:, :keep] * s[:keep]), _tail(sv2, keep)
     else:
         F, tail = A, 0.0
     return BlockSpectrum(norm2=norm2, sv2=sv2, width=A.shape[1], factor=F, factor_tail=tail)
@@ -266,9 +255,8 @@ def exact_error(
     total minus head, so it is accurate below the :math:`\\sqrt u` floor.
     """
     blocks = validate_blocks(blocks, comm, rank=rank)
-    comm = get_comm(comm)
-    X = np.hstack(blocks)
-    sv2 = _exact_sv2(X, comm, product)
+    R = _qr(np.hstack(blocks), get_comm(comm), product)[1]
+    sv2 = np.linalg.svd(R, compute_uv=False) ** 2
     total = float(np.sum(sv2))
     return float(np.sqrt(_tail(sv2, rank) / total)) if total > 0 else 0.0
 
@@ -356,45 +344,6 @@ def _tail_error(spectra: Sequence[BlockSpectrum], tail: float) -> float:
 
 
 # --------------------------------------------------------------------------- residuals
-def _project_out(Q, A, comm, product, passes):
-    """TEMPORARY until rom.linalg: ``R = (I - Q Q^T M) A`` in ``passes`` passes; R, Q^T M A."""
-    Y = np.zeros((Q.shape[1], A.shape[1]))
-    R = A
-    if Q.shape[1] == 0:
-        return np.array(A, copy=True), Y
-    for _ in range(passes):
-        Yi = allreduce_sum(Q.T @ apply_product(product, R), comm)
-        R = R - Q @ Yi
-        Y = Y + Yi
-    return R, Y
-
-
-def _range_basis(R, comm, product, threshold2, *, second_pass=True):
-    """TEMPORARY until rom.linalg: ``R ~= Q_R B`` from the Gram eigen-decomposition."""
-    n = R.shape[1]
-    if n == 0:
-        return np.zeros((R.shape[0], 0)), np.zeros((0, 0)), 0.0
-    G = gram_matrix(R, product=product, comm=comm)
-    d, W = np.linalg.eigh(G)
-    d, W = d[::-1], W[:, ::-1]
-    keep = d > threshold2
-    dropped = float(np.sum(np.clip(d[~keep], 0.0, None)))
-    dk, Wk = d[keep], W[:, keep]
-    QR = R @ (Wk / np.sqrt(dk))
-    B = np.sqrt(dk)[:, None] * Wk.T
-    if second_pass and dk.size:
-        G2 = gram_matrix(QR, product=product, comm=comm)
-        C = np.linalg.cholesky(G2).T
-        QR = right_solve_upper(QR, C)
-        B = C @ B
-    return QR, B, dropped
-
-
-def _energy(A: np.ndarray, comm: MPI.Comm, product: Product | None) -> float:
-    """:math:`\\|A\\|_M^2`, summed over ranks."""
-    return float(allreduce_sum(float(np.sum(A * apply_product(product, A))), comm))
-
-
 class IncrementalResidualBound:
     """Bound 2 of Shamrai (arXiv:2601.11626): singular values of incremental residuals.
 
@@ -439,12 +388,12 @@ class IncrementalResidualBound:
             self.Q_ = np.zeros((A.shape[0], 0))
         a2 = norm2 if norm2 is not None else _energy(A, comm, self.product)
         self.total_ += a2 + (tail if norm2 is None else 0.0)
-        R, _ = _project_out(self.Q_, A, comm, self.product, 2)
-        QR, B, _ = _range_basis(R, comm, self.product, (self.drop_tol**2) * a2)
-        if B.size:
-            s = np.linalg.svd(B, compute_uv=False)
+        R, _ = project_out(self.Q_, A, product=self.product, comm=comm)
+        basis = range_basis(R, product=self.product, comm=comm, drop_below=self.drop_tol**2 * a2)
+        if basis.coefficients.size:
+            s = np.linalg.svd(basis.coefficients, compute_uv=False)
             self.recorded_ = np.sort(np.concatenate([self.recorded_, s**2]))[::-1]
-            self.Q_ = np.hstack([self.Q_, QR])
+            self.Q_ = np.hstack([self.Q_, basis.basis])
         return self
 
     def head(self) -> float:
@@ -478,9 +427,9 @@ def residual_bound(
 class _PublishedGram:
     """The published single-pass update, for comparison only (it is not a bound).
 
-    One projection pass :math:`Y = Q^TMA`, :math:`R = A - QY`; :math:`R = Q_RB` from the Gram
-    eigen-decomposition with an absolute pruning threshold (eigenvalues above
-    :math:`10^{-24}`) and no second pass; the top :math:`p` eigenpairs of
+    One projection pass :math:`Y = Q^TMA`, :math:`R = A - QY`; :math:`R = Q_RB` with an
+    absolute pruning threshold (energies above :math:`10^{-24}`, by
+    :func:`rom.linalg.range_basis`); the top :math:`p` eigenpairs of
     :math:`\\begin{bmatrix}\\Lambda + YY^T & YB^T\\\\ BY^T & BB^T\\end{bmatrix}` are kept, with
     no re-orthonormalization of :math:`Q`. Offers the attributes of
     :class:`rom.compression.IncrementalSVD` that :class:`TruncatedGramEstimator` reads.
@@ -498,14 +447,13 @@ class _PublishedGram:
         Q = np.zeros((A.shape[0], 0)) if self.modes_ is None else self.modes_
         lam = self.singular_values_**2
         self.total_energy_ += _energy(A, comm, self.product)
-        R, Y = _project_out(Q, A, comm, self.product, 1)
-        QR, B, _ = _range_basis(R, comm, self.product, 1e-24, second_pass=False)
+        R, Y = project_out(Q, A, product=self.product, comm=comm, passes=1)
+        basis = range_basis(R, product=self.product, comm=comm, drop_below=1e-24)
+        QR, B = basis.basis, basis.coefficients
         p, k = lam.size, B.shape[0]
-        K = np.empty((p + k, p + k))
-        K[:p, :p] = np.diag(lam) + Y @ Y.T
-        K[:p, p:] = Y @ B.T
-        K[p:, :p] = K[:p, p:].T
-        K[p:, p:] = B @ B.T
+        # [[Lam + Y Y^T, Y B^T], [B Y^T, B B^T]] = C C^T
+        C = np.block([[np.diag(np.sqrt(lam)), Y], [np.zeros((k, p)), B]])
+        K = C @ C.T
         ev, U = np.linalg.eigh(0.5 * (K + K.T))
         ev, U = ev[::-1], U[:, ::-1]
         keep = ev.size if self.p is None else min(self.p, ev.size)
@@ -519,24 +467,21 @@ class TruncatedGramEstimator:
     """Estimator 3 of Shamrai (arXiv:2601.11626): an incremental SVD truncated to
     :math:`p = r + os` modes (docs/theory.md §4).
 
-    The state is an :class:`rom.compression.IncrementalSVD` (``svd_``) with ``rank=p`` and
-    ``novelty_tol=drop_tol``: Brand's update with CGS2 projection, rank-revealing factorization
-    of the residual and re-orthonormalization (docs/theory.md §2.1). Its squared singular
-    values :math:`\\lambda_i = \\sigma_i^2` are the eigenvalues of the truncated Gram matrix
-    :math:`\\tilde G = \\tilde S\\tilde S^T`, and its discarded energy :math:`D` (residual
-    directions below ``drop_tol * ||A||_F``, core directions beyond :math:`p`) is a running
-    sum. Each update replaces :math:`\\tilde G + AA^T` by its eigen-truncation, removing a
-    positive semidefinite part, so :math:`\\tilde G \\preceq XX^T`,
-    :math:`\\sum_{i\\le r}\\lambda_i \\le \\sum_{i\\le r}\\sigma_i(X)^2` and
+    The state ``svd_`` is an :class:`rom.compression.IncrementalSVD` with ``rank=p`` and
+    ``novelty_tol=drop_tol`` (Brand's update: CGS2 projection, rank-revealing factorization of
+    the residual, re-orthonormalization; docs/theory.md §2.1). Its :math:`\\lambda_i =
+    \\sigma_i^2` are the eigenvalues of the truncated Gram matrix :math:`\\tilde G`, and its
+    running discarded energy :math:`D` holds the residual directions below
+    ``drop_tol * ||A||_F`` and the core directions beyond :math:`p`. Each update replaces
+    :math:`\\tilde G + AA^T` by its eigen-truncation, removing a positive semidefinite part,
+    so :math:`\\tilde G \\preceq XX^T` and, in exact arithmetic,
 
     .. math:: \\hat e_r = \\sqrt{\\Big(\\sum_{r<i\\le p}\\lambda_i + D\\Big)/\\|X\\|_F^2}
-              \\ge e_r(X)
+              \\ge e_r(X),
 
-    in exact arithmetic; tight when the tail is small. ``oversampling=None`` keeps every
-    direction (no truncation: the exact incremental spectrum up to ``drop_tol``).
-
-    ``published=True`` reproduces the published single-pass form (one projection pass, absolute
-    pruning at 1e-12, no re-orthogonalization): it loses orthogonality and may under-estimate.
+    tight when the tail is small. ``oversampling=None`` truncates nothing (the exact
+    incremental spectrum up to ``drop_tol``). ``published=True`` reproduces the published
+    single-pass form (:class:`_PublishedGram`), which may under-estimate.
     Cost per block :math:`O(m(p+n)n + (p+n)^3)`, memory :math:`O(m(r+os))`.
     """
 
@@ -600,22 +545,17 @@ class TruncatedGramEstimator:
         """
         if self.svd_ is None:
             self.svd_ = self._new_svd()
-        before = self.total_energy
+        before = self._energies()[0]
         self.svd_.partial_fit(A)
         if norm2 is not None:
-            tail = max(0.0, norm2 - (self.total_energy - before))
+            tail = max(0.0, norm2 - (self._energies()[0] - before))
         self.factor_tail_ += tail
         return self
 
-    @property
-    def total_energy(self) -> float:
-        """:math:`\\|X\\|_F^2` (M-weighted) of the blocks added, cached factors' tails included."""
-        return getattr(self.svd_, "total_energy_", 0.0) + self.factor_tail_
-
-    @property
-    def discarded_energy(self) -> float:
-        """:math:`D`, the incremental SVD's discarded energy plus the cached factors' tails."""
-        return getattr(self.svd_, "discarded_energy_", 0.0) + self.factor_tail_
+    def _energies(self) -> tuple[float, float]:
+        """:math:`(\\|X\\|_F^2, D)`, the cached factors' tails (``factor_tail_``) in both."""
+        t, svd = self.factor_tail_, self.svd_
+        return getattr(svd, "total_energy_", 0.0) + t, getattr(svd, "discarded_energy_", 0.0) + t
 
     @property
     def eigenvalues(self) -> np.ndarray:
@@ -628,10 +568,10 @@ class TruncatedGramEstimator:
 
     def error(self) -> float:
         """:math:`\\hat e_r = \\sqrt{(\\sum_{r<i\\le p}\\lambda_i + D)/\\|X\\|_F^2}`."""
-        total = self.total_energy
+        total, discarded = self._energies()
         if total <= 0.0:
             return 0.0
-        tail = _tail(self.eigenvalues, self.rank) + self.discarded_energy
+        tail = _tail(self.eigenvalues, self.rank) + discarded
         return float(np.sqrt(min(1.0, max(0.0, tail) / total)))
 
 
@@ -648,9 +588,7 @@ def estimator_bound(
     :class:`TruncatedGramEstimator`); an upper bound in exact arithmetic unless
     ``published=True``. Blocks are added in the given order.
     """
-    blocks = validate_blocks(
-        blocks, comm, rank=rank, error=_count_error(oversampling, "oversampling", least=0)
-    )
+    blocks = validate_blocks(blocks, comm, rank=rank, error=_count_error(oversampling=oversampling))
     est = TruncatedGramEstimator(
         rank=rank, oversampling=oversampling, published=published, comm=comm, product=product
     )

@@ -33,26 +33,33 @@ from collections.abc import Sequence
 import numpy as np
 from mpi4py import MPI
 
+from rom.linalg import gram_matrix, range_basis
 from rom.local.bounds import (
     DROP_TOL,
     BlockSpectrum,
     IncrementalResidualBound,
     TruncatedGramEstimator,
-    _range_basis,
     block_spectrum,
     exact_error,
     kyfan_from,
     validate_blocks,
     weyl_from,
 )
-from rom.parallel import Product, allreduce_sum, apply_product, get_comm
+from rom.options import Choice, Interval, option_error
+from rom.parallel import Product, allreduce_sum, get_comm
 
 __all__ = ["ErrorConstrainedClustering", "clustering_metrics", "cluster_errors"]
 
 logger = logging.getLogger(__name__)
 
-_PREDICTORS = ("estimator", "weyl", "residual", "exact")
-_ORDERINGS = ("norm", "residual")
+_OPTIONS = {
+    "rank": Interval(1, None, integer=True),
+    "eps": Interval(0, 1, closed="neither"),
+    "predictor": Choice("estimator", "weyl", "residual", "exact"),
+    "ordering": Choice("norm", "residual"),
+    "patience": Interval(1, None, integer=True),
+    "oversampling": Interval(0, None, integer=True),
+}
 
 
 def cluster_errors(
@@ -191,24 +198,6 @@ class ErrorConstrainedClustering:
         self.comm = comm
 
     # ------------------------------------------------------------------ validation
-    def _option_error(self) -> str | None:
-        def is_int(v):
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        if not is_int(self.rank) or self.rank < 1:
-            return f"rank must be a positive integer, got {self.rank!r}"
-        if not isinstance(self.eps, (int, float, np.floating)) or not (0.0 < self.eps < 1.0):
-            return f"eps must be a relative tolerance in (0, 1), got {self.eps!r}"
-        if self.predictor not in _PREDICTORS:
-            return f"predictor must be one of {_PREDICTORS}, got {self.predictor!r}"
-        if self.ordering not in _ORDERINGS:
-            return f"ordering must be one of {_ORDERINGS}, got {self.ordering!r}"
-        if not is_int(self.patience) or self.patience < 1:
-            return f"patience must be a positive integer, got {self.patience!r}"
-        if not is_int(self.oversampling) or self.oversampling < 0:
-            return f"oversampling must be a non-negative integer, got {self.oversampling!r}"
-        return None
-
     # ------------------------------------------------------------------ predictors
     def _new_state(self):
         """Incremental predictor state for one cluster (None for Weyl)."""
@@ -301,7 +290,7 @@ class ErrorConstrainedClustering:
 
     def _validate(self, blocks, spectra) -> list[np.ndarray]:
         """Options, ``spectra`` and blocks, checked collectively in one verdict per rank."""
-        err = self._option_error()
+        err = option_error(self, _OPTIONS)
         if err is None:
             err = self._spectra_error(blocks, spectra)
         return validate_blocks(blocks, self.comm, rank=self.rank, error=err)
@@ -415,6 +404,9 @@ class ErrorConstrainedClustering:
         )
 
     def _order_candidates(self, seed: list[int], rest: list[int]) -> list[int]:
+        """``rest`` by ascending :math:`\\|A_j\\|_F` (``"norm"``) or ascending residual
+        :math:`\\|A_j\\|_F^2 - \\|Q^TMF_j\\|_F^2` against a basis :math:`Q` of the seed's
+        range (``"residual"``); ties by index."""
         spectra = self._spectra
         if self.ordering == "norm" or not rest:
             return sorted(rest, key=lambda j: (spectra[j].norm2, j))
@@ -422,12 +414,12 @@ class ErrorConstrainedClustering:
         S = np.hstack([spectra[i].factor for i in seed])
         # orthonormal basis of the seed (rank-revealing, relative drop at the sqrt(u) floor)
         total = sum(spectra[i].norm2 for i in seed)
-        Q, _, _ = _range_basis(S, comm, self.product, DROP_TOL**2 * total)
+        Q = range_basis(S, product=self.product, comm=comm, drop_below=DROP_TOL**2 * total).basis
         res = []
         for start in range(0, len(rest), 64):  # chunks: never copy all blocks at once
             chunk = rest[start : start + 64]
             F = np.hstack([spectra[j].factor for j in chunk])
-            P = allreduce_sum(Q.T @ apply_product(self.product, F), comm)
+            P = gram_matrix(Q, F, product=self.product, comm=comm)
             offsets = np.cumsum([0] + [spectra[j].factor.shape[1] for j in chunk[:-1]])
             proj = np.add.reduceat(np.sum(P**2, axis=0), offsets)
             res += [max(0.0, spectra[j].norm2 - proj[k]) for k, j in enumerate(chunk)]
