@@ -93,6 +93,42 @@ def test_bench_streaming_quick(tmp_path):
         assert data["runs"][name]["peak_mib"] > 0
 
 
+def test_bench_product_quick(tmp_path):
+    data = _run("bench_product", tmp_path)
+    ours = {
+        "rom_pod_snapshots",
+        "rom_pod_qr",
+        "rom_incremental_svd",
+        "rom_compress_incremental",
+        "rom_inc_hapod",
+        "rom_dist_hapod_qr",
+        "rom_dist_hapod_snapshots",
+        "rom_compress_hapod",
+    }
+    peers = {"pymor_pod", "pymor_inc_vectorarray_hapod", "pymor_dist_vectorarray_hapod"}
+    names = set(ours)
+    for peer in peers:
+        _pymor_recorded(data, peer)
+    if data["pymor"] != "not installed":
+        names |= peers
+        assert len(data["timing"]["pairs"]) == len(ours)  # every one of ours has its peer
+        assert isinstance(data["speedup_target_met"], bool)
+    _check_rounds(data["timing"], names)
+    # the assembled mass matrix integrates P1 functions exactly: area 1, int x^2 = 1/3
+    mass = data["mass_matrix"]
+    assert abs(mass["one_M_one_minus_area"]) <= 1e-12
+    assert abs(mass["x_M_x_minus_third"]) <= 1e-12
+    assert mass["asymmetry"] == 0.0
+    assert mass["nnz"] <= 7 * mass["n_dofs"]
+    target = data["rel_err_target"]
+    for name in names:
+        run = data["runs"][name]
+        assert 0 < run["proj_rel_err_M"] <= target  # equal tolerance, checked by the script
+        assert run["n_modes"] >= data["n_modes_optimal"]  # no method beats the optimal rank
+    for name in ours:
+        assert data["runs"][name]["orth_err_M"] <= 1e-12  # M-orthonormal, as documented
+
+
 @pytest.mark.fem
 def test_bench_thermal_quick(tmp_path):
     data = _run("bench_thermal", tmp_path, "--out", str(tmp_path / "case"))
