@@ -481,7 +481,7 @@ class TruncatedGramEstimator:
 
     tight when the tail is small. ``oversampling=None`` truncates nothing (the exact
     incremental spectrum up to ``drop_tol``). ``published=True`` reproduces the published
-    single-pass form (:class:`_PublishedGram`), which may under-estimate.
+    single-pass form (``_PublishedGram``), which may under-estimate.
     Cost per block :math:`O(m(p+n)n + (p+n)^3)`, memory :math:`O(m(r+os))`.
     """
 
