@@ -215,20 +215,32 @@ def orthonormalize(
     return Q, R
 
 
-def _chol_or_eig(G: np.ndarray) -> np.ndarray:
+def _chol_or_eig(G: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """Upper Cholesky factor of G, or the rank-revealing :math:`D_k^{1/2}W_k^T` (k x m)
-    keeping the eigenvalues :math:`d_i > m\\,u\\,d_1` if G is numerically singular."""
+    keeping the eigenvalues :math:`d_i > m\\,u\\,d_1` if G is numerically singular.
+
+    Returns ``(F, W_d)``: the eigenvectors of the dropped directions (``None`` if none)."""
     try:
         Rf = np.linalg.cholesky(G).T
         d = np.abs(np.diag(Rf))
         if d.size == 0 or d.min() > 1e-7 * d.max():
-            return Rf
+            return Rf, None
     except np.linalg.LinAlgError:
         pass
     dvals, W = np.linalg.eigh(G)
     dvals, W = dvals[::-1], W[:, ::-1]
     keep = dvals > G.shape[0] * _EPS * max(dvals[0], 0.0) if dvals.size else dvals > 0
-    return np.sqrt(dvals[keep])[:, None] * W[:, keep].T
+    F = np.sqrt(dvals[keep])[:, None] * W[:, keep].T
+    return F, (W[:, ~keep] if (~keep).any() else None)
+
+
+def _lost_norm(Q, R, Wd, product, comm) -> float:
+    """:math:`\\|QW_dW_d^TR\\|_M`, the part of :math:`X = QR` a rank-revealing step drops,
+    from the explicit thin product :math:`QW_d` (its Gram resolves energies far below
+    :math:`u\\|X\\|^2`, which the dropped eigenvalues themselves do not)."""
+    Gy = gram_matrix(Q @ Wd, product=product, comm=comm)
+    B = Wd.T @ R
+    return float(np.sqrt(max(float(np.sum(B * (Gy @ B))), 0.0)))
 
 
 def _is_triangular(F: np.ndarray) -> bool:
@@ -254,8 +266,8 @@ def _apply_factor(Q: np.ndarray, F: np.ndarray) -> np.ndarray:
 
 
 def _cholesky_qr_passes(X, product, comm):
-    """The passes of :func:`cholesky_qr` but the last tall product: ``(Q_prev, R, F)`` with
-    :math:`Q = Q_{prev}F^{-1}`."""
+    """The passes of :func:`cholesky_qr` but the last tall product: ``(Q_prev, R, F, lost)``
+    with :math:`Q = Q_{prev}F^{-1}` and ``lost`` the summed norms of the dropped parts."""
     m = X.shape[1]
     G = gram_matrix(X, product=product, comm=comm)
     n = int(allreduce_sum(float(X.shape[0]), comm))
@@ -269,26 +281,34 @@ def _cholesky_qr_passes(X, product, comm):
     except np.linalg.LinAlgError:
         norm2 = float(np.linalg.eigvalsh(G)[-1]) if m else 0.0
         shift = 11.0 * (n * m + m * (m + 1)) * _EPS * norm2
-        F = _chol_or_eig(G + shift * np.eye(m))
-    R = np.eye(m)
-    Q = X
-    for _ in range(passes - 1):
+        F, Wd = _chol_or_eig(G + shift * np.eye(m))
+    else:
+        Wd = None
+    R, Q, lost = np.eye(m), X, 0.0
+    for i in range(passes):
+        if Wd is not None:  # decided on replicated data: every rank takes this collective
+            lost += _lost_norm(Q, R, Wd, product, comm)
+        if i == passes - 1:
+            break
         Q, R = _apply_factor(Q, F), F @ R
-        F = _chol_or_eig(gram_matrix(Q, product=product, comm=comm))
-    return Q, F @ R, F
+        F, Wd = _chol_or_eig(gram_matrix(Q, product=product, comm=comm))
+    return Q, F @ R, F, lost
 
 
 def cholesky_qr_deferred(
     X: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """:func:`cholesky_qr` without its last tall product: :math:`Q = Q_{prev}F^{-1}`.
 
-    Returns ``(Q_prev, R, Finv)`` with :math:`X = (Q_{prev}F^{-1})R`, ``Finv`` of shape
-    (m, k): a caller that needs only :math:`QW` for a thin :math:`W` forms
+    Returns ``(Q_prev, R, Finv, lost)`` with :math:`X \\approx (Q_{prev}F^{-1})R`, ``Finv`` of
+    shape (m, k): a caller that needs only :math:`QW` for a thin :math:`W` forms
     :math:`Q_{prev}(F^{-1}W)`, one thin product instead of a triangular one on all columns.
+    ``lost`` bounds :math:`\\|X - QR\\|_M` up to rounding: the summed norms of the parts the
+    rank-revealing steps dropped, :math:`\\|Q_iW_dW_d^TR_i\\|_M`, formed from the thin
+    products :math:`Q_iW_d` (0 when no step dropped a direction).
     """
-    Q, R, F = _cholesky_qr_passes(X, product, comm)
-    return Q, R, _factor_inverse(F)
+    Q, R, F, lost = _cholesky_qr_passes(X, product, comm)
+    return Q, R, _factor_inverse(F), lost
 
 
 def cholesky_qr(
@@ -318,7 +338,7 @@ def cholesky_qr(
     R : ndarray of shape (k, m)
         Replicated, :math:`X = QR`.
     """
-    Q, R, F = _cholesky_qr_passes(X, product, comm)
+    Q, R, F, _ = _cholesky_qr_passes(X, product, comm)
     return _apply_factor(Q, F), R
 
 

@@ -129,14 +129,13 @@ def _method_of_snapshots(X, product, comm, rules):
 def _accurate(X, product, comm, rules):
     """:math:`X = QR + E` (shifted Cholesky-QR3), :math:`R = U_R\\Sigma V^T`, :math:`U = QU_R`.
 
-    The factorization residual :math:`E` (directions the rank-revealing passes left out, near
-    the method's floor) is formed explicitly: the tail reported is
+    :math:`E` holds the directions the rank-revealing passes left out (near the method's
+    floor); its norm comes from the factorization (``lost`` of
+    :func:`rom.linalg.cholesky_qr_deferred`), and the tail reported is
     :math:`(\\|E\\|_M + (\\sum_{n>N}\\sigma_n^2)^{1/2})^2 \\ge \\|X - UU^TMX\\|_M^2`."""
-    Q, R, Finv = cholesky_qr_deferred(X, product=product, comm=comm)
+    Q, R, Finv, lost = cholesky_qr_deferred(X, product=product, comm=comm)
     _check_finite_result(R, X, comm)
-    E = X - Q @ (Finv @ R)
-    unresolved = float(allreduce_sum(float(np.sum(E * apply_product(product, E))), comm))
-    del E
+    unresolved = lost**2
     Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
     total = float(np.sum(R * R)) + max(unresolved, 0.0)
     floor = max(R.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
