@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
             raise CLIError(
                 f"--n-clusters must be in [1, {m}] (the number of snapshots), got {args.n_clusters}"
             )
-        X = st.read(field)
+        X = st.read(field, comm=comm)  # a damaged segment fails on every rank
         params, names, sample, times = st.parameters, st.parameter_names, st.sample, st.time
     D = sine_dissimilarity(X, comm=comm)
     km = KMedoids(

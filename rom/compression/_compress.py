@@ -140,12 +140,12 @@ def compress(
         n, _ = column_chunks(source, chunk=int(chunk), field=field)
 
         def blocks():
-            return source.iter_columns(field, chunk=int(chunk), progress=progress)
+            return source.iter_columns(field, chunk=int(chunk), progress=progress, comm=comm)
     else:
         n, blocks = column_chunks(source, chunk=int(chunk))
     timings: dict[str, float] = {}
     if method == "batch":
-        X = source.read(field) if store else source
+        X = source.read(field, comm=comm) if store else source
         opts = {"pod_method": "qr", **truncation}
         res = pod(X, product=product, comm=comm, **opts)
     elif method == "incremental":

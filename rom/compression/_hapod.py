@@ -93,17 +93,18 @@ def _is_store(source: Any) -> bool:
 
 
 def column_chunks(
-    source: Any, *, chunk: int = 64, field: str | None = None
+    source: Any, *, chunk: int = 64, field: str | None = None, comm: Any = None
 ) -> tuple[int, Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]]:
     """Column-chunk access to an ndarray of owned rows, a list of blocks, or a store.
 
     Returns ``(n_columns, blocks)`` where ``blocks()`` yields ``(column_indices, block)``
     afresh at each call; a :class:`rom.io.SnapshotStore` is streamed from disk
-    (``store.iter_columns(field, chunk=chunk)``), an array is sliced (views, no copy).
+    (``store.iter_columns(field, chunk=chunk, comm=comm)``: with ``comm``, a damaged block
+    raises on every rank), an array is sliced (views, no copy).
     """
     if _is_store(source):
         n = int(source.n_snapshots)
-        return n, lambda: source.iter_columns(field, chunk=chunk)
+        return n, lambda: source.iter_columns(field, chunk=chunk, comm=comm)
     if isinstance(source, np.ndarray):
         X = source if source.ndim == 2 else np.atleast_2d(source)
         n = X.shape[1]
@@ -305,16 +306,18 @@ def hapod(
     return res
 
 
-def _read_columns(store: Any, field: str | None, start: int, chunk: int) -> np.ndarray:
+def _read_columns(store: Any, field: str | None, start: int, chunk: int, comm: Any) -> np.ndarray:
     stop = min(start + chunk, int(store.n_snapshots))
-    return store.read(field, columns=slice(start, stop))
+    return store.read(field, columns=slice(start, stop), comm=comm)  # every rank reads a leaf
 
 
-def _leaves(source: Any, chunk: int, field: str | None) -> list:
+def _leaves(source: Any, chunk: int, field: str | None, comm: Any = None) -> list:
     if _is_store(source):
         n = int(source.n_snapshots)
         return [
-            Chunk(min(chunk, n - j), functools.partial(_read_columns, source, field, j, chunk))
+            Chunk(
+                min(chunk, n - j), functools.partial(_read_columns, source, field, j, chunk, comm)
+            )
             for j in range(0, n, chunk)
         ]
     if isinstance(source, np.ndarray):
@@ -350,7 +353,7 @@ def dist_hapod(
     """
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         check_collective(f"chunk must be a positive integer, got {chunk!r}", comm)
-    leaves = _leaves(source, int(chunk), field)
+    leaves = _leaves(source, int(chunk), field, comm)
     # the list of leaves is the star: a root above every leaf (L = 2)
     return hapod(leaves, eps=eps, omega=omega, product=product, comm=comm, pod_method=pod_method)
 
@@ -381,7 +384,7 @@ def inc_hapod(
     t0 = time.perf_counter()
     eps, omega = float(eps), float(omega)
     if _is_store(source) or isinstance(source, (np.ndarray, list, tuple)):
-        _, blocks = column_chunks(source, chunk=int(chunk), field=field)
+        _, blocks = column_chunks(source, chunk=int(chunk), field=field, comm=comm)
         it: Iterable[np.ndarray] = (b for _, b in blocks())
     else:
         it = source

@@ -27,6 +27,7 @@ from ._format import (
     segments_dir,
     virtual_columns,
 )
+from ._h5file import H5Writer
 
 __all__ = ["IndexContents", "read_index", "write_index", "write_layout"]
 
@@ -164,7 +165,8 @@ def write_layout(path: Path, fields: tuple[str, ...], keys: dict[str, np.ndarray
     ddir = segments_dir(path)
     final = ddir / "layout.h5"
     tmp = ddir / "layout.h5.tmp"
-    with h5py.File(tmp, "w") as f:
+    with H5Writer(tmp, "w") as w:
+        f = w.file
         f.attrs["format"] = LAYOUT_FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
         for name in fields:
@@ -216,7 +218,8 @@ def write_index(path: Path, ix: IndexContents) -> None:
     """Write a complete index to ``<path>.tmp`` and rename it over ``<path>`` (the commit)."""
     tmp = Path(str(path) + ".tmp")
     rel = os.path.basename(segments_dir(path))
-    with h5py.File(tmp, "w") as f:
+    with H5Writer(tmp, "w") as w:  # a failed write removes the temporary file
+        f = w.file
         f.attrs["format"] = FORMAT
         f.attrs["schema_version"] = SCHEMA_VERSION
         f.attrs["created"] = ix.created

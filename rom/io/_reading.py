@@ -14,6 +14,8 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
+from rom.parallel import check_collective
+
 from ._format import (
     CHUNK_ELEMENTS,
     MAX_OPEN_SEGMENTS,
@@ -116,7 +118,8 @@ class StoreReading:
             f = h5py.File(p, "r")
         except OSError as e:
             raise StoreError(
-                f"{self.path}: segment {p} is not a readable HDF5 file (truncated or corrupt): {e}"
+                f"{self.path}: segment {p} is not a readable HDF5 file (truncated or corrupt): "
+                f"{' '.join(str(e).split())}"
             ) from None
         self._handles[name] = f
         if len(self._handles) > MAX_OPEN_SEGMENTS:
@@ -132,10 +135,15 @@ class StoreReading:
             raise StoreError(
                 f"{self.path}: segment {f.filename} has no dataset fields/{name}/values"
             ) from None
-        if ds.shape != expect:
+        except (OSError, RuntimeError) as e:
+            raise StoreError(
+                f"{self.path}: segment {f.filename} is unreadable (truncated or corrupt): "
+                f"{' '.join(str(e).split())}"
+            ) from None
+        if not isinstance(ds, h5py.Dataset) or ds.shape != expect:
             raise StoreError(
                 f"{self.path}: segment {f.filename} dataset fields/{name}/values has shape "
-                f"{ds.shape}, expected {expect}"
+                f"{getattr(ds, 'shape', None)}, expected {expect}"
             )
         return ds
 
@@ -167,7 +175,7 @@ class StoreReading:
             if isinstance(rowsel, slice):
                 return ds[rowsel.start : rowsel.stop, c0:c1][:, lc]
             return self._read_scattered(ds, rowsel, c0, c1, lc)
-        except OSError as e:
+        except (OSError, RuntimeError) as e:  # h5py reports damaged chunks as either
             raise StoreError(
                 f"{self.path}: segment {ds.file.filename} fields/{name}/values is unreadable "
                 f"(truncated or corrupt): {e}"
@@ -178,15 +186,29 @@ class StoreReading:
         if self._closed:
             raise StoreError(f"{self.path}: store is closed")
 
-    def _read_columns(self, field: str | None, columns: Any, rows: Any, keys: Any) -> np.ndarray:
+    def _read_columns(
+        self, field: str | None, columns: Any, rows: Any, keys: Any, comm: Any = None
+    ) -> np.ndarray:
         """:meth:`SnapshotStore.read <rom.io.SnapshotStore.read>`."""
-        self._check_open()
-        name = self._field(field)
-        rowsel = self._row_selection(name, rows, keys)
-        cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: read")
-        return self._read(name, rowsel, cols)
+        out, err = None, None
+        try:
+            self._check_open()
+            name = self._field(field)
+            rowsel = self._row_selection(name, rows, keys)
+            cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: read")
+            out = self._read(name, rowsel, cols)
+        except StoreError as e:
+            if comm is None:
+                raise
+            err = str(e)
+        if comm is not None:
+            check_collective(err, comm, StoreError)
+        return out
 
     def _read(self, name: str, rowsel: slice | np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Rows ``rowsel`` of columns ``cols`` (global snapshot indices, any order); every
+        value read is checked to be finite (append refuses NaN and Inf, so one on disk means
+        a damaged segment)."""
         out = np.empty((self._n_rows(rowsel), cols.size))
         if cols.size == 0:
             return out
@@ -196,23 +218,62 @@ class StoreReading:
             where = np.flatnonzero(seg == s)
             if where[-1] - where[0] + 1 == where.size:  # contiguous output columns
                 where = slice(int(where[0]), int(where[-1]) + 1)
-            out[:, where] = self._read_segment(int(s), name, rowsel, cols[where] - offsets[s])
+            block = self._read_segment(int(s), name, rowsel, cols[where] - offsets[s])
+            finite = np.isfinite(block)
+            if not finite.all():
+                self._raise_non_finite(int(s), name, rowsel, cols[where], finite)
+            out[:, where] = block
         return out
 
+    def _raise_non_finite(
+        self, s: int, name: str, rowsel: slice | np.ndarray, cols: np.ndarray, finite: np.ndarray
+    ) -> None:
+        """Name the first NaN or Inf of a block read from segment ``s``: field, snapshot
+        (global column), row key and segment file."""
+        i, j = np.argwhere(~finite)[0]
+        row = rowsel.start + i if isinstance(rowsel, slice) else rowsel[i]
+        raise StoreError(
+            f"{self.path}: NaN or Inf in field {name!r}, snapshot {int(cols[j])}, row key "
+            f"{int(self._ix.keys[name][row])}, in segment {self._dir / self._ix.segments[s]} "
+            f"(the segment is damaged; 'rom info --verify' checks every segment)"
+        )
+
     def _iter_columns(
-        self, field: str | None, chunk: Any, rows: Any, keys: Any, columns: Any, progress: bool
+        self,
+        field: str | None,
+        chunk: Any,
+        rows: Any,
+        keys: Any,
+        columns: Any,
+        progress: bool,
+        comm: Any = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """:meth:`SnapshotStore.iter_columns <rom.io.SnapshotStore.iter_columns>`."""
-        self._check_open()
-        if not isinstance(chunk, (int, np.integer)) or chunk < 1:
-            raise StoreError(f"{self.path}: chunk must be a positive integer, got {chunk!r}")
-        name = self._field(field)
-        rowsel = self._row_selection(name, rows, keys)
-        cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: iter_columns")
-        return self._iter(name, rowsel, cols, int(chunk), progress)
+        args, err = None, None
+        try:
+            self._check_open()
+            if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+                raise StoreError(f"{self.path}: chunk must be a positive integer, got {chunk!r}")
+            name = self._field(field)
+            rowsel = self._row_selection(name, rows, keys)
+            cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: iter_columns")
+            args = (name, rowsel, cols, int(chunk), progress, comm)
+        except StoreError as e:
+            if comm is None:
+                raise
+            err = str(e)
+        if comm is not None:
+            check_collective(err, comm, StoreError)
+        return self._iter(*args)
 
     def _iter(
-        self, name: str, rowsel: slice | np.ndarray, cols: np.ndarray, chunk: int, progress: bool
+        self,
+        name: str,
+        rowsel: slice | np.ndarray,
+        cols: np.ndarray,
+        chunk: int,
+        progress: bool,
+        comm: Any,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         bar = None
         if progress and self._comm.rank == 0 and sys.stderr.isatty():
@@ -225,13 +286,27 @@ class StoreReading:
         try:
             for j in range(0, cols.size, chunk):
                 cj = cols[j : j + chunk]
-                block = self._read(name, rowsel, cj)
+                block = self._read_block(name, rowsel, cj, comm)
                 if bar is not None:
                     bar.update(cj.size)
                 yield cj.copy(), block
         finally:
             if bar is not None:
                 bar.close()
+
+    def _read_block(
+        self, name: str, rowsel: slice | np.ndarray, cols: np.ndarray, comm: Any
+    ) -> np.ndarray:
+        """:meth:`_read`; with ``comm``, a failure on any rank raises on every rank."""
+        if comm is None:
+            return self._read(name, rowsel, cols)
+        block, err = None, None
+        try:
+            block = self._read(name, rowsel, cols)
+        except StoreError as e:
+            err = str(e)
+        check_collective(err, comm, StoreError)
+        return block
 
     # ------------------------------------------------------------------ verification
     def _verify_segment(self, s: int) -> None:
@@ -243,15 +318,16 @@ class StoreReading:
                     f"{self.path}: segment {f.filename} dataset {key} is missing or "
                     f"has the wrong shape"
                 )
+        first = int(self._ix.seg_cols[:s].sum())
         for name in self._ix.fields:
             ds = self._dataset(s, name)
             nd = ds.shape[0]
             step = max(1, CHUNK_ELEMENTS // max(c, 1))
             for r0 in range(0, nd, step):
-                if not np.all(np.isfinite(ds[r0 : min(nd, r0 + step), :])):
-                    raise StoreError(
-                        f"{self.path}: segment {f.filename} fields/{name}/values "
-                        f"contains NaN or Inf"
+                finite = np.isfinite(ds[r0 : min(nd, r0 + step), :])
+                if not finite.all():
+                    self._raise_non_finite(
+                        s, name, slice(r0, nd), np.arange(first, first + c), finite
                     )
 
     def _verify_segments(self) -> None:
@@ -260,8 +336,8 @@ class StoreReading:
         for s, seg in enumerate(self._ix.segments):
             try:
                 self._verify_segment(s)
-            except OSError as e:
+            except (OSError, RuntimeError) as e:
                 raise StoreError(
                     f"{self.path}: segment {self._dir / seg} is unreadable (truncated or "
-                    f"corrupt): {e}"
+                    f"corrupt): {' '.join(str(e).split())}"
                 ) from None

@@ -393,8 +393,9 @@ class SnapshotStore(StoreReading, StoreWriting):
         columns: None | slice | np.ndarray = None,
         rows: str | slice = "owned",
         keys: np.ndarray | None = None,
+        comm: MPI.Comm | None = None,
     ) -> np.ndarray:
-        """Read a block of a snapshot matrix (local, not collective).
+        """Read a block of a snapshot matrix (local, or collective over ``comm``).
 
         Parameters
         ----------
@@ -407,6 +408,11 @@ class SnapshotStore(StoreReading, StoreWriting):
             sorted rows); ``"all"``: every row in key order; a slice of the sorted rows.
         keys : 1-D int array, optional
             Explicit row keys (overrides ``rows``); a missing key raises :class:`StoreError`.
+        comm : mpi4py communicator, optional, keyword-only
+            Make the call collective over ``comm`` (every rank of it calls ``read``, each for
+            its own rows): an error found by any rank, e.g. a damaged segment holding rows of
+            that rank only, raises the same :class:`StoreError` on every rank instead of
+            leaving the others waiting in their next collective. One small ``allgather``.
 
         Returns
         -------
@@ -416,7 +422,9 @@ class SnapshotStore(StoreReading, StoreWriting):
         Raises
         ------
         StoreError
-            Unknown field or key, or a missing/corrupt segment (naming the segment file).
+            Unknown field or key, a missing/corrupt segment (naming the segment file), or a
+            NaN or Inf in the values read (naming the field, the snapshot, the row key and
+            the segment file: append refuses them, so one on disk means a damaged segment).
 
         Notes
         -----
@@ -424,7 +432,7 @@ class SnapshotStore(StoreReading, StoreWriting):
         more than :attr:`read_gap_rows` rows starts a new block, and no block is longer than
         :attr:`read_block_rows` rows (class attributes).
         """
-        return self._read_columns(field, columns, rows, keys)
+        return self._read_columns(field, columns, rows, keys, comm)
 
     def iter_columns(
         self,
@@ -435,21 +443,27 @@ class SnapshotStore(StoreReading, StoreWriting):
         keys: np.ndarray | None = None,
         columns: None | slice | np.ndarray = None,
         progress: bool = False,
+        comm: MPI.Comm | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream column blocks from disk (local, not collective).
+        """Stream column blocks from disk (local, or collective over ``comm``).
 
         Yields ``(column_indices, block)`` with ``block`` of shape (n_rows, <= chunk): only
         the requested rows of at most ``chunk`` columns are in memory at a time. Row and
-        column selection as in :meth:`read`. ``progress=True`` shows a tqdm bar on rank 0
-        when stderr is a terminal (nothing in a log file or pipe).
+        column selection, errors and ``comm`` as in :meth:`read`; with ``comm``, every rank
+        of it iterates over the same columns with the same ``chunk`` (as a distributed
+        compression does), and each block's verdict is shared before the block is yielded,
+        so a damaged block raises on every rank before the consumer's next collective.
+        ``progress=True`` shows a tqdm bar on rank 0 when stderr is a terminal (nothing in a
+        log file or pipe).
         """
-        return self._iter_columns(field, chunk, rows, keys, columns, progress)
+        return self._iter_columns(field, chunk, rows, keys, columns, progress, comm)
 
     def verify(self) -> None:
         """Check every committed segment: readable, expected shapes, finite values (local).
 
         Reads each segment in row blocks (bounded memory). Returns ``None``; raises
-        :class:`StoreError` naming the first bad segment and the problem.
+        :class:`StoreError` naming the first bad segment and the problem (for a NaN or Inf:
+        the field, snapshot and row key, as :meth:`read`).
         """
         self._verify_segments()
 

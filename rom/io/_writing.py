@@ -3,13 +3,13 @@ gathering its rows on rank 0, writing the segment and committing the index."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 from mpi4py import MPI
 
@@ -27,6 +27,7 @@ from ._format import (
     segment_name,
     segment_number,
 )
+from ._h5file import H5Writer, one_line
 from ._index import IndexContents, read_index, write_index
 
 __all__ = ["StoreWriting", "append_metadata"]
@@ -199,47 +200,57 @@ class StoreWriting:
         ix.time = np.concatenate([ix.time, tvec])
         ix.sample = np.concatenate([ix.sample, svec])
 
-    def _open_segment(self, tmp: Path, number: int, meta: tuple) -> h5py.File:
+    def _open_segment(self, tmp: Path, number: int, meta: tuple) -> H5Writer:
         """Rank 0: the temporary segment file with its per-column metadata."""
         params, tvec, svec = meta
-        f = h5py.File(tmp, "w")
-        f.attrs["format"] = SEGMENT_FORMAT
-        f.attrs["schema_version"] = SCHEMA_VERSION
-        f.attrs["number"] = number
-        f.create_dataset("parameters", data=params)
-        f.create_dataset("time", data=tvec)
-        f.create_dataset("sample", data=svec)
-        return f
+        w = H5Writer(tmp, "w")
+        try:
+            f = w.file
+            f.attrs["format"] = SEGMENT_FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["number"] = number
+            f.create_dataset("parameters", data=params)
+            f.create_dataset("time", data=tvec)
+            f.create_dataset("sample", data=svec)
+            w.check()
+        except BaseException:
+            w.close(discard=True)
+            raise
+        return w
 
     def _write_segment(
         self, seg_name: str, arrays: dict[str, np.ndarray], c: int, meta: tuple
     ) -> str | None:
         """Write and commit the segment (collective: every rank takes part in the gathers);
-        the error message of rank 0, or ``None``."""
+        the error message of rank 0, or ``None``.
+
+        Whatever fails, rank 0 closes the temporary segment and removes it: no HDF5 file is
+        left open (see :mod:`rom.io._h5file`), and a later append writes it again.
+        """
         rank0 = self._comm.rank == 0
-        werr, f = None, None
+        werr, w = None, None
         tmp = self._dir / (seg_name + ".tmp")
         if rank0:
             try:
-                f = self._open_segment(tmp, segment_number(seg_name), meta)
+                w = self._open_segment(tmp, segment_number(seg_name), meta)
             except Exception as e:
-                werr = f"{tmp}: could not write segment: {type(e).__name__}: {e}"
+                werr = f"{tmp}: could not write segment: {one_line(e)}"
         for name in self._ix.fields:
-            werr = self._gather_write(f, name, arrays[name], c, werr)
-        if rank0 and werr is None:
+            werr = self._gather_write(w, name, arrays[name], c, werr)
+        if w is not None and werr is not None:
+            w.close(discard=True)
+        elif w is not None:
             try:
-                f.close()
-                f = None
+                w.close()  # raises the first write error, after removing the file
+            except Exception as e:
+                return f"{tmp}: could not write segment: {one_line(e)}"
+            try:
                 self._publish_segment(tmp, seg_name, c, meta)
             except Exception as e:
-                werr = f"{self.path}: could not commit {seg_name}: {type(e).__name__}: {e}"
+                werr = f"{self.path}: could not commit {seg_name}: {one_line(e)}"
                 self._reload_after_failure()
-        if f is not None:  # a failed write: drop the temporary segment
-            try:
-                f.close()
-                tmp.unlink()
-            except Exception:
-                logger.debug("could not remove %s", tmp, exc_info=True)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         return werr
 
     def _publish_segment(self, tmp: Path, seg_name: str, c: int, meta: tuple) -> None:
@@ -261,7 +272,7 @@ class StoreWriting:
             logger.exception("%s: could not re-read the index after a failed commit", self.path)
 
     def _gather_write(
-        self, f: h5py.File | None, name: str, a: np.ndarray, c: int, werr: str | None
+        self, w: H5Writer | None, name: str, a: np.ndarray, c: int, werr: str | None
     ) -> str | None:
         """Gather ``a`` (this rank's rows) on rank 0 and write it in key order.
 
@@ -274,11 +285,13 @@ class StoreWriting:
         if comm.rank == 0 and werr is None:
             try:
                 chunks = (max(1, min(nd, CHUNK_ELEMENTS // c)), c)
-                ds = f.create_dataset(
+                ds = w.file.create_dataset(
                     f"fields/{name}/values", shape=(nd, c), dtype=np.float64, chunks=chunks
                 )
+                w.check()
             except Exception as e:
-                werr = f"{f.filename}: could not create fields/{name}/values: {e}"
+                werr = f"{w.path}: could not create fields/{name}/values: {one_line(e)}"
+                ds = None
         step = max(1, GATHER_ELEMENTS // max(nd, 1))
         for j0 in range(0, c, step):
             j1 = min(c, j0 + step)
@@ -289,8 +302,9 @@ class StoreWriting:
                     pos = self._gather_pos[name] if comm.size > 1 else self._owned_array(name)
                     out[pos] = buf
                     ds[:, j0:j1] = out
+                    w.check()
                 except Exception as e:
-                    werr = f"{f.filename}: could not write fields/{name}/values: {e}"
+                    werr = f"{w.path}: could not write fields/{name}/values: {one_line(e)}"
                     ds = None
         return werr
 
@@ -337,21 +351,26 @@ class StoreWriting:
                 self._record_extend(names, other._ix)
                 self._commit_index()
             except Exception as e:
-                werr = f"{self.path}: could not add the columns of {other.path}: "
-                werr += f"{type(e).__name__}: {e}"
+                werr = f"{self.path}: could not add the columns of {other.path}: {one_line(e)}"
                 self._reload_after_failure()
         check_collective(werr, comm, StoreError)
         if comm.rank != 0:
             self._record_extend(names, other._ix)
 
     def _copy_segment(self, src: Path, name: str) -> None:
-        """Rank 0: copy a segment of another store in as ``name`` (temporary name, rename)."""
+        """Rank 0: copy a segment of another store in as ``name`` (temporary name, rename;
+        the temporary file is removed when anything fails)."""
         tmp = self._dir / (name + ".tmp")
-        shutil.copyfile(src, tmp)
-        with h5py.File(tmp, "r+") as f:
-            f.attrs["number"] = segment_number(name)
-        fsync_path(tmp)
-        os.replace(tmp, self._dir / name)
+        try:
+            shutil.copyfile(src, tmp)
+            with H5Writer(tmp, "r+") as w:
+                w.file.attrs["number"] = segment_number(name)
+            fsync_path(tmp)
+            os.replace(tmp, self._dir / name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
 
     def _record_extend(self, names: list[str], other: IndexContents) -> None:
         ix = self._ix
@@ -388,7 +407,8 @@ class StoreWriting:
             except ValueError as e:
                 err = str(e)
             except Exception as e:
-                err = f"{self.path}: could not write the mesh: {type(e).__name__}: {e}"
+                err = f"{self.path}: could not write the mesh: {one_line(e)}"
+                self._reload_after_failure()
         check_collective(err, comm, StoreError)
         if comm.size > 1:
             self._ix.mesh = comm.bcast(self._ix.mesh, root=0)
