@@ -30,7 +30,8 @@ raised on every rank with the same message (:func:`rom.parallel.check_collective
 Modules: ``_store`` (:class:`SnapshotStore`, the public surface), ``_format`` (names, limits,
 helpers), ``_keys`` (the checks at creation), ``_index`` (the index and layout files),
 ``_reading`` and ``_writing`` (the two sides of the store, private base classes), ``_lock``
-(one writer at a time), ``_files`` (:func:`merge_stores`, :func:`move_store`).
+(one writer at a time), ``_files`` (:func:`merge_stores`, :func:`move_store`), ``_h5file``
+(writing an HDF5 file so that a failed write, e.g. on a full disk, leaves no file open).
 """
 
 from ._files import merge_stores, move_store
