@@ -270,6 +270,8 @@ def _cholesky_qr_passes(X, product, comm):
     with :math:`Q = Q_{prev}F^{-1}` and ``lost`` the summed norms of the dropped parts."""
     m = X.shape[1]
     G = gram_matrix(X, product=product, comm=comm)
+    if not np.all(np.isfinite(G)):  # replicated: every rank raises
+        raise ValueError("cholesky_qr: the Gram matrix is not finite (NaN or Inf in the input)")
     n = int(allreduce_sum(float(X.shape[0]), comm))
     passes = 3
     try:  # well conditioned (kappa < 1e5): plain Cholesky-QR2

@@ -38,6 +38,7 @@ __all__ = [
     "limit_blas_per_rank",
     "local_inner",
     "norms",
+    "product_error",
     "replicated_sum",
     "row_range",
     "validate_finite",
@@ -274,6 +275,41 @@ def blas_threads(
 
 
 Product = np.ndarray | Callable[[np.ndarray], np.ndarray] | Any
+
+
+def product_error(product: Product | None, n_local: int) -> str | None:
+    """An error message for an inner-product matrix that cannot be SPD on ``n_local`` rows.
+
+    Checked locally (meant for :func:`check_collective` before the first collective): a
+    matrix-like ``product`` (numpy array or scipy sparse, this rank's block) must have shape
+    (n_local, n_local), finite entries, be symmetric (to a relative ``1e-12``) and have a
+    positive diagonal (necessary for positive definiteness). Other operators with a ``shape``
+    get the shape check only; callables are not inspected.
+    """
+    if product is None or callable(product) or not hasattr(product, "shape"):
+        return None
+    shape = tuple(product.shape)
+    if shape != (n_local, n_local):
+        return f"product has shape {shape}, expected ({n_local}, {n_local})"
+    import scipy.sparse as sp
+
+    sparse = sp.issparse(product)
+    if n_local == 0 or not (sparse or isinstance(product, np.ndarray)):
+        return None  # another operator type: its shape is all that is checked
+    if sparse:
+        product = product.tocsr()
+    values = product.data if sparse else np.asarray(product)
+    if not np.all(np.isfinite(values)):
+        return "product contains NaN or Inf"
+    scale = float(np.max(np.abs(values))) if values.size else 0.0
+    asym = abs(product - product.T)
+    asym = float(asym.max()) if asym.size else 0.0
+    if asym > 1e-12 * scale:
+        return f"product is not symmetric (max |M - M^T| = {asym:.2e})"
+    diag = product.diagonal() if sparse else np.diag(values)
+    if np.any(diag <= 0):
+        return "product is not positive definite (a diagonal entry is <= 0)"
+    return None
 
 
 def apply_product(product: Product | None, X: np.ndarray) -> np.ndarray:

@@ -93,3 +93,21 @@ def test_every_rank_runs_blas_on_its_share_of_the_cores(comm):
         assert os.environ["OPENBLAS_NUM_THREADS"] == str(share)  # for pools loaded later
     # the rule itself: serial runs are left alone, P ranks on a node share its cores
     assert par.limit_blas_per_rank(world_size=1) is None
+
+
+def test_product_error_names_what_cannot_be_an_spd_block():
+    import scipy.sparse as sp
+
+    M = sp.diags(np.linspace(1.0, 2.0, 5)).tocsr()
+    assert par.product_error(None, 5) is None
+    assert par.product_error(M, 5) is None
+    assert par.product_error(M.toarray(), 5) is None
+    assert par.product_error(lambda X: X, 5) is None  # callables are not inspected
+    assert "shape" in par.product_error(M, 6)
+    bad = M.toarray()
+    bad[0, 0] = np.nan
+    assert "NaN" in par.product_error(bad, 5)
+    bad = M.toarray()
+    bad[0, 1] = 0.5
+    assert "symmetric" in par.product_error(sp.csr_matrix(bad), 5)
+    assert "positive" in par.product_error(-M, 5)

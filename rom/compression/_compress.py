@@ -40,7 +40,16 @@ from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd, randomized_svd_streamed
-from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
+from rom.compression.truncation import validate_truncation
+from rom.parallel import (
+    Product,
+    allreduce_sum,
+    apply_product,
+    check_collective,
+    get_comm,
+    product_error,
+    validate_local_rows,
+)
 
 __all__ = ["CompressionResult", "compress", "METHODS"]
 
@@ -57,11 +66,22 @@ _OPTIONS = {
 
 
 def _energy(blocks, product, comm) -> float:
-    """:math:`\\|S\\|_M^2` in one streaming pass."""
-    tot = 0.0
-    for _, b in blocks():
-        tot += float(np.sum(b * apply_product(product, b)))
+    """:math:`\\|S\\|_M^2` in one streaming pass (blocks and product checked collectively)."""
+    tot, err = 0.0, None
+    for i, (_, b) in enumerate(blocks()):
+        if err is None:
+            err = product_error(product, b.shape[0]) if i == 0 else None
+            err = err or _finite_block_error(b, i)
+        if err is None:
+            tot += float(np.sum(b * apply_product(product, b)))
+    check_collective(err, comm)
     return float(allreduce_sum(tot, comm))
+
+
+def _finite_block_error(b: np.ndarray, i: int) -> str | None:
+    if np.all(np.isfinite(b)):
+        return None
+    return f"snapshot matrix contains NaN or Inf (column block {i})"
 
 
 def compress(
@@ -125,17 +145,21 @@ def compress(
         )
     elif not isinstance(chunk, (int, np.integer)) or chunk < 1:
         err = f"chunk must be a positive integer, got {chunk!r}"
-    elif not (_is_store(source) or isinstance(source, np.ndarray)):
-        err = (
-            f"source must be an ndarray of owned rows or a SnapshotStore, "
-            f"got {type(source).__name__}"
-        )
     elif method == "randomized" and "rank" not in truncation:
         err = "method 'randomized' needs rank="
     elif method == "hapod" and sum(k in truncation for k in ("eps", "l2_err", "rel_l2_err")) != 1:
         err = "method 'hapod' needs exactly one of eps=, l2_err=, rel_l2_err="
     check_collective(err, comm)
     store = _is_store(source)
+    if not store:  # an array-like of owned rows (NaN/Inf are caught by each method)
+        source, _ = validate_local_rows(source, "snapshot matrix", comm, check_finite=False)
+    n = int(source.n_snapshots) if store else source.shape[1]
+    err = "the source has no snapshots" if n == 0 else None
+    if err is None and not store:
+        err = product_error(product, source.shape[0])
+    if err is None and truncation.get("rank") is not None:
+        err = validate_truncation(rank=truncation["rank"], n_columns=n)
+    check_collective(err, comm)
     if store:
         n, _ = column_chunks(source, chunk=int(chunk), field=field)
 
@@ -173,8 +197,6 @@ def _incremental(blocks, n, product, comm, truncation) -> CompressionResult:
     )
     for _, b in blocks():
         est.partial_fit(b)
-    if n == 0:
-        check_collective("compress: the source has no snapshots", comm)
     est.check_orthonormality()
     return CompressionResult(
         modes=est.modes_,
@@ -188,8 +210,6 @@ def _incremental(blocks, n, product, comm, truncation) -> CompressionResult:
 
 
 def _hapod(source, blocks, n, chunk, field, product, comm, truncation, timings):
-    if n == 0:
-        check_collective("compress: the source has no snapshots", comm)
     if "eps" in truncation:
         eps = float(truncation["eps"])
     elif "l2_err" in truncation:

@@ -186,6 +186,8 @@ def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str):
     are reliable down to relative errors near :math:`u`; the method of snapshots resolves
     tails only above about :math:`\\sqrt{u}\\|X\\|`.
     """
+    if X.shape[1] == 0:  # an empty leaf, or children that kept no modes: nothing to compress
+        return CompressionResult(np.zeros((X.shape[0], 0)), np.zeros(0), 0.0, 0.0, 0, "batch", {})
     return pod(X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err)
 
 

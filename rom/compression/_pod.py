@@ -57,6 +57,7 @@ from rom.parallel import (
     apply_product,
     check_collective,
     get_comm,
+    product_error,
     validate_finite,
     validate_local_rows,
 )
@@ -71,14 +72,13 @@ _SNAPSHOTS_FLOOR = 1e-7  # sqrt(u) floor of the method of snapshots, with a safe
 def _validate(X, comm, product, pod_method, rules, orth_tol):
     # NaN/Inf are detected on the replicated Gram/R factor (free), see _check_finite_result
     X, n_rows = validate_local_rows(X, "snapshot matrix", comm, check_finite=False)
-    err = validate_truncation(**rules)
+    err = "snapshot matrix has no columns" if X.shape[1] == 0 else None
+    err = err or validate_truncation(**rules, n_columns=X.shape[1])
     if err is None and pod_method not in ("snapshots", "qr"):
         err = f"pod_method must be 'snapshots' or 'qr', got {pod_method!r}"
     if err is None and not (orth_tol > 0):
         err = f"orth_tol must be > 0, got {orth_tol!r}"
-    if err is None and product is not None and hasattr(product, "shape") and not callable(product):
-        if tuple(product.shape) != (X.shape[0], X.shape[0]):
-            err = f"product has shape {tuple(product.shape)}, expected ({X.shape[0]}, {X.shape[0]})"
+    err = err or product_error(product, X.shape[0])
     check_collective(err, comm)
     return X, n_rows
 
@@ -133,7 +133,12 @@ def _accurate(X, product, comm, rules):
     floor); its norm comes from the factorization (``lost`` of
     :func:`rom.linalg.cholesky_qr_deferred`), and the tail reported is
     :math:`(\\|E\\|_M + (\\sum_{n>N}\\sigma_n^2)^{1/2})^2 \\ge \\|X - UU^TMX\\|_M^2`."""
-    Q, R, Finv, lost = cholesky_qr_deferred(X, product=product, comm=comm)
+    try:
+        Q, R, Finv, lost = cholesky_qr_deferred(X, product=product, comm=comm)
+    except (np.linalg.LinAlgError, ValueError):
+        # NaN/Inf reach every rank through the replicated Gram matrix: name them collectively
+        validate_finite(X, "snapshot matrix", comm)
+        raise
     _check_finite_result(R, X, comm)
     unresolved = lost**2
     Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
@@ -191,9 +196,6 @@ def pod(
     rules = dict(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
     X, n_rows = _validate(X, comm, product, pod_method, rules, orth_tol)
     m = X.shape[1]
-    if m == 0:
-        empty = (np.zeros((X.shape[0], 0)), np.zeros(0), np.zeros((0, 0)), 0.0, 0.0)
-        return _pod_result(*empty, n_rows, pod_method)
     step = _method_of_snapshots if pod_method == "snapshots" else _accurate
     U, sv, V, total, tail = step(X, product, comm, rules)
     rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
@@ -253,7 +255,7 @@ class POD:
     >>> import numpy as np
     >>> from rom import POD
     >>> X = np.outer(np.linspace(0, 1, 50), [1.0, 2.0, 3.0])
-    >>> est = POD(rtol=1e-10).fit(X)
+    >>> est = POD(rtol=1e-6).fit(X)
     >>> est.n_components_
     1
     >>> bool(np.allclose(est.inverse_transform(est.transform(X)), X))

@@ -82,6 +82,7 @@ from rom.parallel import (
     check_collective,
     get_comm,
     local_inner,
+    product_error,
 )
 
 __all__ = ["IncrementalSVD"]
@@ -260,6 +261,10 @@ class IncrementalSVD:
                 f"block has {C.shape[0]} local rows, expected {self.modes_.shape[0]} "
                 "(the rows of the first block on this rank)"
             )
+        if not hasattr(self, "modes_"):  # the product is checked once, with the first block
+            err = product_error(self.product, C.shape[0])
+            if err:
+                return None, err
         if check_finite and not np.all(np.isfinite(C)):
             j = int(np.flatnonzero(~np.all(np.isfinite(C), axis=0))[0])
             return None, (
@@ -282,6 +287,10 @@ class IncrementalSVD:
         X = np.asarray(X)
         if err is None and X.ndim != 2:
             err = f"X must be 2-D (rows x columns), got shape {X.shape}"
+        if err is None and X.shape[1] == 0:
+            err = "X has no columns"
+        if err is None and self.rank is not None:  # the number of snapshots is known here
+            err = validate_truncation(rank=self.rank, n_columns=X.shape[1])
         check_collective(err, comm)
         self._reset()
         self._fit_n_total = X.shape[1]

@@ -38,6 +38,7 @@ from rom.parallel import (
     apply_product,
     check_collective,
     get_comm,
+    product_error,
     validate_local_rows,
 )
 
@@ -46,9 +47,13 @@ __all__ = ["randomized_svd", "randomized_svd_streamed"]
 logger = logging.getLogger(__name__)
 
 
-def _options_error(rank, oversampling, power_iterations) -> str | None:
-    if not isinstance(rank, (int, np.integer)) or rank < 1:
+def _options_error(rank, oversampling, power_iterations, n_columns: int) -> str | None:
+    if n_columns == 0:
+        return "snapshot matrix has no columns"
+    if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1:
         return f"rank must be a positive integer, got {rank!r}"
+    if rank > n_columns:
+        return f"rank={rank} exceeds the number of snapshots ({n_columns})"
     if not isinstance(oversampling, (int, np.integer)) or oversampling < 0:
         return f"oversampling must be a non-negative integer, got {oversampling!r}"
     if not isinstance(power_iterations, (int, np.integer)) or power_iterations < 0:
@@ -114,7 +119,8 @@ def randomized_svd(
     """
     comm = get_comm(comm)
     X, _ = validate_local_rows(X, "snapshot matrix", comm)
-    check_collective(_options_error(rank, oversampling, power_iterations), comm)
+    err = _options_error(rank, oversampling, power_iterations, X.shape[1])
+    check_collective(err or product_error(product, X.shape[0]), comm)
     m = X.shape[1]
     p = min(int(rank) + int(oversampling), m)
     opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
@@ -159,14 +165,19 @@ def randomized_svd_streamed(
         As :func:`randomized_svd`.
     """
     comm = get_comm(comm)
-    check_collective(_options_error(rank, oversampling, power_iterations), comm)
+    check_collective(_options_error(rank, oversampling, power_iterations, int(n_columns)), comm)
     m = int(n_columns)
     p = min(int(rank) + int(oversampling), m)
     Omega = _test_matrix(m, p, seed)
     opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
 
+    product_checked = []
+
     def checked(block, where):
         Xb, _ = validate_local_rows(block, f"column block {where}", comm)
+        if not product_checked:  # once, with the first block, before its first reduction
+            check_collective(product_error(product, Xb.shape[0]), comm)
+            product_checked.append(True)
         return Xb
 
     Y = None

@@ -38,13 +38,19 @@ def validate_truncation(
     rtol: float | None = None,
     l2_err: float | None = None,
     rel_l2_err: float | None = None,
+    n_columns: int | None = None,
 ) -> str | None:
     """Return an error message for invalid truncation options, else ``None``.
 
-    Meant to be passed to :func:`rom.parallel.check_collective`.
+    ``rank`` must be a positive integer, at most ``n_columns`` (the number of snapshots) when
+    that is known. Meant to be passed to :func:`rom.parallel.check_collective`.
     """
-    if rank is not None and (not isinstance(rank, (int, np.integer)) or rank < 0):
-        return f"rank must be a non-negative integer, got {rank!r}"
+    if rank is not None and (
+        isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) or rank < 1
+    ):
+        return f"rank must be a positive integer, got {rank!r}"
+    if rank is not None and n_columns is not None and rank > n_columns:
+        return f"rank={rank} exceeds the number of snapshots ({n_columns})"
     for name, val in (("rtol", rtol), ("l2_err", l2_err), ("rel_l2_err", rel_l2_err)):
         if val is None:
             continue
