@@ -81,6 +81,13 @@ def f_product_not_symmetric():
     return _data(), (_mass() + 3.0 * B).tocsr()
 
 
+def f_product_indefinite():
+    """Symmetric with a positive diagonal, but I - (2/n) 1 1^T has the eigenvalue -1 on the
+    constant vector, and the data (offset fields) make X^T M X indefinite."""
+    n = N_LOCAL
+    return 1.0 + 0.1 * _data(), sp.csr_matrix(np.eye(n) - (2.0 / n) * np.ones((n, n)))
+
+
 def f_product_nan():
     M = _mass().tolil()
     M[1, 1] = np.nan
