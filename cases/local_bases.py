@@ -263,7 +263,7 @@ def evaluate(lb: LocalBases) -> dict:
 
     def rom_error(i: int, k: int, n: int) -> float:
         n = min(n, roms[k].n_modes)
-        C = roms[k].truncated(n).solve(mus_test[i], dt=model.dt, n_steps=nt, c0=MU0[k][:n])
+        C = roms[k].truncated(n).solve(mus_test[i], dt=model.dt, n_steps=nt, c0=MU0[k][:n])[:, 1:]
         G, E = MUt[i], test_energy[i]
         return float(np.sqrt(max(E - 2.0 * np.sum(C * G[:n]) + np.sum(C * C), 0.0) / E))
 

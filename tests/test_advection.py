@@ -95,7 +95,7 @@ def test_galerkin_rom_on_the_snapshot_span_reproduces_the_trajectory(model, traj
         theta_f=model.theta_f,
     )
     c0 = allreduce_sum(V.T @ model.mass(u0), model.comm)
-    C = r.solve(MU, dt=model.dt, n_steps=model.n_steps, c0=c0)
+    C = r.solve(MU, dt=model.dt, n_steps=model.n_steps, c0=c0)[:, 1:]  # drop c^0
     err = space_time_error(trajectory, V @ C, product=model.mass, comm=model.comm)
     assert err < 1e-9
 
