@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from rom.interop import from_pymor
+
 __all__ = [
     "allreduce_max",
     "allreduce_sum",
@@ -148,7 +150,7 @@ def validate_local_rows(
     comm = get_comm(comm)
     err = None
     try:
-        X = np.asarray(X)
+        X = np.asarray(from_pymor(X))  # a pyMOR VectorArray becomes its (n, m) array
         if X.ndim != 2:
             err = f"{name} must be 2-D (rows x columns), got shape {X.shape}"
         elif np.iscomplexobj(X):
@@ -286,6 +288,7 @@ def product_error(product: Product | None, n_local: int) -> str | None:
     positive diagonal (necessary for positive definiteness). Other operators with a ``shape``
     get the shape check only; callables are not inspected.
     """
+    product = from_pymor(product)  # a pyMOR Operator is checked as its matrix
     if product is None or callable(product) or not hasattr(product, "shape"):
         return None
     shape = tuple(product.shape)
@@ -322,6 +325,7 @@ def apply_product(product: Product | None, X: np.ndarray) -> np.ndarray:
     """
     if product is None:
         return X
+    product = from_pymor(product)  # a pyMOR Operator becomes its matrix or action
     if callable(product) and not hasattr(product, "__matmul__"):
         out = product(X)
     else:

@@ -67,6 +67,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.interop import from_pymor
 from rom.linalg import (
     gram_matrix,
     project_out,
@@ -246,7 +247,7 @@ class IncrementalSVD:
         self, block: Any, *, check_finite: bool = False
     ) -> tuple[np.ndarray | None, str | None]:
         try:
-            C = np.asarray(block)
+            C = np.asarray(from_pymor(block))  # a pyMOR VectorArray becomes its array
         except (TypeError, ValueError) as e:
             return None, f"block is not a numeric array: {e}"
         if C.ndim == 1:
@@ -284,7 +285,7 @@ class IncrementalSVD:
         err = None
         if not isinstance(chunk, (int, np.integer)) or chunk < 1:
             err = f"chunk must be a positive integer, got {chunk!r}"
-        X = np.asarray(X)
+        X = np.asarray(from_pymor(X))  # a pyMOR VectorArray becomes its (n, m) array
         if err is None and X.ndim != 2:
             err = f"X must be 2-D (rows x columns), got shape {X.shape}"
         if err is None and X.shape[1] == 0:
