@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["from_pymor", "is_pymor"]
+__all__ = ["affine_from_pymor", "from_pymor", "is_pymor"]
 
 
 def is_pymor(obj: Any, kind: str) -> bool:
@@ -59,3 +59,51 @@ def from_pymor(obj: Any) -> Any:
     if is_pymor(obj, "Operator"):
         return _operator(obj)
     return obj
+
+
+def _term(op: Any) -> Any:
+    """A non-parametric pyMOR term as an array: matrix, load vector(s) or functional(s)."""
+    op = op.assemble()
+    if getattr(op, "matrix", None) is not None and op.source.dim != 1 and op.range.dim != 1:
+        return op.matrix
+    if op.source.dim == 1:  # a vector operator: the load vector
+        return op.as_range_array().to_numpy()[:, 0]
+    return op.as_source_array().to_numpy()  # functionals: (n, n_out)
+
+
+def _coefficient(c: Any, time_dependent: bool) -> Any:
+    """A pyMOR coefficient (number or ParameterFunctional) as a number or callable."""
+    if not is_pymor(c, "ParameterFunctional"):
+        return float(c)
+    from pymor.parameters.base import Mu
+
+    if time_dependent:
+        return lambda mu, t: float(np.ravel(c.evaluate(Mu(mu).at_time(t)))[0])
+    return lambda mu: float(np.ravel(c.evaluate(Mu(mu)))[0])
+
+
+def affine_from_pymor(op: Any) -> Any:
+    """A pyMOR ``LincombOperator`` (or non-parametric operator) as an
+    :class:`rom.models.AffineDecomposition`.
+
+    Terms are assembled once (matrices as scipy sparse or numpy, vector operators as load
+    vectors, functionals as (n, n_out) arrays); coefficients stay pyMOR's parameter
+    functionals, called with ``mu`` given as a mapping ``name -> value`` (a pyMOR ``Mu`` or a
+    dict) or a flat array in the order of ``op.parameters``. A coefficient depending on pyMOR's
+    time parameter ``t`` makes the decomposition time dependent (called as ``theta(mu, t)``).
+    """
+    from rom.models.affine import AffineDecomposition, Parameters
+
+    if not is_pymor(op, "Operator"):
+        raise TypeError(f"expected a pyMOR Operator, got {type(op).__name__}")
+    ops, coeffs = (op.operators, op.coefficients) if hasattr(op, "coefficients") else ([op], [1])
+    if any(o.parametric for o in ops):
+        raise TypeError("terms of the pyMOR operator must be non-parametric (a LincombOperator)")
+    dims = {k: v for k, v in op.parameters.items() if k != "t"}
+    time_dependent = "t" in op.parameters
+    return AffineDecomposition(
+        [_term(o) for o in ops],
+        [_coefficient(c, time_dependent) for c in coeffs],
+        parameters=Parameters(dims) if dims else None,
+        time_dependent=time_dependent,
+    )

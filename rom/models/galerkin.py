@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from rom.interop import from_pymor
 from rom.models.affine import AffineDecomposition
 from rom.parallel import (
     Product,
@@ -297,6 +298,20 @@ class LinearAffineROM:
     def _output_matrix(self, mu, t, theta_l) -> np.ndarray:
         """:math:`\\sum_q \\theta^l_q \\hat l_q`, shape (N, n_out)."""
         return self.output.combine(self.output.evaluate(mu, t, given=theta_l))
+
+    def project_state(
+        self, u: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
+    ) -> np.ndarray:
+        """Coordinates :math:`V^T P u` of owned rows ``u`` (e.g. an initial state; collective).
+
+        For a :math:`P`-orthonormal basis these are the coordinates of the :math:`P`-orthogonal
+        projection of :math:`u` onto the span of :math:`V`.
+        """
+        if self.basis is None:
+            raise ValueError("no basis stored: build with from_full or pass basis=")
+        u = np.asarray(from_pymor(u), dtype=np.float64).reshape(self.basis.shape[0], -1)
+        C = allreduce_sum(self.basis.T @ apply_product(product, u), comm)
+        return C[:, 0] if C.shape[1] == 1 else C
 
     def reconstruct(self, C: np.ndarray) -> np.ndarray:
         """Owned rows of :math:`V c` (``C`` of shape (N,) or (N, K)); needs the basis."""
