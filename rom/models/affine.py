@@ -40,9 +40,11 @@ class Parameters:
 
     def parse(self, mu: Mapping[str, Any] | np.ndarray) -> dict[str, np.ndarray]:
         """The value as a dict ``name -> float64 array of its size`` (validated, finite)."""
-        if isinstance(mu, Mapping):
-            if set(mu) != set(self.dims):
-                raise ValueError(f"expected parameters {sorted(self.dims)}, got {sorted(mu)}")
+        if isinstance(mu, Mapping) or hasattr(mu, "keys"):  # dicts, pyMOR's Mu
+            if set(mu.keys()) != set(self.dims):
+                raise ValueError(
+                    f"expected parameters {sorted(self.dims)}, got {sorted(mu.keys())}"
+                )
             out = {k: np.asarray(mu[k], dtype=np.float64).ravel() for k in self.dims}
         else:
             flat = np.asarray(mu, dtype=np.float64).ravel()
