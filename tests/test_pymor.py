@@ -157,3 +157,12 @@ def test_parabolic_heat_errors_equal_pymor_reduction():
             errors.append(e)
         worst.append(max(errors))
     assert worst[0] > worst[1] > worst[2], worst
+
+
+def test_import_rom_does_not_import_pymor():
+    """pyMOR is an optional extra (installed here): only rom.interop's conversions touch pyMOR objects."""
+    import subprocess
+    import sys
+
+    code = "import sys, rom, rom.interop, rom.models; assert 'pymor' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
