@@ -318,6 +318,10 @@ def test_affine_decomposition_is_validated():
     with pytest.raises(ValueError, match="time t"):
         td.evaluate(np.ones(1))
     np.testing.assert_array_equal(td.evaluate(np.ones(1), 0.25), [0.25])
+    load = AffineDecomposition([np.ones(2)], [lambda mu, t: t], time_dependent=True)
+    timed = LinearAffineROM(np.eye(2), [np.eye(2)], load)
+    with pytest.raises(ValueError, match="time-dependent load"):
+        timed.solve(dt=0.1, n_steps=2, theta_a=[1.0], theta_f=[1.0])
     model = LinearAffineROM(np.eye(2), [np.eye(2)], [np.ones(2)])
     with pytest.raises(ValueError, match="no outputs"):
         model.outputs(np.ones(2))

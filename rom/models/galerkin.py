@@ -237,7 +237,7 @@ class LinearAffineROM:
         (default zero). ``theta=1`` is implicit Euler, ``theta=0.5`` Crank-Nicolson. One LU
         factorization per parameter gives the one-step map
         :math:`c^{k+1} = B c^k + G(\\vartheta \\phi_{k+1} + (1-\\vartheta)\\phi_k)` with
-        :math:`\\phi_k = \\theta^f(\\mu, t_k)`. ``theta_f`` (explicit coefficients) applies to
+        :math:`\\phi_k = \\theta^f(\\mu, t_k)`. ``theta_f`` (explicit coefficients) is for
         time-independent loads only.
         """
         n = int(n_steps)
@@ -246,6 +246,8 @@ class LinearAffineROM:
                 f"need dt > 0, n_steps >= 1 and 0 <= theta <= 1, got dt={dt}, "
                 f"n_steps={n_steps}, theta={theta}"
             )
+        if self.load.time_dependent and theta_f is not None:
+            raise ValueError("theta_f cannot be given for a time-dependent load; give mu")
         N = self.n_modes
         A = self.operator.combine(self.operator.evaluate(mu, given=theta_a))
         Mdt = (np.eye(N) if self.mass is None else self.mass) / dt
