@@ -4,6 +4,8 @@
   (``mpirun -n 2 python -m pytest -m mpi``); ``partition`` tests also at 3 ranks.
 * Every test gets the world communicator from the ``comm`` fixture; a barrier after each test
   keeps the ranks in step.
+* ``run_case`` runs a case of ``cases/`` once per session and argument list, so that
+  ``tests/test_case_*.py`` and ``tests/test_regression.py`` share the run.
 * ``scripts/test.sh`` sends the output of ranks > 0 to ``.pytest-rank<r>.log`` (printed when a
   rank fails), so the console shows rank 0 only.
 """
@@ -39,6 +41,37 @@ def shared_tmp_path(tmp_path, comm):
     from pathlib import Path
 
     return Path(path)
+
+
+@pytest.fixture(scope="session")
+def run_case(tmp_path_factory):
+    """``run_case(name, args) -> (out, results)``: run ``cases/<name>.py`` as a script with
+    ``args`` into a fresh directory (collective), once per session and argument list; later
+    calls with the same arguments return the first run's directory and results."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    runs: dict[tuple, tuple] = {}
+
+    def run(name: str, args: list[str]):
+        key = (name, tuple(args))
+        if key not in runs:
+            base = str(tmp_path_factory.mktemp(name)) if _WORLD.rank == 0 else None
+            out = Path(_WORLD.bcast(base, root=0)) / name
+            if str(root / "cases") not in sys.path:
+                sys.path.insert(0, str(root / "cases"))  # cases/common.py
+            script = root / "cases" / f"{name}.py"
+            saved, sys.argv = sys.argv, [str(script), *args, "--out", str(out)]
+            try:
+                results = runpy.run_path(str(script), run_name="__main__")["results"]
+            finally:
+                sys.argv = saved
+            runs[key] = (out, results)
+        return runs[key]
+
+    return run
 
 
 @pytest.fixture(autouse=True)

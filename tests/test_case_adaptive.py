@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 import sys
 from pathlib import Path
 
@@ -33,11 +32,10 @@ ARGS = [
 ]
 
 
-def test_adaptive_case_end_to_end(comm, shared_tmp_path, monkeypatch):
+def test_adaptive_case_end_to_end(comm, run_case):
 
-    out = shared_tmp_path / "adaptive"
-    monkeypatch.setattr(sys, "argv", [str(CASE), *ARGS, "--out", str(out)])
-    res = runpy.run_path(str(CASE), run_name="__main__")["results"]  # the case as a script
+    # the case as a script, once per session (shared with tests/test_regression.py)
+    out, res = run_case("adaptive_blade", ARGS)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["case"] == "adaptive_blade" and summary["ranks"] == comm.size
     for f in ("error_unenriched.png", "indicator.png", "error_adaptive.png", "wall_time.png"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 import sys
 from pathlib import Path
 
@@ -40,11 +39,10 @@ ARGS = [
 ]
 
 
-def test_local_bases_case_end_to_end(comm, shared_tmp_path, monkeypatch):
+def test_local_bases_case_end_to_end(comm, run_case):
 
-    out = shared_tmp_path / "local_bases"
-    monkeypatch.setattr(sys, "argv", [str(CASE), *ARGS, "--out", str(out)])
-    res = runpy.run_path(str(CASE), run_name="__main__")["results"]  # the case as a script
+    # the case as a script, once per session (shared with tests/test_regression.py)
+    out, res = run_case("local_bases", ARGS)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["case"] == "local_bases" and summary["ranks"] == comm.size
     for key in ("args", "results", "timings_s", "files", "version"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import runpy
 import sys
 from pathlib import Path
 
@@ -20,11 +19,10 @@ pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 ARGS = ["--size", "6", "--n-train", "6", "--n-test", "3", "--n-steps", "10", "--tol", "1e-2"]
 
 
-def test_thermal_case_end_to_end(comm, shared_tmp_path, monkeypatch):
+def test_thermal_case_end_to_end(comm, run_case):
 
-    out = shared_tmp_path / "thermal"
-    monkeypatch.setattr(sys, "argv", [str(CASE), *ARGS, "--out", str(out)])
-    res = runpy.run_path(str(CASE), run_name="__main__")["results"]  # the case as a script
+    # the case as a script, once per session (shared with tests/test_regression.py)
+    out, res = run_case("thermal", ARGS)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["case"] == "thermal" and summary["ranks"] == comm.size
     for key in ("args", "results", "timings_s", "files", "version"):
