@@ -41,7 +41,7 @@ import numpy as np
 import scipy.linalg as sla
 from mpi4py import MPI
 
-from rom.parallel import Product, allreduce_sum, apply_product, get_comm
+from rom.parallel import Product, allreduce_sum, apply_product, check_gram, get_comm
 
 __all__ = [
     "RangeBasis",
@@ -95,6 +95,7 @@ def gram_matrix(
     *,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
+    check: bool = False,
 ) -> np.ndarray:
     """Gram matrix :math:`X^T M Y = \\sum_p X_p^T (M Y)_p`, replicated on every rank (collective).
 
@@ -107,6 +108,10 @@ def gram_matrix(
     product : operator, optional
         :math:`M` on owned rows.
     comm : mpi4py communicator, optional
+    check : bool
+        With ``Y=None`` and a ``product``: check that :math:`M` is symmetric positive
+        semidefinite on the columns of ``X`` (:func:`rom.parallel.check_gram` on the
+        unsymmetrized sum; a ``ValueError`` naming the product on every rank otherwise).
 
     Returns
     -------
@@ -115,9 +120,11 @@ def gram_matrix(
     if Y is None:
         if product is None:
             G = X.T @ X if X.size else np.zeros((X.shape[1], X.shape[1]))
-        else:
-            G = X.T @ apply_product(product, X)
-        return _sym(allreduce_sum(G, comm))
+            return _sym(allreduce_sum(G, comm))
+        G = allreduce_sum(X.T @ apply_product(product, X), comm)
+        if check:
+            check_gram(G, comm)
+        return _sym(G)
     MY = apply_product(product, Y)
     G = X.T @ MY if X.shape[0] else np.zeros((X.shape[1], Y.shape[1]))
     return allreduce_sum(G, comm)
@@ -269,7 +276,7 @@ def _cholesky_qr_passes(X, product, comm):
     """The passes of :func:`cholesky_qr` but the last tall product: ``(Q_prev, R, F, lost)``
     with :math:`Q = Q_{prev}F^{-1}` and ``lost`` the summed norms of the dropped parts."""
     m = X.shape[1]
-    G = gram_matrix(X, product=product, comm=comm)
+    G = gram_matrix(X, product=product, comm=comm, check=True)
     if not np.all(np.isfinite(G)):  # replicated: every rank raises
         raise ValueError("cholesky_qr: the Gram matrix is not finite (NaN or Inf in the input)")
     n = int(allreduce_sum(float(X.shape[0]), comm))
@@ -332,6 +339,8 @@ def cholesky_qr(
 
     Every pass is a Gram product (BLAS-3, one reduction) and a triangular product on owned
     rows: about three Gram products in all, a fraction of Householder QR on tall matrices.
+    The first Gram matrix is checked by :func:`rom.parallel.gram_error` (a ``ValueError``
+    on every rank if the product is not positive semidefinite on the columns of ``X``).
 
     Returns
     -------

@@ -218,7 +218,8 @@ def _hapod(source, blocks, n, chunk, field, product, comm, truncation, timings):
         t1 = time.perf_counter()
         total = _energy(blocks, product, comm)
         timings["energy_pass"] = time.perf_counter() - t1
-        eps = float(truncation["rel_l2_err"]) * math.sqrt(total / n)
+        # total < 0 only with an indefinite product: the first node POD's Gram check names it
+        eps = float(truncation["rel_l2_err"]) * math.sqrt(max(total, 0.0) / n)
     return dist_hapod(
         source,
         eps=eps,

@@ -102,7 +102,7 @@ def _rank(
 
 def _method_of_snapshots(X, product, comm, rules):
     """:math:`G = X^TMX = V\\Lambda V^T`, :math:`U = XV_N\\Sigma_N^{-1}`."""
-    G = gram_matrix(X, product=product, comm=comm)
+    G = gram_matrix(X, product=product, comm=comm, check=True)
     _check_finite_result(G, X, comm)
     total = float(np.trace(G))
     lam, V = np.linalg.eigh(G)

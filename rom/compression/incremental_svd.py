@@ -416,7 +416,7 @@ class IncrementalSVD:
         H, L = project_out(self.modes_, C, product=self.product, comm=comm)
         if not np.all(np.isfinite(L)):
             self._raise_nonfinite(C, comm)
-        G = gram_matrix(H, product=self.product, comm=comm)
+        G = gram_matrix(H, product=self.product, comm=comm, check=True)
         if not np.all(np.isfinite(G)):
             self._raise_nonfinite(C, comm)
         # ||C||^2 = ||U L||^2 + ||H||^2 (U^T M U = I, H _|_M U)
