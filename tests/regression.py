@@ -24,6 +24,8 @@ stored small size, rewrites the values, keeps every stored tolerance and reason)
     .venv/bin/python tests/regression.py --regenerate            # all cases
     .venv/bin/python tests/regression.py --regenerate thermal    # one case
 
+The thermal run also rewrites ``data/thermal_snapshots.npz`` (its snapshots and mass
+matrix, the stored input of tests that need no finite-element solver).
 ``scripts/regenerate_references.sh`` does the same. Without ``--regenerate`` the command
 runs the cases and reports the comparison (exit status 1 on a failure).
 """
@@ -42,6 +44,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCES = ROOT / "data" / "references"
+SNAPSHOTS = ROOT / "data" / "thermal_snapshots.npz"
 
 # The small sizes of tests/test_case_*.py (the same argument lists, so that a pytest session
 # runs each case once for both tests, see the ``run_case`` fixture of tests/conftest.py).
@@ -255,6 +258,35 @@ def new_reference(case: str, summary: dict, old: dict | None) -> dict:
     }
 
 
+def write_snapshots(store: Path, args: list[str]) -> None:
+    """:data:`SNAPSHOTS` from the thermal case's store ``store`` run with ``args``: the
+    temperature snapshots (rows in the model's dof order) and the mass matrix (CSR), a
+    stored input for tests that need no finite-element solver."""
+    import dolfinx_solver  # noqa: F401  (before dolfinx)
+    import h5py
+    from mpi4py import MPI
+    from scipy import sparse
+
+    from solvers.heat import HeatModel
+
+    opt = dict(zip(args[::2], args[1::2], strict=False))
+    model = HeatModel(MPI.COMM_SELF, size=int(opt["--size"]), n_steps=int(opt["--n-steps"]))
+    with h5py.File(store, "r") as f:
+        S = f["fields/temperature/values"][...]
+        keys = f["fields/temperature/keys"][...]
+    S = S[np.searchsorted(keys, model.keys)]
+    M = sparse.csr_matrix(model.mass(np.eye(model.n_dofs)))
+    M.eliminate_zeros()
+    np.savez_compressed(
+        SNAPSHOTS,
+        snapshots=S,
+        mass_data=M.data,
+        mass_indices=M.indices,
+        mass_indptr=M.indptr,
+        args=np.array(args),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: compare the cases with their references, or ``--regenerate`` them."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -268,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         args = old["args"] if old else CASE_ARGS[case]
         with tempfile.TemporaryDirectory(prefix=f"rom-regression-{case}-") as tmp:
             summary = run_case(case, args, Path(tmp)) | {"args_list": args}
+            if a.regenerate and case == "thermal":
+                write_snapshots(Path(tmp) / "thermal.h5", args)
         if a.regenerate:
             REFERENCES.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(new_reference(case, summary, old), indent=1) + "\n")

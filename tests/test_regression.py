@@ -2,6 +2,10 @@
 ``data/references/`` (tolerances stated there), at 1 and 2 ranks; and the comparison fails
 when a figure moves by 10 %.
 
+``data/thermal_snapshots.npz`` (the thermal case's snapshots and mass matrix at the same
+size) is a stored input: the POD of the stored data matches the thermal reference without
+the finite-element solver.
+
 The runs are shared with ``tests/test_case_*.py`` through the session fixture ``run_case``
 (the reference files store the same argument lists). After an intended change of a figure,
 regenerate the references: ``bash scripts/regenerate_references.sh`` (docs/regression.md).
@@ -15,6 +19,9 @@ import json
 import numpy as np
 import pytest
 import regression
+from scipy import sparse
+
+from rom.compression import compress
 
 CASES = list(regression.FIGURES)
 
@@ -70,3 +77,36 @@ def test_case_matches_reference(case, comm, run_case):
     moved = copy.deepcopy(ref)
     moved["figures"][name]["value"] = [1.1 * v for v in ref["figures"][name]["value"]]
     assert [f.split("[")[0] for f in regression.compare(summary, moved)] == [name]
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("method", ["batch", "incremental", "hapod"])
+def test_stored_snapshots_match_thermal_reference(method, comm):
+    # POD in the M inner product of the stored thermal snapshots, rows split over the ranks,
+    # against numpy's SVD of L^T S (M = L L^T, dense Cholesky) and against the singular
+    # values stored in the thermal reference, with that figure's stated tolerance.
+    d = np.load(regression.SNAPSHOTS)
+    ref = regression.load_reference("thermal")
+    assert d["args"].tolist() == ref["args"]
+    S = d["snapshots"]
+    M = sparse.csr_matrix(
+        (d["mass_data"], d["mass_indices"], d["mass_indptr"]), shape=(len(S),) * 2
+    )
+    rows = np.array_split(np.arange(len(S)), comm.size)[comm.rank]
+
+    def product(X):  # owned rows of M X from owned rows of X (the test data are small)
+        return M[rows] @ np.concatenate(comm.allgather(X), axis=0)
+
+    res = compress(S[rows], method=method, product=product, comm=comm, rel_l2_err=1e-6)
+    sv = np.asarray(res.singular_values)
+    L = np.linalg.cholesky(M.toarray())
+    s_np = np.linalg.svd(L.T @ S, compute_uv=False)
+    head = ref["figures"]["singular_values_head"]
+    n = head["head"]
+    np.testing.assert_allclose(sv[:n], s_np[:n], rtol=1e-8)
+    assert (
+        regression.compare_values(
+            {"singular_values_head": sv[:n]}, {"figures": {"singular_values_head": head}}
+        )
+        == []
+    )
