@@ -262,3 +262,129 @@ def test_invalid_input_raises_on_every_rank(comm, data):
         LocalBases(rank=3, comm=comm).fit(bad)
     with pytest.raises(RuntimeError, match="not fitted"):
         LocalBases(rank=3).select(mu=np.zeros(1))
+
+
+# ------------------------------------------------------------------ checked selection (route)
+# Three families of pulses of width 0.05, clustered by their family label (k-means on the
+# parameters): family A has a dense core at 0.15-0.19 (its medoid) and a sparse tail reaching
+# 0.56, family B sits at 0.62-0.80. A held-out pulse at 0.555 lies in A's tail, but its
+# nearest medoid is B's: nearest-medoid selection misroutes it.
+_TAIL = np.r_[np.linspace(0.15, 0.19, 8), np.arange(0.22, 0.57, 0.02)]
+_ROUTE_CENTRES = np.r_[_TAIL, np.linspace(0.62, 0.80, 10), np.linspace(0.86, 0.92, 6)]
+_ROUTE_FAMILY = np.repeat([0.0, 1.0, 2.0], [len(_TAIL), 10, 6])
+
+
+def _wide(centres):
+    return _pulses(np.asarray(centres, dtype=float), np.ones(len(centres)), width=0.05)
+
+
+def _route_fit(comm=None, distribute=False, **kw):
+    X = _wide(_ROUTE_CENTRES)
+    M = sp.diags(WEIGHTS) if comm is None else _local_product(comm)
+    lb = LocalBases(
+        clustering="kmeans-parameters", n_clusters=3, rel_l2_err=EPS, product=M, comm=comm, **kw
+    )
+    return lb.fit(distribute_rows(X, comm) if distribute else X, params=_ROUTE_FAMILY), X
+
+
+def _ref_basis(X, eps=EPS):
+    """M-orthonormal POD basis of X truncated by the energy rule (numpy SVD)."""
+    w = np.sqrt(WEIGHTS)[:, None]
+    U = np.linalg.svd(w * X, full_matrices=False)[0]
+    return U[:, : _ref_size(X, eps)] / w
+
+
+def _ref_sine(u, V):
+    cos = (V.T @ (WEIGHTS * u)) / np.sqrt((V.T**2 @ WEIGHTS) * (u**2 @ WEIGHTS))
+    return np.sqrt(np.clip(1 - cos**2, 0.0, 1.0))
+
+
+def test_route_recovers_a_field_that_the_nearest_medoid_misroutes():
+    """Precondition: the nearest medoid (sine formula evaluated directly) sends the held-out
+    pulse to a basis with >= 10x the best local projection error (numpy least squares over
+    every basis). route() then picks a basis within 1.5x of the best, by widening beyond
+    the two nearest medoids, and scores what it reports."""
+    lb, X = _route_fit(fallback=True)
+    u = _wide([0.555])[:, 0]
+    errs = np.array([_ref_projection_error(B, u) for B in lb.bases_])
+    nearest = int(np.argmin(_ref_sine(u, X[:, lb.medoid_indices_])))
+    assert lb.select(u) == nearest
+    assert errs[nearest] >= 0.3 and errs[nearest] >= 10 * errs.min()
+    s = lb.route(u, n_candidates=2)
+    assert s.cluster >= 0 and errs[s.cluster] <= 1.5 * errs.min()
+    assert s.rule == "widened" and s.candidates[0] == nearest and len(s.candidates) == 2
+    np.testing.assert_allclose(s.errors, errs, rtol=1e-8)
+    assert s.error <= s.threshold
+    # with every medoid a candidate the same basis wins at the first stage
+    s3 = lb.route(u, n_candidates=3)
+    assert (s3.cluster, s3.rule) == (s.cluster, "candidates")
+    # without fallback there is no threshold: the best of the candidates, as scored
+    plain, _ = _route_fit()
+    p = plain.route(u, n_candidates=2)
+    assert p.threshold is None and p.rule == "candidates" and plain.global_basis_ is None
+    cand = list(p.candidates)
+    assert p.cluster == cand[int(np.argmin(errs[cand]))]
+
+
+def test_route_falls_back_to_the_global_basis_when_no_local_basis_is_trusted():
+    """A field made of two pulses in different families: no local basis reaches the trust
+    threshold, the global POD basis (numpy SVD of all the data) represents it, and route()
+    returns it. The threshold is the largest leave-one-out error of the training items
+    (each refitted by numpy SVD without it) times trust_factor."""
+    lb, X = _route_fit(fallback=True, trust_factor=1.5)
+    loo = np.full(len(_ROUTE_CENTRES), np.nan)
+    for i in range(len(_ROUTE_CENTRES)):
+        rest = np.flatnonzero((lb.labels_ == lb.labels_[i]) & (np.arange(X.shape[1]) != i))
+        loo[i] = _ref_projection_error(_ref_basis(X[:, rest]), X[:, i])
+    np.testing.assert_allclose(lb.loo_errors_, loo, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(lb.threshold_, 1.5 * loo.max(), rtol=1e-6)
+    u = (_wide([0.17]) + _wide([0.7]))[:, 0]
+    errs = np.array([_ref_projection_error(B, u) for B in lb.bases_])
+    g = _ref_projection_error(_ref_basis(X), u)
+    assert errs.min() > lb.threshold_ and g < 0.1 * errs.min()
+    s = lb.route(u)
+    assert (s.cluster, s.rule) == (-1, "global")
+    np.testing.assert_allclose(s.error, g, rtol=1e-6, atol=1e-10)
+    assert lb.basis(-1).shape[1] == _ref_size(X, EPS)
+    # a field of the training family stays local
+    s = lb.route(_wide([0.7])[:, 0])
+    assert s.rule == "candidates" and s.cluster == lb.labels_[np.argmin(abs(_ROUTE_CENTRES - 0.7))]
+
+
+def test_overlapping_clusters_train_on_the_boundary_items(data):
+    """overlap=omega: item i joins cluster k when delta(i, m_k) <= (1 + omega) delta(i, m_own)
+    (sine formula evaluated directly); each basis has the numpy POD size of its members plus
+    those items."""
+    X, _ = data
+    M = sp.diags(WEIGHTS)
+    lb = LocalBases(
+        clustering="sine-kmedoids", n_clusters=4, rel_l2_err=EPS, product=M, overlap=0.02
+    ).fit(X)
+    D = np.stack([_ref_sine(X[:, m], X) for m in lb.medoid_indices_], axis=1)
+    own = D[np.arange(X.shape[1]), lb.labels_]
+    n_extra = 0
+    for k in range(4):
+        extra = np.flatnonzero((lb.labels_ != k) & (D[:, k] <= 1.02 * own))
+        np.testing.assert_array_equal(lb.overlap_items_[k], extra)
+        cols = np.flatnonzero(lb.labels_ == k)
+        assert lb.basis_sizes_[k] == _ref_size(X[:, np.union1d(cols, extra)], EPS)
+        n_extra += len(extra)
+    assert n_extra > 0  # the test exercises the overlap
+    plain = LocalBases(clustering="sine-kmedoids", n_clusters=4, rel_l2_err=EPS, product=M)
+    assert all(len(e) == 0 for e in plain.fit(X).overlap_items_)
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
+def test_route_gives_the_same_selection_at_any_rank_count(comm):
+    """Row-distributed route() = serial route(): cluster, rule, candidates; errors and the
+    threshold to round-off."""
+    ref, X = _route_fit(fallback=True)
+    lb, _ = _route_fit(comm, distribute=True, fallback=True)
+    np.testing.assert_allclose(lb.threshold_, ref.threshold_, rtol=1e-8)
+    for u in (_wide([0.555]), _wide([0.17]) + _wide([0.7]), _wide([0.3])):
+        a, b = lb.route(distribute_rows(u, comm), n_candidates=2), ref.route(u, n_candidates=2)
+        assert (a.cluster, a.rule, a.candidates) == (b.cluster, b.rule, b.candidates)
+        np.testing.assert_allclose(a.errors, b.errors, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="n_candidates"):
+        lb.route(distribute_rows(_wide([0.3]), comm), n_candidates=0)

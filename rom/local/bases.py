@@ -37,22 +37,14 @@ Online selection (:meth:`LocalBases.select`, docs/theory.md §3.5): (1) nearest 
 :math:`\delta` stands in); (2) lowest projection error
 :math:`\arg\min_k \|U - \Psi_k\Psi_k^T M U\|_M / \|U\|_M` (Amsallem & Haasdonk, AMSES 3:6, 2016);
 (3) given only :math:`\mu`, the cluster of the nearest training parameter (standardized).
+Rule (1) can misroute silently; :meth:`LocalBases.route` scores the nearest medoids by
+projection error, against a trust threshold fitted by leave-one-out, with a fall-back to the
+global basis (:mod:`rom.local.selection`).
 
 A priori efficiency (:meth:`LocalBases.efficiency_estimate`, docs/theory.md §3.6):
-
-.. math::
-
-    \eta(K) = \frac{\sum_k (n_k/n)\, c(N_k(\varepsilon)) + c_{sel}(K)}{c(N_1(\varepsilon))},
-    \qquad c(N) = N^3 \text{ (default)},
-
-with :math:`n_k` the cluster populations, :math:`N_k(\varepsilon)` the local sizes and
-:math:`N_1(\varepsilon)` the global POD size at tolerance :math:`\varepsilon`; local bases pay
-off iff :math:`\eta < 1`. :func:`rom.local.cost_model.fit_online_cost` fits
-:math:`c(N) = c_0 + c_1 N + c_2 N^2 + c_3 N^3` (:math:`c_i \ge 0`) to timed reduced solves:
-on small problems the per-solve overhead :math:`c_0` dominates, and the default
-:math:`N^3` then promises gains the solves do not deliver. Our estimate uses the in-sample
-sizes (leave-one-out sizes would also charge misassignment; the case measures it on held-out
-parameters instead). For :math:`K = 1`, :math:`\eta = 1` exactly.
+:func:`rom.local.cost_model.efficiency_ratio` at the in-sample sizes (leave-one-out sizes
+would also charge misassignment; the case measures it on held-out parameters instead), with
+the cost model :func:`rom.local.cost_model.fit_online_cost`.
 """
 
 from __future__ import annotations
@@ -66,9 +58,19 @@ from mpi4py import MPI
 
 from rom.compression import CompressionResult, pod
 from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.local._items import StackedProduct, canonical_labels, group_items
 from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
+from rom.local.cost_model import efficiency_ratio
 from rom.local.dissimilarity import sine_dissimilarity, sine_dissimilarity_between
 from rom.local.merge_clustering import ErrorConstrainedClustering
+from rom.local.selection import (
+    GLOBAL,
+    Selection,
+    fit_trust,
+    overlap_items,
+    relative_errors,
+    route_field,
+)
 from rom.options import Choice, Interval, option_error
 from rom.parallel import (
     Product,
@@ -86,29 +88,6 @@ logger = logging.getLogger(__name__)
 
 CLUSTERINGS = ("sine-kmedoids", "sine-kcenter", "kmeans-parameters", "kmeans-snapshots", "merge")
 _SELECTIONS = ("medoid", "projection")
-
-
-class _StackedProduct:
-    """:math:`\\mathrm{diag}(M, \\dots, M)` acting on space-time items stacked time-major,
-    rows ``t * n_local + i`` (``T`` blocks of this rank's owned rows)."""
-
-    def __init__(self, product: Product, n_local: int, T: int) -> None:
-        self.product, self.n_local, self.T = product, n_local, T
-
-    def __call__(self, Z: np.ndarray) -> np.ndarray:
-        k = Z.shape[1] if Z.ndim == 2 else 1
-        blocks = Z.reshape(self.T, self.n_local, k).transpose(1, 0, 2).reshape(self.n_local, -1)
-        MZ = apply_product(self.product, blocks)
-        return MZ.reshape(self.n_local, self.T, k).transpose(1, 0, 2).reshape(Z.shape)
-
-
-def _canonical(labels: np.ndarray) -> np.ndarray:
-    """Renumber clusters by their smallest member (cluster 0 holds item 0), drop empty ones."""
-    labels = np.asarray(labels, dtype=np.int64)
-    _, first = np.unique(labels, return_index=True)
-    order = labels[np.sort(first)]
-    remap = {int(c): i for i, c in enumerate(order)}
-    return np.array([remap[int(c)] for c in labels], dtype=np.int64)
 
 
 class LocalBases:
@@ -139,6 +118,14 @@ class LocalBases:
         For the k-medoids clusterings (:class:`rom.local.clustering.KMedoids`).
     merge_options : dict, optional
         Extra keyword arguments of :class:`rom.local.merge_clustering.ErrorConstrainedClustering`.
+    fallback : bool
+        Keep the global POD basis (``global_basis_``) and fit the trust threshold
+        ``threshold_`` by leave-one-out for :meth:`route` (:mod:`rom.local.selection`).
+    trust_factor : float
+        :math:`f \ge 1` in :math:`\tau = f \max_i e^{(-i)}_i` (with ``fallback``).
+    overlap : float
+        :math:`\omega \ge 0`: each basis is also trained on the boundary items of
+        neighbouring clusters (:func:`rom.local.selection.overlap_items`); 0: none.
 
     Attributes
     ----------
@@ -171,6 +158,15 @@ class LocalBases:
     global_basis_size_ : int
         Global POD size under the same truncation rule.
     params_ : ndarray of shape (n_items, p) or None
+    overlap_items_ : list of ndarray
+        Items of other clusters added to each cluster's training set (``overlap``).
+    global_basis_ : ndarray of shape (n_local, N_1) or None
+        The truncated global POD basis (``fallback`` only).
+    loo_errors_ : ndarray of shape (n_items,) or None
+        Leave-one-out error of each item on its own cluster (NaN for singleton clusters;
+        ``fallback`` only).
+    threshold_ : float or None
+        Trust threshold :math:`\tau` (``inf`` when every cluster is a singleton).
     """
 
     def __init__(
@@ -186,6 +182,9 @@ class LocalBases:
         seed: int = 0,
         min_cluster_size: int = 1,
         merge_options: dict[str, Any] | None = None,
+        fallback: bool = False,
+        trust_factor: float = 1.0,
+        overlap: float = 0.0,
     ) -> None:
         self.clustering = clustering
         self.n_clusters = n_clusters
@@ -197,12 +196,20 @@ class LocalBases:
         self.seed = seed
         self.min_cluster_size = min_cluster_size
         self.merge_options = merge_options
+        self.fallback = fallback
+        self.trust_factor = trust_factor
+        self.overlap = overlap
 
     # ------------------------------------------------------------------ validation
     def _option_error(self) -> str | None:
         err = option_error(
             self,
-            {"clustering": Choice(*CLUSTERINGS), "n_clusters": Interval(1, None, integer=True)},
+            {
+                "clustering": Choice(*CLUSTERINGS),
+                "n_clusters": Interval(1, None, integer=True),
+                "trust_factor": Interval(1.0, None),
+                "overlap": Interval(0.0, None),
+            },
         )
         if err is not None:
             return err
@@ -217,20 +224,6 @@ class LocalBases:
             if not 0.0 < float(self.rel_l2_err) < 1.0:
                 return f"clustering='merge' needs rel_l2_err in (0, 1), got {self.rel_l2_err}"
         return None
-
-    @staticmethod
-    def _items(n: int, groups: Any) -> tuple[list[np.ndarray], str | None]:
-        if groups is None:
-            return [np.array([j]) for j in range(n)], None
-        g = np.asarray(groups)
-        if g.shape != (n,):
-            return [], f"groups must have shape ({n},) (one entry per column), got {g.shape}"
-        _, first = np.unique(g, return_index=True)
-        items = [np.flatnonzero(g == g[j]) for j in np.sort(first)]
-        T = {len(c) for c in items}
-        if len(T) != 1:
-            return [], f"every group must have the same number of columns, got {sorted(T)}"
-        return items, None
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -267,6 +260,7 @@ class LocalBases:
         raw, raw_medoids = self._cluster(X, Y, D, P, items, prod, comm)
         self._record_clusters(X, D, np.asarray(raw, dtype=np.int64), raw_medoids, items)
         self._fit_bases(X, comm)
+        self._fit_trust(X, comm)
         logger.info(
             "LocalBases(%s): K=%d, populations %s, sizes %s (global %d)",
             self.clustering,
@@ -281,7 +275,7 @@ class LocalBases:
         self, n: int, params: Any, groups: Any, comm: MPI.Comm
     ) -> tuple[list[np.ndarray], np.ndarray | None]:
         """Items (column sets) and item parameters, validated collectively."""
-        items, err = self._items(n, groups)
+        items, err = group_items(n, groups)
         P = None
         if err is None and params is not None:
             P = np.asarray(params, dtype=np.float64)
@@ -299,7 +293,7 @@ class LocalBases:
 
     def _record_clusters(self, X, D, raw, raw_medoids, items) -> None:
         """Canonical labels, populations and medoids (item indices and snapshots)."""
-        labels = _canonical(raw)
+        labels = canonical_labels(raw)
         K = int(labels.max()) + 1
         medoids = []
         for k in range(K):
@@ -317,6 +311,16 @@ class LocalBases:
         self.column_labels_ = np.empty(X.shape[1], dtype=np.int64)
         for i, cols in enumerate(items):
             self.column_labels_[cols] = labels[i]
+        self.overlap_items_ = (
+            overlap_items(D, labels, self.medoid_indices_, float(self.overlap))
+            if self.overlap > 0
+            else [np.zeros(0, dtype=np.int64) for _ in range(K)]
+        )
+
+    def _training_columns(self, k: int) -> np.ndarray:
+        """Columns of cluster ``k``'s training set: its members and its overlap items."""
+        extra = [self._items_cols[i] for i in self.overlap_items_[k]]
+        return np.sort(np.concatenate([np.flatnonzero(self.column_labels_ == k), *extra]))
 
     def _fit_bases(self, X: np.ndarray, comm: MPI.Comm) -> None:
         """One POD basis per cluster, and the global POD for the efficiency estimate."""
@@ -324,7 +328,7 @@ class LocalBases:
         self.modes_, self.singular_values_, self.bases_ = [], [], []
         energies = []
         for k in range(K):
-            Xk = X[:, self.column_labels_ == k]
+            Xk = X[:, self._training_columns(k)]
             r = self.compressor(Xk, product=self.product, comm=comm)
             modes, sv = r.modes, r.singular_values
             energy = float(np.sum(norms(Xk, comm, self.product) ** 2))
@@ -338,14 +342,23 @@ class LocalBases:
         self.energies_ = np.array(energies)
         self.basis_sizes_ = np.array([B.shape[1] for B in self.bases_], dtype=np.int64)
         if K == 1:  # same data: reuse, so that eta(K=1) = 1 exactly
-            gsv, genergy = self.singular_values_[0], float(self.energies_[0])
+            gmodes, gsv = self.modes_[0], self.singular_values_[0]
+            genergy = float(self.energies_[0])
         else:
-            gsv = self.compressor(X, product=self.product, comm=comm).singular_values
+            r = self.compressor(X, product=self.product, comm=comm)
+            gmodes, gsv = r.modes, r.singular_values
             genergy = float(np.sum(norms(X, comm, self.product) ** 2))
         self.global_singular_values_ = np.asarray(gsv)
         self.global_energy_ = genergy
         self.global_basis_size_ = int(
             truncation_rank(gsv, rank=self.rank, rel_l2_err=self.rel_l2_err, total_energy=genergy)
+        )
+        self.global_basis_ = gmodes[:, : self.global_basis_size_] if self.fallback else None
+
+    def _fit_trust(self, X: np.ndarray, comm: MPI.Comm) -> None:
+        """Leave-one-out errors and the trust threshold (``fallback`` only)."""
+        self.loo_errors_, self.threshold_ = (
+            fit_trust(self, X, comm) if self.fallback else (None, None)
         )
 
     def _stack(self, X: np.ndarray, items: list[np.ndarray]) -> np.ndarray:
@@ -357,7 +370,7 @@ class LocalBases:
             return None
         if T == 1:
             return self.product
-        return _StackedProduct(self.product, self._n_local, T)
+        return StackedProduct(self.product, self._n_local, T)
 
     def _cluster(self, X, Y, D, P, items, prod, comm):
         """Labels (n_items,) and medoid item indices (or None) of the chosen clustering."""
@@ -411,8 +424,13 @@ class LocalBases:
         return local, int(glob)
 
     def basis(self, k: int, n: int | None = None) -> np.ndarray:
-        """The first ``n`` modes of cluster ``k`` (default: the truncated basis ``bases_[k]``)."""
+        """The first ``n`` modes of cluster ``k`` (default: the truncated basis ``bases_[k]``).
+
+        ``k = -1`` (:data:`rom.local.selection.GLOBAL`): the global basis (``fallback``).
+        """
         self._check_fitted()
+        if k == GLOBAL and self.global_basis_ is not None and n is None:
+            return self.global_basis_
         if not 0 <= k < self.n_clusters_:
             raise ValueError(f"cluster index must be in [0, {self.n_clusters_}), got {k}")
         return self.bases_[k] if n is None else self.modes_[k][:, : int(n)]
@@ -494,17 +512,35 @@ class LocalBases:
         check_collective(err, comm)
         if method == "projection":
             U, _ = validate_local_rows(U, "u", comm)
-            MU = apply_product(self.product, U)
-            total = float(allreduce_sum(np.sum(U * MU), comm))
-            errs = []
-            for B in self.bases_:
-                R = U - B @ allreduce_sum(B.T @ MU, comm)
-                errs.append(float(allreduce_sum(np.sum(R * apply_product(self.product, R)), comm)))
-            return int(np.argmin(np.array(errs) / (total if total > 0 else 1.0)))
+            return int(np.argmin(relative_errors(U, self.bases_, self.product, comm)))
         Yu = U.T.reshape(-1, 1)
         Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])
         d = sine_dissimilarity_between(Yu, Ym, product=self._stacked_product(self._T), comm=comm)
         return int(np.argmin(d[0]))
+
+    def route(self, u: np.ndarray, *, n_candidates: int = 3) -> Selection:
+        r"""Checked selection: nearest medoids scored by projection error, with fall-back.
+
+        The rules, their cost and the trust threshold are in :mod:`rom.local.selection`
+        (Amsallem & Haasdonk 2016; Daniel et al., arXiv:2103.13683). Collective.
+
+        Parameters
+        ----------
+        u : ndarray of shape (n_local,) or (n_local, m)
+            A representative field: a snapshot, or the first :math:`m \le T` fields of a
+            trajectory (e.g. the initial condition or first full-order step) when fitted with
+            ``groups``; the medoids are compared on their first ``m`` columns.
+        n_candidates : int
+            Number of nearest medoids scored first.
+
+        Returns
+        -------
+        Selection
+            ``cluster`` (-1: the global basis, ``basis(-1)``), the ``rule`` that chose it and
+            the errors computed; identical on every rank.
+        """
+        self._check_fitted()
+        return route_field(self, u, n_candidates)
 
     def _select_by_parameter(self, mu: np.ndarray | None) -> int:
         """Rule (3): the cluster of the nearest training item in standardized parameters."""
@@ -529,7 +565,7 @@ class LocalBases:
         cost: Callable[[int], float] | None = None,
         selection_cost: float = 0.0,
     ) -> float:
-        r""":math:`\eta(K)`, the a priori ratio of local to global online cost (module doc).
+        r""":math:`\eta(K)` (:func:`rom.local.cost_model.efficiency_ratio`) at given sizes.
 
         Parameters
         ----------
@@ -554,10 +590,4 @@ class LocalBases:
             local, glob = self.basis_sizes_, self.global_basis_size_
         else:
             local, glob = self.sizes_for(eps)
-        c = (lambda N: float(N) ** 3) if cost is None else cost
-        w = self.cluster_sizes_ / self.cluster_sizes_.sum()
-        num = float(sum(wk * c(int(N)) for wk, N in zip(w, local, strict=True)))
-        if self.n_clusters_ > 1:
-            num += float(selection_cost)
-        den = c(int(glob))
-        return num / den if den > 0 else 1.0
+        return efficiency_ratio(self.cluster_sizes_, local, glob, cost, selection_cost)

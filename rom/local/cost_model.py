@@ -6,13 +6,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.optimize
 
-__all__ = ["OnlineCost", "fit_online_cost"]
+__all__ = ["OnlineCost", "efficiency_ratio", "fit_online_cost"]
 
 
 @dataclass(frozen=True)
@@ -64,3 +64,31 @@ def fit_online_cost(sizes: Sequence[int], seconds: Sequence[float]) -> OnlineCos
     scale[scale == 0] = 1.0
     x, _ = scipy.optimize.nnls(A / scale, np.ones_like(t))
     return OnlineCost(coefficients=x / scale)
+
+
+def efficiency_ratio(
+    populations: Sequence[int],
+    local_sizes: Sequence[int],
+    global_size: int,
+    cost: Callable[[int], float] | None = None,
+    selection_cost: float = 0.0,
+) -> float:
+    r"""A priori ratio of local to global online cost (docs/theory.md §3.6).
+
+    .. math::
+
+        \eta(K) = \frac{\sum_k (n_k/n)\, c(N_k) + c_{sel}(K)}{c(N_1)},
+
+    :math:`n_k` the cluster populations, :math:`N_k` the local and :math:`N_1` the global
+    basis sizes, :math:`c` the cost of one reduced solve (default :math:`N^3`); local bases
+    pay off iff :math:`\eta < 1`. :math:`c_{sel}` is not charged for :math:`K = 1`, so
+    :math:`\eta(1) = 1` when :math:`N_1 = N_k`.
+    """
+    c = (lambda N: float(N) ** 3) if cost is None else cost
+    n = np.asarray(populations, dtype=np.float64)
+    w = n / n.sum()
+    num = float(sum(wk * c(int(N)) for wk, N in zip(w, local_sizes, strict=True)))
+    if len(n) > 1:
+        num += float(selection_cost)
+    den = c(int(global_size))
+    return num / den if den > 0 else 1.0
