@@ -13,6 +13,12 @@ measured in the same run. Writes ``benchmarks/results/local_bases.json`` (with t
 record of ``benchmarks/protocol.py``). The figures are mode counts, not timings: there are no
 timed rounds; the online cost ratios (``cost_ratio_measured``) are measured by
 ``cases/local_bases.py``. ``--quick``: a coarse mesh, K = 1, 2 (smoke test).
+
+Next to the mean, every configuration reports the worst held-out error (largest over the
+held-out parameters of the largest relative error over the time steps) at its tolerance
+sizes, with the parameter selection of the case and with the checked selection
+``LocalBases.route`` (first full-order step; fall-back to the global basis), and the rules
+the latter used.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import rom
 
 SINE = ("sine-kmedoids", "sine-kcenter")
 EUCLID = "kmeans-snapshots"
+ALL = ("kmeans-parameters", EUCLID, *SINE, "merge")
 
 
 #: case arguments: full size, --quick
@@ -53,7 +60,7 @@ def main(argv=None):
     case_args = []
     for k, v in cfg.items():
         case_args += ["--" + k.replace("_", "-"), str(v)]
-    clusterings = ",".join(["kmeans-parameters", EUCLID, *SINE])
+    clusterings = ",".join(ALL)
     case_args += ["--tol", str(a.tol), "--clusterings", clusterings, "--out", a.out]
     case_args += ["--no-plots", "--log-level", "WARNING"]
     res = protocol.run_case("local_bases", case_args)["results"]
@@ -62,6 +69,7 @@ def main(argv=None):
         return
     cfg = res["configurations"]
     n1 = res["global"]["basis_size"]
+    glob_cfg = next(r for r in cfg.values() if r["n_clusters"] == 1)
 
     def modes(name):
         m = cfg[name]["modes_to_match_global"]
@@ -71,7 +79,7 @@ def main(argv=None):
     table, ratio_best, beats = [], 0.0, {}
     for K in Ks:
         row = {"K": K}
-        for c in ("kmeans-parameters", EUCLID, *SINE):
+        for c in ALL:
             name = f"{c}/K={K}"
             if name in cfg:
                 row[c] = {
@@ -79,6 +87,8 @@ def main(argv=None):
                     "mode_ratio": n1 / modes(name),
                     "max_basis_size_at_tol": cfg[name]["max_basis_size"],
                     "test_rom_error_mean_at_tol": cfg[name]["test_rom_error_mean"],
+                    "test_rom_error_worst_at_tol": cfg[name]["test_rom_error_worst_time_max"],
+                    "routed": cfg[name]["routed"],
                     "test_projection_error_mean": cfg[name]["test_projection_error_mean"],
                     "eta_estimated": cfg[name]["eta_estimated"],
                     "eta_estimated_n3": cfg[name]["eta_estimated_n3"],
@@ -87,6 +97,9 @@ def main(argv=None):
         for s in SINE:
             if s in row:
                 ratio_best = max(ratio_best, row[s]["mode_ratio"])
+        if not any(f"{s}/K={K}" in cfg for s in SINE) or f"{EUCLID}/K={K}" not in cfg:
+            table.append(row)  # e.g. the merge clustering's own K: no sine/Euclid comparison
+            continue
         best_sine = min(modes(f"{s}/K={K}") for s in SINE if f"{s}/K={K}" in cfg)
         euclid = modes(f"{EUCLID}/K={K}")
         # None: neither reaches the global error at this K (no comparison)
@@ -104,6 +117,7 @@ def main(argv=None):
         "tol": res["tol"],
         "global_basis_size": n1,
         "global_test_rom_error_mean": res["global"]["test_rom_error_mean"],
+        "global_test_rom_error_worst": glob_cfg["test_rom_error_worst_time_max"],
         "online_cost": res["online_cost"],
         "by_K": table,
         "best_sine_mode_ratio": ratio_best,
@@ -115,20 +129,37 @@ def main(argv=None):
             and all(v for v in beats.values() if v is not None),
         },
     }
+    _report(out)
+    protocol.finish(a, out, "local_bases.json")
+
+
+def _report(out: dict) -> None:
+    """Print the mode counts, worst held-out errors and targets."""
     print(
-        f"\nglobal basis: N_1 = {n1} modes, held-out ROM error "
-        f"{res['global']['test_rom_error_mean']:.3e}"
+        f"\nglobal basis: N_1 = {out['global_basis_size']} modes, held-out ROM error "
+        f"{out['global_test_rom_error_mean']:.3e}"
     )
-    for row in table:
+    for row in out["by_K"]:
         parts = [f"K={row['K']}:"]
-        for c in ("kmeans-parameters", EUCLID, *SINE):
+        for c in ALL:
             if c in row:
                 m = row[c]["modes_to_match_global"]
                 parts.append(f"{c} {m if m is not None else '-'} (x{row[c]['mode_ratio']:.2f})")
         print("  ".join(parts))
+    print(f"worst held-out error at tol: global {out['global_test_rom_error_worst']:.3e}")
+    for row in out["by_K"]:
+        for c in ALL:
+            if c in row:
+                r = row[c]
+                print(
+                    f"  {c}/K={row['K']}: mean {r['test_rom_error_mean_at_tol']:.3e}, worst "
+                    f"{r['test_rom_error_worst_at_tol']:.3e}; routed mean "
+                    f"{r['routed']['test_rom_error_mean']:.3e}, worst "
+                    f"{r['routed']['test_rom_error_worst_time_max']:.3e} "
+                    f"(rules {sorted(set(r['routed']['rules']))})"
+                )
     for t, ok in out["targets"].items():
         print(f"target {t}: {'met' if ok else 'NOT met'}")
-    protocol.finish(a, out, "local_bases.json")
 
 
 if __name__ == "__main__":
