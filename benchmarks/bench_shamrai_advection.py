@@ -413,6 +413,24 @@ def run_fits(args, blocks, *, comm, memory):
     return rows, fitted, t_spectra
 
 
+def broadcast_baseline(name, cluster, args, blocks, widths, *, comm, n_rows):
+    """``baseline_row`` of the labels ``cluster()`` computes on rank 0 (broadcast to all); the
+    fit time includes the broadcast."""
+    t1 = time.perf_counter()
+    labels = comm.bcast(cluster() if comm.rank == 0 else None, root=0)
+    return baseline_row(
+        name,
+        labels_to_clusters(labels),
+        blocks,
+        widths,
+        r=args.rank,
+        eps=args.eps,
+        comm=comm,
+        n_rows=n_rows,
+        fit_time=time.perf_counter() - t1,
+    )
+
+
 def random_baselines(args, blocks, widths, *, comm, n_rows):
     """Random labels with K in {10, 100, 1000} (drawn on rank 0, broadcast)."""
     rows = []
@@ -420,19 +438,10 @@ def random_baselines(args, blocks, widths, *, comm, n_rows):
     for K in () if args.no_random else (10, 100, 1000):
         if K > args.samples:
             continue
-        t1 = time.perf_counter()
-        labels = comm.bcast(rng.integers(K, size=args.samples) if comm.rank == 0 else None, root=0)
+        draw = lambda K=K: rng.integers(K, size=args.samples)  # noqa: E731
         rows.append(
-            baseline_row(
-                f"random K={K}",
-                labels_to_clusters(labels),
-                blocks,
-                widths,
-                r=args.rank,
-                eps=args.eps,
-                comm=comm,
-                n_rows=n_rows,
-                fit_time=time.perf_counter() - t1,
+            broadcast_baseline(
+                f"random K={K}", draw, args, blocks, widths, comm=comm, n_rows=n_rows
             )
         )
     return rows
@@ -467,7 +476,6 @@ def feature_baselines(args, feats, blocks, widths, *, K, comm, n_rows, memory):
     """k-means with ``K`` clusters and HDBSCAN on rank 0's features; labels broadcast."""
     from sklearn.cluster import HDBSCAN, KMeans
 
-    root = comm.rank == 0
     suffix = f" (sketch D={args.baseline_sketch})" if args.baseline_sketch else ""
     methods = [
         (
@@ -486,20 +494,8 @@ def feature_baselines(args, feats, blocks, widths, *, K, comm, n_rows, memory):
         )
     rows = []
     for name, key, cluster in methods:
-        t1 = time.perf_counter()
-        labels = comm.bcast(cluster() if root else None, root=0)
         rows.append(
-            baseline_row(
-                name,
-                labels_to_clusters(labels),
-                blocks,
-                widths,
-                r=args.rank,
-                eps=args.eps,
-                comm=comm,
-                n_rows=n_rows,
-                fit_time=time.perf_counter() - t1,
-            )
+            broadcast_baseline(name, cluster, args, blocks, widths, comm=comm, n_rows=n_rows)
         )
         memory["peak_rss_gb"][key] = peak_rss_gb()
     return rows

@@ -68,11 +68,6 @@ partition.
 
 from __future__ import annotations
 
-import logging
-
-import basix.ufl
-import dolfinx
-import dolfinx.fem.petsc
 import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
 import numpy as np
 import ufl
@@ -82,11 +77,10 @@ from petsc4py import PETSc
 
 from rom.parallel import allreduce_sum
 
-from .operators import assemble_operator, vertex_keys
+from .operators import assemble_operator
+from .transient import P1TransientModel
 
 __all__ = ["AdvectionModel", "square_mesh"]
-
-logger = logging.getLogger(__name__)
 
 
 def square_mesh(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,19 +101,16 @@ def square_mesh(size: int) -> tuple[np.ndarray, np.ndarray]:
     return points, cells
 
 
-class AdvectionModel:
+class AdvectionModel(P1TransientModel):
     """Full-order model of the transported pulse (module docstring for PDE and weak form).
 
     Parameters
     ----------
-    comm : mpi4py communicator
-        The mesh is built on rank 0 of ``comm`` and distributed by dolfinx.
+    comm, final_time, n_steps
+        Communicator (the mesh is built on its rank 0), end time :math:`T` and number of
+        implicit Euler steps (:class:`~solvers.transient.P1TransientModel`).
     size : int
         Cells per side; :math:`(size+1)^2` dofs.
-    final_time : float
-        End of the time interval :math:`T`.
-    n_steps : int
-        Implicit Euler steps, :math:`\\Delta t = T/n_{steps}`.
     diffusion : float
         :math:`\\varepsilon > 0`.
     width : float
@@ -163,45 +154,28 @@ class AdvectionModel:
         err = None
         if not isinstance(size, (int, np.integer)) or size < 2:
             err = f"size must be an integer >= 2, got {size!r}"
-        elif not (np.isfinite(final_time) and final_time > 0) or int(n_steps) < 1:
-            err = f"need final_time > 0 and n_steps >= 1, got {final_time}, {n_steps}"
         elif not (np.isfinite(diffusion) and diffusion > 0):
             err = f"diffusion must be > 0, got {diffusion}"
         elif not (np.isfinite(width) and width > 0) or not (np.isfinite(supg) and supg >= 0):
             err = f"need width > 0 and supg >= 0, got {width}, {supg}"
         if err is not None:  # arguments are replicated: every rank raises together
             raise ValueError(err)
-        self.comm = comm
+        self._set_time_grid(comm, final_time, n_steps)
         self.size = int(size)
-        self.final_time = float(final_time)
-        self.n_steps = int(n_steps)
-        self.dt = self.final_time / self.n_steps
         self.diffusion = float(diffusion)
         self.width = float(width)
         self.center = np.asarray(center, dtype=np.float64)
         self.supg = float(supg)
         self.parameter_ranges = np.array([[0.0, 0.5 * np.pi], [0.5, 1.5]])
 
-        if comm.rank == 0:
-            points, cells = square_mesh(self.size)
-            self._plot_mesh: tuple[np.ndarray, np.ndarray] | None = (points, cells)
-        else:
-            points, cells = np.empty((0, 2)), np.empty((0, 3), dtype=np.int64)
-            self._plot_mesh = None
-        domain = ufl.Mesh(basix.ufl.element("Lagrange", "triangle", 1, shape=(2,)))
-        self.mesh = dolfinx.mesh.create_mesh(comm, cells, domain, points)
-        self.V = fem.functionspace(self.mesh, ("Lagrange", 1))
-        imap = self.V.dofmap.index_map
-        self.n_owned = int(imap.size_local)
-        self.n_dofs = int(imap.size_global)
-        self.keys = vertex_keys(self.V)[: self.n_owned].copy()
-        self.coordinates = self.V.tabulate_dof_coordinates()[: self.n_owned, :2].copy()
+        self._distribute_p1(lambda: square_mesh(self.size))
 
         inflow = fem.locate_dofs_geometrical(
             self.V, lambda x: np.isclose(x[0], 0.0) | np.isclose(x[1], 0.0)
         )
         self.inflow_dofs = np.asarray(inflow[inflow < self.n_owned], dtype=np.int32)
-        self._inflow_global = (self.inflow_dofs + imap.local_range[0]).astype(PETSc.IntType)
+        first = self.V.dofmap.index_map.local_range[0]
+        self._inflow_global = (self.inflow_dofs + first).astype(PETSc.IntType)
 
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
         tau0 = 0.5 * self.supg * ufl.CellDiameter(self.mesh)
@@ -217,21 +191,9 @@ class AdvectionModel:
             assemble_operator(tau0 * uy * vy * dx),
         ]
         self.rhs_terms: list[np.ndarray] = []
-        logger.info(
-            "AdvectionModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
-            self.n_dofs,
-            self.n_owned,
-            comm.rank,
-            self.dt,
-            self.n_steps,
-        )
+        self._log_setup()
 
     # ------------------------------------------------------------------ parameters
-    @property
-    def times(self) -> np.ndarray:
-        """Snapshot times :math:`t_n = n\\Delta t`, :math:`n = 1..n_{steps}`."""
-        return self.dt * np.arange(1, self.n_steps + 1)
-
     def _check_mu(self, mu: np.ndarray) -> np.ndarray:
         mu = np.asarray(mu, dtype=np.float64).ravel()
         err = None
@@ -290,19 +252,11 @@ class AdvectionModel:
         w = np.ones(self.n_owned) if weight is None else np.asarray(weight).reshape(self.n_owned)
         return float(allreduce_sum(w @ self.mass(u), self.comm))
 
-    def mesh_for_plot(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(points, triangles)`` in input (key) order on rank 0, None elsewhere."""
-        return self._plot_mesh
-
     # ------------------------------------------------------------------ solver
     def system_matrix(self, mu: np.ndarray) -> PETSc.Mat:
         """:math:`M/\\Delta t + A(\\mu)` with the :math:`\\Gamma_{in}` rows/columns set to the
         identity (a new PETSc matrix; the caller destroys it). Collective."""
-        theta = self.theta_a(mu)
-        S = self.mass.petsc.copy()
-        S.scale(1.0 / self.dt)
-        for t, A in zip(theta, self.stiffness_terms, strict=True):
-            S.axpy(float(t), A.petsc, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
+        S = self._affine_system(self.theta_a(mu), mass_scale=1.0 / self.dt)
         S.zeroRowsColumns(self._inflow_global, diag=1.0)
         return S
 
@@ -316,29 +270,4 @@ class AdvectionModel:
         mu = self._check_mu(mu)
         u_init = self.initial_condition(mu) if u0 is None else np.asarray(u0, dtype=np.float64)
         S = self.system_matrix(mu)
-        ksp = PETSc.KSP().create(self.comm)
-        ksp.setOperators(S)
-        ksp.setType(PETSc.KSP.Type.PREONLY)
-        pc = ksp.getPC()
-        pc.setType(PETSc.PC.Type.LU)
-        pc.setFactorSolverType("mumps")
-        ksp.setUp()
-        u, rhs = S.createVecs()
-        Mu = u.duplicate()
-        u.array[:] = u_init.reshape(self.n_owned)
-        u.array[self.inflow_dofs] = 0.0
-        U = np.empty((self.n_owned, self.n_steps))
-        try:
-            for n in range(self.n_steps):
-                self.mass.petsc.mult(u, Mu)
-                rhs.array[:] = Mu.array_r / self.dt
-                rhs.array[self.inflow_dofs] = 0.0
-                ksp.solve(rhs, u)
-                reason = ksp.getConvergedReason()
-                if reason < 0:
-                    raise RuntimeError(f"time step {n + 1}: PETSc KSP failed with reason {reason}")
-                U[:, n] = u.array_r
-        finally:
-            for obj in (ksp, S, u, rhs, Mu):
-                obj.destroy()
-        return U
+        return self._march(S, u_init, 0.0, self.inflow_dofs)

@@ -421,8 +421,9 @@ def _solve_increment(
     x = np.where(x > 0, x, 0.5 * hi)
     inv_n = 1.0 / n
     active = np.ones(f_tr.shape, dtype=bool)
-    it = 0
-    for it in range(1, max_iter + 1):
+    n_iter = 0
+    while n_iter < max_iter:
+        n_iter += 1
         ia = np.flatnonzero(active)
         xa = x[ia]
         rate = (xa / dt) ** inv_n[ia]
@@ -441,6 +442,4 @@ def _solve_increment(
         outside = ~((x_new > lo[ia]) & (x_new < hi[ia]))
         x_new[outside] = 0.5 * (lo[ia][outside] + hi[ia][outside])
         x[ia] = x_new
-    else:
-        it = max_iter
-    return x, ~active, it
+    return x, ~active, n_iter

@@ -34,8 +34,10 @@ from rom.cli import (
     check_not_input,
     echo,
     field_arg,
+    open_field,
     parse_columns,
     positive_int,
+    store_parser,
 )
 from rom.io import SnapshotStore, StoreError
 from rom.parallel import allreduce_sum, check_collective, row_range
@@ -256,8 +258,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
         ) from None
     out = Path(args.out)
     check_not_input(out, [args.store, args.basis, args.mesh])
-    with SnapshotStore.open(args.store, comm=comm) as st:
-        field = field_arg(st, args.field)
+    with open_field(args.store, args.field, comm) as (st, field):
         cols = parse_columns(args.columns, st.n_snapshots)
         points, cells = _mesh_of(st, args.mesh, comm)
         bs = block_size(points.shape[0], st.keys(field))
@@ -299,13 +300,9 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
 def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``rom export`` to the sub-command parsers ``sub`` (entry point ``export`` of the
     group ``rom.commands``)."""
-    s = sub.add_parser(
-        "export",
-        parents=parents,
-        help="write columns (snapshots, modes, reconstructions) for ParaView",
+    s = store_parser(
+        sub, "export", parents, "write columns (snapshots, modes, reconstructions) for ParaView"
     )
-    s.add_argument("store", type=Path, help="snapshot store (index file)")
-    s.add_argument("--field", help="field name (optional when the store has one)")
     s.add_argument(
         "--columns",
         nargs="+",

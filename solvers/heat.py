@@ -53,10 +53,8 @@ Owned rows follow dolfinx: the first ``V.dofmap.index_map.size_local`` dofs of e
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-import basix.ufl
 import dolfinx
 import dolfinx.fem.petsc
 import dolfinx_solver  # noqa: F401  (orders MPI before the dolfinx/petsc4py bindings)
@@ -69,11 +67,10 @@ from petsc4py import PETSc
 from rom.parallel import allreduce_sum, check_collective
 
 from .mesh import BladeGeometry, blade_mesh, grid_layout
-from .operators import assemble_operator, vertex_keys
+from .operators import assemble_operator, check_converged, mumps_lu
+from .transient import P1TransientModel
 
 __all__ = ["HeatModel"]
-
-logger = logging.getLogger(__name__)
 
 _REGIONS = {
     "domain": ("dx", None),
@@ -84,19 +81,16 @@ _REGIONS = {
 }
 
 
-class HeatModel:
+class HeatModel(P1TransientModel):
     """Full-order model of the cooled blade (module docstring for the PDE and weak form).
 
     Parameters
     ----------
-    comm : mpi4py communicator
-        The mesh is generated on rank 0 of ``comm`` and distributed by dolfinx.
+    comm, final_time, n_steps
+        Communicator (the mesh is generated on its rank 0), end time :math:`T` and number of
+        implicit Euler steps (:class:`~solvers.transient.P1TransientModel`).
     size : int
         Cells across the wall (``r``); ``8 * size`` cells around, about ``8 size^2`` dofs.
-    final_time : float
-        End of the time interval :math:`T`.
-    n_steps : int
-        Implicit Euler steps; :math:`\\Delta t = T / n_{steps}`.
     degree : int
         Lagrange degree; only 1 (vertex dofs carry the partition-independent keys).
     s_factor, r_coat, geometry
@@ -139,34 +133,17 @@ class HeatModel:
     ) -> None:
         if degree != 1:
             raise ValueError(f"only degree=1 is supported (keys are mesh vertices), got {degree}")
-        if not (np.isfinite(final_time) and final_time > 0) or int(n_steps) < 1:
-            raise ValueError(f"need final_time > 0 and n_steps >= 1, got {final_time}, {n_steps}")
-        self.comm = comm
-        self.final_time = float(final_time)
-        self.n_steps = int(n_steps)
-        self.dt = self.final_time / self.n_steps
+        self._set_time_grid(comm, final_time, n_steps)
         self.parameter_ranges = np.array([[5.0, 50.0], [0.5, 5.0], [10.0, 200.0], [0.5, 2.0]])
         self.geometry = BladeGeometry() if geometry is None else geometry
         n_s, n_r, n_coat = grid_layout(size, s_factor=s_factor, r_coat=r_coat)
 
-        # mesh on rank 0, distributed by dolfinx
-        if comm.rank == 0:
+        def build() -> tuple[np.ndarray, np.ndarray]:
             bm = blade_mesh(size, s_factor=s_factor, r_coat=r_coat, geometry=self.geometry)
-            points, cells = bm.points, bm.cells
-            self._plot_mesh: tuple[np.ndarray, np.ndarray] | None = (points, cells)
-        else:
-            points, cells = np.empty((0, 2)), np.empty((0, 3), dtype=np.int64)
-            self._plot_mesh = None
-        domain = ufl.Mesh(basix.ufl.element("Lagrange", "triangle", 1, shape=(2,)))
-        self.mesh = dolfinx.mesh.create_mesh(comm, cells, domain, points)
-        self._tag_subdomains(n_s, n_r, n_coat)
+            return bm.points, bm.cells
 
-        self.V = fem.functionspace(self.mesh, ("Lagrange", 1))
-        imap = self.V.dofmap.index_map
-        self.n_owned = int(imap.size_local)
-        self.n_dofs = int(imap.size_global)
-        self.keys = vertex_keys(self.V)[: self.n_owned].copy()
-        self.coordinates = self.V.tabulate_dof_coordinates()[: self.n_owned, :2].copy()
+        self._distribute_p1(build)
+        self._tag_subdomains(n_s, n_r, n_coat)
 
         x = ufl.SpatialCoordinate(self.mesh)
         le = self.geometry.leading_edge
@@ -182,14 +159,7 @@ class HeatModel:
             assemble_operator(u * v * ds(self.COOLING)),
         ]
         self.rhs_terms = [self.assemble_vector(self.flux_profile * v * ds(self.HOT_GAS))]
-        logger.info(
-            "HeatModel: %d dofs (%d owned on rank %d), dt=%g, %d steps",
-            self.n_dofs,
-            self.n_owned,
-            comm.rank,
-            self.dt,
-            self.n_steps,
-        )
+        self._log_setup()
 
     # ------------------------------------------------------------------ setup helpers
     def _tag_subdomains(self, n_s: int, n_r: int, n_coat: int) -> None:
@@ -220,11 +190,6 @@ class HeatModel:
         self.ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.facet_tags)
 
     # ------------------------------------------------------------------ public helpers
-    @property
-    def times(self) -> np.ndarray:
-        """Snapshot times :math:`t_1, \\dots, t_N` (:math:`t_n = n \\Delta t`)."""
-        return self.dt * np.arange(1, self.n_steps + 1)
-
     def theta_a(self, mu: np.ndarray) -> np.ndarray:
         """:math:`\\theta^a(\\mu) = (k_{sub}, k_{coat}, h)`, shape (3,)."""
         mu = self._check_mu(mu)
@@ -283,36 +248,7 @@ class HeatModel:
         local = fem.assemble_scalar(fem.form(integrand * measure))
         return float(allreduce_sum(local, self.comm))
 
-    def mesh_for_plot(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(points (n_nodes, 2), triangles (n_cells, 3))`` in input (key) order on rank 0.
-
-        ``points[keys]`` equals ``coordinates``; other ranks get None.
-        """
-        return self._plot_mesh
-
     # ------------------------------------------------------------------ solvers
-    def _system(self, theta_a: np.ndarray, *, mass_scale: float) -> PETSc.Mat:
-        S = self.mass.petsc.copy()
-        S.scale(mass_scale)
-        for t, A in zip(theta_a, self.stiffness_terms, strict=True):
-            S.axpy(float(t), A.petsc, structure=PETSc.Mat.Structure.SUBSET_NONZERO_PATTERN)
-        return S
-
-    def _lu(self, S: PETSc.Mat) -> PETSc.KSP:
-        ksp = PETSc.KSP().create(self.comm)
-        ksp.setOperators(S)
-        ksp.setType(PETSc.KSP.Type.PREONLY)
-        pc = ksp.getPC()
-        pc.setType(PETSc.PC.Type.LU)
-        pc.setFactorSolverType("mumps")
-        ksp.setUp()
-        return ksp
-
-    def _check_solve(self, ksp: PETSc.KSP, what: str) -> None:
-        reason = ksp.getConvergedReason()
-        if reason < 0:
-            raise RuntimeError(f"{what}: PETSc KSP failed with converged reason {reason}")
-
     def solve(self, mu: np.ndarray) -> np.ndarray:
         """Implicit Euler trajectory :math:`u^1, \\dots, u^N` (owned rows), shape (n_owned, N).
 
@@ -322,23 +258,8 @@ class HeatModel:
         mu = self._check_mu(mu)
         theta_a, theta_f = self.theta_a(mu), self.theta_f(mu)
         f = sum(t * g for t, g in zip(theta_f, self.rhs_terms, strict=True))
-        S = self._system(theta_a, mass_scale=1.0 / self.dt)
-        ksp = self._lu(S)
-        u, rhs = S.createVecs()
-        Mu = u.duplicate()
-        u.set(0.0)
-        U = np.empty((self.n_owned, self.n_steps))
-        try:
-            for n in range(self.n_steps):
-                self.mass.petsc.mult(u, Mu)
-                rhs.array[:] = Mu.array_r / self.dt + f
-                ksp.solve(rhs, u)
-                self._check_solve(ksp, f"time step {n + 1}")
-                U[:, n] = u.array_r
-        finally:
-            for obj in (ksp, S, u, rhs, Mu):
-                obj.destroy()
-        return U
+        S = self._affine_system(theta_a, mass_scale=1.0 / self.dt)
+        return self._march(S, np.zeros(self.n_owned), f, None)
 
     def steady_solve(self, mu: np.ndarray, *, extra_rhs: np.ndarray | None = None) -> np.ndarray:
         """Steady state :math:`A(\\mu) u = f(\\mu) + b` (owned rows); ``b = extra_rhs``.
@@ -358,13 +279,13 @@ class HeatModel:
             )
             check_collective(err, self.comm)
             b = b + extra
-        S = self._system(self.theta_a(mu), mass_scale=0.0)
-        ksp = self._lu(S)
+        S = self._affine_system(self.theta_a(mu), mass_scale=0.0)
+        ksp = mumps_lu(S, self.comm)
         u, rhs = S.createVecs()
         try:
             rhs.array[:] = b
             ksp.solve(rhs, u)
-            self._check_solve(ksp, "steady solve")
+            check_converged(ksp, "steady solve")
             return np.array(u.array_r, copy=True)
         finally:
             for obj in (ksp, S, u, rhs):

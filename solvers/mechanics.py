@@ -70,10 +70,11 @@ from dolfinx import fem
 from mpi4py import MPI
 from petsc4py import PETSc
 
+from rom.adaptive import FullState
 from rom.parallel import check_collective
 
 from .constitutive import Material, elastic_stiffness, integrate, mandel_identity, n_components
-from .operators import PETScOperator, vertex_keys
+from .operators import assemble_operator, mumps_lu, vertex_keys
 
 __all__ = ["Load", "State", "StepInfo", "Trajectory", "ViscoplasticModel"]
 
@@ -118,28 +119,9 @@ class Load:
             raise ValueError(f"Load.axis must be 2 finite numbers, got {self.axis}")
 
 
-@dataclass
-class State:
-    """Full-order state at time ``t``.
-
-    Attributes
-    ----------
-    t : float
-    u : ndarray (n_owned,)
-        Displacement, owned rows.
-    eps_vp : ndarray (n_qp_local, n_comp)
-        Viscoplastic strain at the local quadrature points (Mandel).
-    p : ndarray (n_qp_local,)
-        Cumulated plastic strain.
-    sigma : ndarray (n_qp_local, n_comp)
-        Stress (Mandel).
-    """
-
-    t: float
-    u: np.ndarray
-    eps_vp: np.ndarray
-    p: np.ndarray
-    sigma: np.ndarray
+#: Full-order state at time ``t`` (``t``, ``u``, ``eps_vp``, ``p``, ``sigma``): the class
+#: :class:`rom.adaptive.FullState` that the adaptive ROM hands to :meth:`ViscoplasticModel.step`.
+State = FullState
 
 
 @dataclass
@@ -280,22 +262,12 @@ class ViscoplasticModel:
 
         cells = [max(1, round(size * L)) for L in lengths]
         corner = [[0.0] * dim, list(lengths)]
-        if dim == 2:
-            self.mesh = dolfinx.mesh.create_rectangle(
-                comm,
-                corner,
-                cells,
-                dolfinx.mesh.CellType.quadrilateral,
-                ghost_mode=dolfinx.mesh.GhostMode.none,
-            )
-        else:
-            self.mesh = dolfinx.mesh.create_box(
-                comm,
-                corner,
-                cells,
-                dolfinx.mesh.CellType.hexahedron,
-                ghost_mode=dolfinx.mesh.GhostMode.none,
-            )
+        create, cell_type = (
+            (dolfinx.mesh.create_rectangle, dolfinx.mesh.CellType.quadrilateral)
+            if dim == 2
+            else (dolfinx.mesh.create_box, dolfinx.mesh.CellType.hexahedron)
+        )
+        self.mesh = create(comm, corner, cells, cell_type, ghost_mode=dolfinx.mesh.GhostMode.none)
         mesh, tdim = self.mesh, dim
         self.V = fem.functionspace(mesh, ("Lagrange", 1, (dim,)))
         imap = self.V.dofmap.index_map
@@ -419,17 +391,9 @@ class ViscoplasticModel:
         self._b = dolfinx.fem.petsc.create_vector(V)
         self._du = self._A.createVecRight()
         self._rhs = dolfinx.fem.petsc.create_vector(V)
-        ksp = PETSc.KSP().create(self.comm)
-        ksp.setOperators(self._A)
-        ksp.setType(PETSc.KSP.Type.PREONLY)
-        pc = ksp.getPC()
-        pc.setType(PETSc.PC.Type.LU)
-        pc.setFactorSolverType("mumps")
-        self._ksp = ksp
+        self._ksp = mumps_lu(self._A, self.comm, setup=False)
         u_, v_ = ufl.TrialFunction(V), ufl.TestFunction(V)
-        M = dolfinx.fem.petsc.assemble_matrix(fem.form(ufl.inner(u_, v_) * ufl.dx))
-        M.assemble()
-        self.mass = PETScOperator(M)
+        self.mass = assemble_operator(ufl.inner(u_, v_) * ufl.dx)
 
     # ------------------------------------------------------------------ temperature
     def set_temperature(self, temperature: TemperatureInput | None) -> None:

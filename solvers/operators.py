@@ -15,7 +15,13 @@ import numpy as np
 
 from rom.parallel import check_collective
 
-__all__ = ["PETScOperator", "assemble_operator", "vertex_keys"]
+__all__ = [
+    "PETScOperator",
+    "assemble_operator",
+    "check_converged",
+    "mumps_lu",
+    "vertex_keys",
+]
 
 
 class PETScOperator:
@@ -100,3 +106,34 @@ def vertex_keys(V) -> np.ndarray:
     keys = np.empty(imap.size_local + imap.num_ghosts, dtype=np.int64)
     keys[V.dofmap.list] = np.asarray(geo.input_global_indices)[geo.dofmaps[0]]
     return keys
+
+
+def mumps_lu(A, comm, *, setup: bool = True):
+    """A PETSc ``KSP`` that solves with ``A`` by one MUMPS LU factorization (``preonly``).
+
+    ``setup=False`` defers the factorization (``KSPSetUp``) to the first solve, for a matrix
+    whose values are assembled later. The caller destroys the ``KSP``. Collective over
+    ``comm``.
+    """
+    from petsc4py import PETSc
+
+    ksp = PETSc.KSP().create(comm)
+    ksp.setOperators(A)
+    ksp.setType(PETSc.KSP.Type.PREONLY)
+    pc = ksp.getPC()
+    pc.setType(PETSc.PC.Type.LU)
+    pc.setFactorSolverType("mumps")
+    if setup:
+        ksp.setUp()
+    return ksp
+
+
+def check_converged(ksp, what: str) -> None:
+    """Raise ``RuntimeError`` naming ``what`` if the last ``ksp.solve`` diverged.
+
+    The converged reason of a parallel ``KSP`` is the same on every rank, so all ranks raise
+    together.
+    """
+    reason = ksp.getConvergedReason()
+    if reason < 0:
+        raise RuntimeError(f"{what}: PETSc KSP failed with converged reason {reason}")

@@ -289,45 +289,12 @@ def test_export_reconstruction_in_the_full_basis_is_the_snapshot(store, capsys):
     modes = path.parent / "modes-full.h5"
     assert main(["compress", str(path), "--out", str(modes)]) == 0
     out = path.parent / "rec"
-    assert (
-        main(
-            [
-                "export",
-                str(path),
-                "--columns",
-                "3",
-                "--basis",
-                str(modes),
-                "--out",
-                str(out),
-                "--format",
-                "xdmf",
-            ]
-        )
-        == 0
-    )
+    export = ["export", str(path), "--columns", "3", "--basis", str(modes), "--out", str(out)]
+    assert main([*export, "--format", "xdmf"]) == 0
     geo, steps = _xdmf_values(out / "u_reconstruction.h5")
     np.testing.assert_allclose(steps["3"], _field(geo, mus[3]), atol=1e-8)
     # with one mode: the least-squares fit c = v^T x (v a unit vector) at every node
-    assert (
-        main(
-            [
-                "export",
-                str(path),
-                "--columns",
-                "3",
-                "--basis",
-                str(modes),
-                "--n-modes",
-                "1",
-                "--out",
-                str(out),
-                "--format",
-                "xdmf",
-            ]
-        )
-        == 0
-    )
+    assert main([*export, "--n-modes", "1", "--format", "xdmf"]) == 0
     geo, steps = _xdmf_values(out / "u_reconstruction.h5")
     U = np.linalg.svd(X, full_matrices=False)[0][:, :1]
     rec = U @ (U.T @ X[:, 3])

@@ -47,12 +47,15 @@ def diag_product(w_local):
     return lambda X: w_local[:, None] * X if X.ndim == 2 else w_local * X
 
 
+def pod_of_prescribed(comm, rng, method, n, m, sv):
+    """``A`` (n x m, nonzero singular values ``sv``) and its ``rom.pod`` by ``method``."""
+    A = prescribed(rng, n, m, sv)
+    return A, rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_singular_values_and_modes_match_lapack(comm, rng, method):
-    n, m = 600, 40
-    sv = np.logspace(0, -5, 25)
-    A = prescribed(rng, n, m, sv)
-    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+    A, res = pod_of_prescribed(comm, rng, method, 600, 40, np.logspace(0, -5, 25))
     U, s = res.modes, res.singular_values
     Uref, sref, _ = lapack_msvd(A)
     assert len(s) == 25
@@ -69,10 +72,7 @@ def test_singular_values_and_modes_match_lapack(comm, rng, method):
 @pytest.mark.parametrize("method", METHODS)
 def test_small_singular_values_accuracy(comm, rng, method):
     """The accurate method resolves values far below sqrt(eps) * sigma_1; the fast one stops at 1e-7."""
-    n, m = 500, 30
-    sv = np.logspace(0, -12, 30)
-    A = prescribed(rng, n, m, sv)
-    res = rom.pod(distribute_rows(A, comm), comm=comm, pod_method=method)
+    A, res = pod_of_prescribed(comm, rng, method, 500, 30, np.logspace(0, -12, 30))
     s = res.singular_values
     sref = np.linalg.svd(A, compute_uv=False)
     if method == "qr":

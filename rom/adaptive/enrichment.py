@@ -58,7 +58,22 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FullState:
-    """A full-order state handed to ``fom.step`` (the fields of ``solvers.mechanics.State``)."""
+    """Full-order state at time ``t``, as ``fom.step`` takes and returns it.
+
+    ``solvers.mechanics.State`` is this class.
+
+    Attributes
+    ----------
+    t : float
+    u : ndarray (n_owned,)
+        Displacement, owned rows.
+    eps_vp : ndarray (n_qp_local, n_comp)
+        Viscoplastic strain at the local quadrature points (Mandel).
+    p : ndarray (n_qp_local,)
+        Cumulated plastic strain.
+    sigma : ndarray (n_qp_local, n_comp)
+        Stress (Mandel).
+    """
 
     t: float
     u: np.ndarray

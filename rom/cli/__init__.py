@@ -26,7 +26,8 @@ parents)`` that adds its parser and sets ``func(args, comm) -> int`` as its defa
 ``export`` command is registered that way by :mod:`solvers.export` (it needs dolfinx);
 :mod:`rom` never imports :mod:`solvers`. A command's code may use :class:`CLIError`,
 :func:`parse_columns`, :func:`field_arg`, :func:`on_rank0`, :func:`echo`,
-:func:`positive_int`, :func:`check_not_input` and :func:`atomic_output`.
+:func:`positive_int`, :func:`check_not_input`, :func:`atomic_output`, :func:`store_parser`,
+:func:`add_output_arguments` and :func:`open_field`.
 """
 
 from __future__ import annotations
@@ -47,13 +48,16 @@ from . import _cluster, _compress, _info, _maintenance, _plot
 from ._common import (
     ArgParser,
     CLIError,
+    add_output_arguments,
     atomic_output,
     check_not_input,
     echo,
     field_arg,
     log_to_stderr,
     on_rank0,
+    open_field,
     positive_int,
+    store_parser,
 )
 from ._info import describe_store, format_info
 
@@ -69,6 +73,9 @@ __all__ = [
     "positive_int",
     "atomic_output",
     "check_not_input",
+    "store_parser",
+    "add_output_arguments",
+    "open_field",
     "CLIError",
     "COMMAND_GROUP",
 ]

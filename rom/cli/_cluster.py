@@ -10,19 +10,19 @@ from typing import Any
 
 from mpi4py import MPI
 
-from rom.io import SnapshotStore
 from rom.local import KMedoids, sine_dissimilarity
 from rom.summary import jsonable
 
 from ._common import (
     CLIError,
+    add_output_arguments,
     atomic_output,
-    check_not_input,
     check_output,
     echo,
-    field_arg,
     on_rank0,
+    open_field,
     positive_int,
+    store_parser,
 )
 
 __all__ = ["add_command"]
@@ -31,10 +31,8 @@ __all__ = ["add_command"]
 def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
 
     out = Path(args.out)
-    check_not_input(out, [Path(args.store)])
-    check_output(out, args.overwrite)
-    with SnapshotStore.open(args.store, comm=comm) as st:
-        field = field_arg(st, args.field)
+    check_output(out, args.overwrite, inputs=[Path(args.store)])
+    with open_field(args.store, args.field, comm) as (st, field):
         m = st.n_snapshots
         if not 1 <= args.n_clusters <= m:
             raise CLIError(
@@ -84,17 +82,12 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
 
 def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``rom cluster`` to the sub-command parsers ``sub``."""
-    s = sub.add_parser(
-        "cluster",
-        parents=parents,
-        help="k-medoids clustering of the snapshots in the sine dissimilarity",
+    s = store_parser(
+        sub, "cluster", parents, "k-medoids clustering of the snapshots in the sine dissimilarity"
     )
-    s.add_argument("store", type=Path, help="snapshot store (index file)")
-    s.add_argument("--field", help="field name (optional when the store has one)")
     s.add_argument("--n-clusters", type=positive_int, required=True)
     s.add_argument("--objective", choices=("sum", "max"), default="sum")
     s.add_argument("--n-init", type=positive_int, default=1, help="k-medoids restarts")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, required=True, help="labels JSON to write")
-    s.add_argument("--overwrite", action="store_true")
+    add_output_arguments(s, "labels JSON to write")
     s.set_defaults(func=_run)

@@ -29,6 +29,9 @@ __all__ = [
     "check_not_input",
     "atomic_output",
     "field_arg",
+    "open_field",
+    "store_parser",
+    "add_output_arguments",
     "positive_int",
     "nonneg_float",
 ]
@@ -93,8 +96,20 @@ def log_to_stderr(level: str, comm: MPI.Comm) -> Iterator[None]:
             log.setLevel(old)
 
 
-def check_output(path: Path, overwrite: bool, *, store: bool = False) -> None:
-    """Refuse to replace an existing output unless ``--overwrite`` (same verdict everywhere)."""
+def check_output(
+    path: Path,
+    overwrite: bool,
+    *,
+    store: bool = False,
+    inputs: list[Path | None] | None = None,
+) -> None:
+    """Refuse to replace an existing output unless ``--overwrite`` (same verdict everywhere).
+
+    With ``inputs``, first refuse an output that would overwrite one of them
+    (:func:`check_not_input`, whatever ``overwrite`` says).
+    """
+    if inputs is not None:
+        check_not_input(path, inputs, store=store)
     exists = path.exists() or (store and Path(str(path) + ".d").exists())
     if exists and not overwrite:
         raise CLIError(f"{path}: already exists (pass --overwrite to replace it)")
@@ -183,23 +198,60 @@ def field_arg(store: SnapshotStore, field: str | None) -> str:
     return field
 
 
+@contextlib.contextmanager
+def open_field(
+    path: Path, field: str | None, comm: MPI.Comm
+) -> Iterator[tuple[SnapshotStore, str]]:
+    """Open the store ``path`` (collective) and resolve ``--field`` in it (:func:`field_arg`);
+    yields ``(store, field)`` and closes the store on exit."""
+    with SnapshotStore.open(path, comm=comm) as st:
+        yield st, field_arg(st, field)
+
+
+def store_parser(
+    sub: Any,
+    name: str,
+    parents: list[argparse.ArgumentParser],
+    help: str,
+    *,
+    field: bool = True,
+    store_help: str = "snapshot store (index file)",
+) -> argparse.ArgumentParser:
+    """The parser of a sub-command whose first argument is a store (then ``--field``)."""
+    s = sub.add_parser(name, parents=parents, help=help)
+    s.add_argument("store", type=Path, help=store_help)
+    if field:
+        s.add_argument("--field", help="field name (optional when the store has one)")
+    return s
+
+
+def add_output_arguments(s: argparse.ArgumentParser, help: str) -> None:
+    """``--out PATH`` (required) and ``--overwrite`` (see :func:`check_output`)."""
+    s.add_argument("--out", type=Path, required=True, help=help)
+    s.add_argument("--overwrite", action="store_true")
+
+
+def _parse_arg(
+    s: str, convert: Callable[[str], Any], accept: Callable[[Any], bool], what: str, syntax: str
+) -> Any:
+    """``convert(s)`` if it parses (else "expected ``syntax``") and ``accept``s it (else
+    "expected ``what``"), as ``argparse.ArgumentTypeError``."""
+    try:
+        v = convert(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {syntax}, got {s!r}") from None
+    if not accept(v):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
+    return v
+
+
 def positive_int(s: str) -> int:
     """Argument type: an integer >= 1."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+    what = "a positive integer"
+    return _parse_arg(s, int, lambda v: v >= 1, what, what)
 
 
 def nonneg_float(s: str) -> float:
     """Argument type: a finite number >= 0."""
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {s!r}")
-    return v
+    ok = lambda v: math.isfinite(v) and v >= 0  # noqa: E731
+    return _parse_arg(s, float, ok, "a finite number >= 0", "a number")

@@ -19,13 +19,14 @@ from rom.summary import jsonable
 
 from ._common import (
     CLIError,
+    add_output_arguments,
     atomic_output,
-    check_not_input,
     check_output,
     echo,
-    field_arg,
     nonneg_float,
+    open_field,
     positive_int,
+    store_parser,
 )
 
 __all__ = ["add_command"]
@@ -96,11 +97,9 @@ def _report(args: argparse.Namespace, comm: MPI.Comm, summary: dict[str, Any]) -
 
 def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
     out = Path(args.out)
-    check_not_input(out, [Path(args.store)], store=True)
-    check_output(out, args.overwrite, store=True)
+    check_output(out, args.overwrite, store=True, inputs=[Path(args.store)])
     opts = {k: getattr(args, k) for k in _TRUNCATION if getattr(args, k) is not None}
-    with SnapshotStore.open(args.store, comm=comm) as st:
-        field = field_arg(st, args.field)
+    with open_field(args.store, args.field, comm) as (st, field):
         n_dofs = st.n_dofs(field)
         start, stop = row_range(n_dofs, comm)
         keys = st.keys(field)[start:stop]  # the rows compress() reads ("owned" = this block)
@@ -143,11 +142,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
 
 def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     """Add ``rom compress`` to the sub-command parsers ``sub``."""
-    s = sub.add_parser(
-        "compress", parents=parents, help="compress a field into modes (written as a store)"
-    )
-    s.add_argument("store", type=Path, help="snapshot store (index file)")
-    s.add_argument("--field", help="field name (optional when the store has one)")
+    s = store_parser(sub, "compress", parents, "compress a field into modes (written as a store)")
     s.add_argument("--method", choices=METHODS, default="batch")
     s.add_argument(
         "--rel-l2-err",
@@ -159,15 +154,18 @@ def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         "--l2-err", type=nonneg_float, dest="l2_err", help="absolute tail: sum_{n>N} s_n^2 <= E^2"
     )
     s.add_argument("--rtol", type=nonneg_float, help="keep s_n >= R s_1")
-    s.add_argument("--rank", type=positive_int, help="at most N modes (randomized: exactly)")
+    s.add_argument(
+        "--rank",
+        type=positive_int,
+        help="at most N modes (randomized without a tolerance: exactly)",
+    )
     s.add_argument(
         "--eps",
         type=nonneg_float,
         help="hapod: mean-square target (1/m) ||S - U U^T S||_F^2 <= E^2",
     )
     s.add_argument("--chunk", type=positive_int, default=64, help="columns per block")
-    s.add_argument("--out", type=Path, required=True, help="modes store to write")
-    s.add_argument("--overwrite", action="store_true")
+    add_output_arguments(s, "modes store to write")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_run)

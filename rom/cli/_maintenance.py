@@ -10,15 +10,14 @@ from mpi4py import MPI
 
 from rom.io import SnapshotStore, merge_stores
 
-from ._common import atomic_output, check_not_input, check_output, echo, on_rank0
+from ._common import add_output_arguments, atomic_output, check_output, echo, on_rank0, store_parser
 
 __all__ = ["add_command"]
 
 
 def _run_merge(args: argparse.Namespace, comm: MPI.Comm) -> int:
     out = Path(args.out)
-    check_not_input(out, list(args.stores), store=True)
-    check_output(out, args.overwrite, store=True)
+    check_output(out, args.overwrite, store=True, inputs=list(args.stores))
     with atomic_output(out, comm, kind="store") as tmp:
         merge_stores(args.stores, tmp, comm=comm)
     with SnapshotStore.open(out, comm=comm) as st:
@@ -44,16 +43,17 @@ def add_command(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="concatenate the columns of stores with the same fields and row keys",
     )
     s.add_argument("stores", type=Path, nargs="+", help="the stores, in column order")
-    s.add_argument("--out", type=Path, required=True, help="the merged store to write")
-    s.add_argument("--overwrite", action="store_true")
+    add_output_arguments(s, "the merged store to write")
     s.set_defaults(func=_run_merge)
 
-    s = sub.add_parser(
+    s = store_parser(
+        sub,
         "unlock",
-        parents=parents,
-        help="remove the writer lock of a store whose writer is gone",
+        parents,
+        "remove the writer lock of a store whose writer is gone",
+        field=False,
+        store_help="the store's index file",
     )
-    s.add_argument("store", type=Path, help="the store's index file")
     s.add_argument(
         "--force",
         action="store_true",

@@ -11,9 +11,8 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression import compress
-from rom.io import SnapshotStore
 
-from ._common import CLIError, atomic_output, check_not_input, echo, field_arg, on_rank0
+from ._common import CLIError, atomic_output, check_not_input, echo, on_rank0, open_field
 
 __all__ = ["add_command"]
 
@@ -118,8 +117,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
                 f"--kind {args.kind} plots a JSON file (summary.json, labels.json); "
                 "from a store only --kind sv"
             )
-        with SnapshotStore.open(src, comm=comm) as st:
-            field = field_arg(st, args.field)
+        with open_field(src, args.field, comm) as (st, field):
             if "singular_value" in st.parameter_names:  # a modes store (rom compress)
                 sv = st.parameters[:, st.parameter_names.index("singular_value")]
                 total = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,21 @@ def row_blocks(rows: np.ndarray, gap_rows: int, block_rows: int) -> np.ndarray:
     d = np.diff(rows)
     breaks = np.flatnonzero((d > gap_rows) | (np.diff(rows // block_rows) != 0)) + 1
     return np.concatenate([[0], breaks, [rows.size]])
+
+
+def _agreed(fn: Callable[[], Any], comm: Any) -> Any:
+    """``fn()``; with a ``comm``, a ``StoreError`` it raises on one rank is raised on every rank
+    (collective: every rank calls), without one it propagates as is."""
+    out, err = None, None
+    try:
+        out = fn()
+    except StoreError as e:
+        if comm is None:
+            raise
+        err = str(e)
+    if comm is not None:
+        check_collective(err, comm, StoreError)
+    return out
 
 
 class StoreReading:
@@ -190,20 +205,15 @@ class StoreReading:
         self, field: str | None, columns: Any, rows: Any, keys: Any, comm: Any = None
     ) -> np.ndarray:
         """:meth:`SnapshotStore.read <rom.io.SnapshotStore.read>`."""
-        out, err = None, None
-        try:
+
+        def read() -> np.ndarray:
             self._check_open()
             name = self._field(field)
             rowsel = self._row_selection(name, rows, keys)
             cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: read")
-            out = self._read(name, rowsel, cols)
-        except StoreError as e:
-            if comm is None:
-                raise
-            err = str(e)
-        if comm is not None:
-            check_collective(err, comm, StoreError)
-        return out
+            return self._read(name, rowsel, cols)
+
+        return _agreed(read, comm)
 
     def _read(self, name: str, rowsel: slice | np.ndarray, cols: np.ndarray) -> np.ndarray:
         """Rows ``rowsel`` of columns ``cols`` (global snapshot indices, any order); every
@@ -249,22 +259,17 @@ class StoreReading:
         comm: Any = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """:meth:`SnapshotStore.iter_columns <rom.io.SnapshotStore.iter_columns>`."""
-        args, err = None, None
-        try:
+
+        def arguments() -> tuple:
             self._check_open()
             if not isinstance(chunk, (int, np.integer)) or chunk < 1:
                 raise StoreError(f"{self.path}: chunk must be a positive integer, got {chunk!r}")
             name = self._field(field)
             rowsel = self._row_selection(name, rows, keys)
             cols = normalize_columns(columns, self._ix.n_snapshots, f"{self.path}: iter_columns")
-            args = (name, rowsel, cols, int(chunk), progress, comm)
-        except StoreError as e:
-            if comm is None:
-                raise
-            err = str(e)
-        if comm is not None:
-            check_collective(err, comm, StoreError)
-        return self._iter(*args)
+            return (name, rowsel, cols, int(chunk), progress, comm)
+
+        return self._iter(*_agreed(arguments, comm))
 
     def _iter(
         self,
