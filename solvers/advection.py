@@ -106,11 +106,10 @@ class AdvectionModel(P1TransientModel):
 
     Parameters
     ----------
-    comm, final_time, n_steps
-        Communicator (the mesh is built on its rank 0), end time :math:`T` and number of
-        implicit Euler steps (:class:`~solvers.transient.P1TransientModel`).
     size : int
         Cells per side; :math:`(size+1)^2` dofs.
+    comm, final_time, n_steps
+        As for :class:`~solvers.heat.HeatModel`.
     diffusion : float
         :math:`\\varepsilon > 0`.
     width : float

@@ -86,11 +86,11 @@ class HeatModel(P1TransientModel):
 
     Parameters
     ----------
+    size : int
+        Cells across the wall (``r``); ``8 * size`` cells around, about ``8 size^2`` dofs.
     comm, final_time, n_steps
         Communicator (the mesh is generated on its rank 0), end time :math:`T` and number of
         implicit Euler steps (:class:`~solvers.transient.P1TransientModel`).
-    size : int
-        Cells across the wall (``r``); ``8 * size`` cells around, about ``8 size^2`` dofs.
     degree : int
         Lagrange degree; only 1 (vertex dofs carry the partition-independent keys).
     s_factor, r_coat, geometry
