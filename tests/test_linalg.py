@@ -227,3 +227,73 @@ def test_accurate_pod_bound_counts_what_its_factorization_left_out(comm, rng):
     np.testing.assert_allclose(true, tail, rtol=1e-2)
     assert true <= res.error_bound + 1e-14 * np.linalg.norm(A)
     assert res.error_bound <= 2 * true
+
+
+# --------------------------------------------------------------------------- product check
+def p1_mass(n_local):
+    """This rank's block of a P1 mass matrix on a uniform 1-D mesh (SPD, block diagonal)."""
+    import scipy.sparse as sp
+
+    h = 1.0 / max(n_local, 1)
+    off = np.full(n_local - 1, h / 6)
+    return sp.diags([off, np.full(n_local, 4 * h / 6), off], [-1, 0, 1]).tocsr()
+
+
+SOLVERS = {
+    "pod-snapshots": lambda X, M, c: pod(X, product=M, comm=c, rank=3),
+    "pod-qr": lambda X, M, c: pod(X, product=M, comm=c, pod_method="qr", rank=3),
+    "incremental": lambda X, M, c: compress(X, method="incremental", product=M, comm=c, chunk=3),
+    "hapod": lambda X, M, c: compress(X, method="hapod", product=M, comm=c, rel_l2_err=1e-6),
+    "randomized": lambda X, M, c: compress(X, method="randomized", product=M, comm=c, rank=3),
+}
+
+
+def test_gram_check_threshold_against_lapack(rng):
+    from rom.parallel import gram_error, gram_tolerance
+
+    m = 6
+    V = np.linalg.qr(rng.standard_normal((m, m)))[0]
+    tau = gram_tolerance(m)
+    assert tau == 100 * 50 * U_EPS
+    for lam_min, bad in [(-3 * tau, True), (-0.3 * tau, False), (0.0, False)]:
+        lam = np.array([lam_min, 0.0, 0.1, 0.3, 0.7, 1.0])
+        G = (V * lam) @ V.T
+        assert np.linalg.eigvalsh(G)[0] == pytest.approx(lam_min, abs=1e-15)  # LAPACK
+        msg = gram_error(G)
+        assert (msg is not None) == bad
+        if bad:
+            assert "product is not positive semidefinite on the snapshots" in msg
+    G = np.eye(m)
+    G[0, 1] = 10 * tau
+    assert "product is not symmetric on the snapshots" in gram_error(G)
+    assert gram_error(np.full((2, 2), np.nan)) is None  # NaN is named by the callers
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_product_check_accepts_rank_deficient_data_and_mass_matrices(comm, rng, solver):
+    n, r = 400, 4
+    A = prescribed(rng, n, 10.0 ** -np.arange(r), m=12)
+    A = np.hstack([A, A[:, :3], np.zeros((n, 1))])  # duplicate and zero columns
+    X = distribute_rows(A, comm)
+    res = SOLVERS[solver](X, p1_mass(X.shape[0]), comm)
+    assert res.n_modes >= 1
+
+
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+def test_indefinite_or_asymmetric_operator_is_named(comm, rng, solver):
+    """Callables: product_error cannot inspect them, the Gram matrix of the data can."""
+    X = 1.0 + 0.1 * distribute_rows(rng.standard_normal((60, 8)), comm)
+    nl = X.shape[0]
+
+    def indefinite(Y):  # I - (2/n) 1 1^T on this rank's block: eigenvalue -1 on constants
+        return Y - (2.0 / nl) * np.sum(Y, axis=0)
+
+    T = np.triu(rng.uniform(0.5, 1.5, (nl, nl)), 1)
+
+    def asymmetric(Y):
+        return Y + 3.0 * (T @ Y)
+
+    with pytest.raises(ValueError, match="product is not positive semidefinite on the snapshots"):
+        SOLVERS[solver](X, indefinite, comm)
+    with pytest.raises(ValueError, match="product is not symmetric on the snapshots"):
+        SOLVERS[solver](X, asymmetric, comm)

@@ -106,3 +106,75 @@ def test_invalid_options(comm):
         Y[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
         randomized_svd(Y, rank=2, comm=comm)
+
+
+# --- to a tolerance (adaptive range finder) ---------------------------------------------------
+def m_norms(A, w):
+    return math.sqrt(np.sum(A * A * w[:, None]))
+
+
+def optimal_rank(s, tol2):
+    """Smallest N with sum_{n>N} s_n^2 <= tol2 (Eckart-Young, from LAPACK's values)."""
+    tails = np.cumsum((s**2)[::-1])[::-1]
+    return int(np.count_nonzero(tails > tol2))
+
+
+@pytest.mark.partition
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("rel", [1e-2, 1e-5, 1e-9, 1e-12])
+def test_tolerance_is_met_and_certified(comm, rng, weighted, rel):
+    n, m = 300, 120
+    A, _ = decaying(rng, n, m, rate=0.75)
+    w = weights(n) if weighted else np.ones(n)
+    wl = distribute_rows(w, comm)
+    product = (lambda X: wl[:, None] * X) if weighted else None
+    res = randomized_svd(
+        distribute_rows(A, comm), rel_l2_err=rel, product=product, comm=comm, seed=4
+    )
+    U = gather_rows(res.modes, comm)
+    MU = U * w[:, None]
+    assert np.abs(U.T @ MU - np.eye(res.n_modes)).max() <= 1e-12
+    total = m_norms(A, w)
+    err = m_norms(A - U @ (MU.T @ A), w)  # the achieved projection error, formed here
+    assert err <= rel * total  # the tolerance is met
+    assert err <= res.error_bound + 1e-14 * total  # the bound is a bound (up to rounding)
+    assert res.error_bound <= rel * total * (1 + 1e-12)
+    sref = np.linalg.svd(np.sqrt(w)[:, None] * A, compute_uv=False)  # M-singular values
+    n_opt = optimal_rank(sref, (rel * total) ** 2)
+    assert n_opt <= res.n_modes <= n_opt + 2  # near the optimal rank, never below it
+    # Weyl: |s_i(QQ^TMA) - s_i(A)| <= ||A - QQ^TMA||_2 <= the bound (plus rounding u s_1)
+    dev = np.abs(res.singular_values - sref[: res.n_modes]).max()
+    assert dev <= res.error_bound + 1e-14 * sref[0]
+
+
+@pytest.mark.partition
+def test_tolerance_results_independent_of_rank_count_and_streamed(comm, rng):
+    n, m = 200, 90
+    A, s = decaying(rng, n, m, rate=0.7)
+    ref = randomized_svd(A, l2_err=1e-6, seed=8)  # serial reference on every rank
+    res = randomized_svd(distribute_rows(A, comm), l2_err=1e-6, comm=comm, seed=8)
+    assert res.n_modes == ref.n_modes == optimal_rank(s, 1e-12)
+    np.testing.assert_allclose(res.singular_values, ref.singular_values, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(res.error_bound, ref.error_bound, rtol=1e-6)
+    np.testing.assert_allclose(gather_rows(res.modes, comm), ref.modes, atol=1e-10)
+    ncols, blocks = column_chunks(distribute_rows(A, comm), chunk=17)
+    st = randomized_svd_streamed(blocks, ncols, l2_err=1e-6, comm=comm, seed=8)
+    assert st.n_modes == ref.n_modes
+    np.testing.assert_allclose(st.singular_values, ref.singular_values, rtol=1e-12, atol=1e-15)
+    U = gather_rows(st.modes, comm)
+    assert np.linalg.norm(A - U @ (U.T @ A)) <= min(st.error_bound * (1 + 1e-8), 1e-6)
+
+
+def test_tolerance_below_the_floor_raises_and_a_rank_cap_warns(comm, rng):
+    A, _ = decaying(rng, 120, 40, rate=0.5)
+    X = distribute_rows(A, comm)
+    with pytest.raises(ValueError, match="below what randomized_svd can certify"):
+        randomized_svd(X, rel_l2_err=1e-15, comm=comm)
+    with pytest.raises(ValueError, match="needs rank=, l2_err= or rel_l2_err="):
+        randomized_svd(X, comm=comm)
+    with pytest.warns(UserWarning, match="exceeds the requested"):
+        res = randomized_svd(X, rank=3, rel_l2_err=1e-6, comm=comm)
+    assert res.n_modes == 3
+    U = gather_rows(res.modes, comm)
+    err = np.linalg.norm(A - U @ (U.T @ A))
+    assert err <= res.error_bound * (1 + 1e-8) and res.error_bound > 1e-6 * np.linalg.norm(A)

@@ -18,7 +18,8 @@ Methods and their ``error_bound`` (on the Frobenius :math:`M`-norm projection er
     :func:`rom.compression.dist_hapod` (star tree over column chunks): the local tails,
     :math:`\\sqrt{\\sum_\\alpha t_\\alpha}`.
 ``"randomized"``
-    :func:`rom.compression.randomized_svd`: ``None``.
+    :func:`rom.compression.randomized_svd`: ``None`` with a rank only; with ``l2_err`` or
+    ``rel_l2_err`` the explicit residual of its basis plus the truncated tail.
 
 Discarded energy is always a sum of discarded :math:`\\sigma^2` (smallest first) or an
 explicitly formed residual, never ``total - kept`` (docs/theory.md §1).
@@ -61,7 +62,16 @@ _OPTIONS = {
     "batch": {"rank", "rtol", "l2_err", "rel_l2_err", "pod_method"},
     "incremental": {"rank", "rtol", "l2_err", "rel_l2_err", "novelty_tol", "orth_tol"},
     "hapod": {"eps", "l2_err", "rel_l2_err", "omega", "pod_method"},
-    "randomized": {"rank", "oversampling", "power_iterations", "seed"},
+    "randomized": {
+        "rank",
+        "rtol",
+        "l2_err",
+        "rel_l2_err",
+        "oversampling",
+        "power_iterations",
+        "block_size",
+        "seed",
+    },
 }
 
 
@@ -126,8 +136,9 @@ def compress(
         (:math:`\\varepsilon^* = \\mathrm{l2\\_err}/\\sqrt{m}`), or ``rel_l2_err``
         (:math:`\\varepsilon^* = \\mathrm{rel\\_l2\\_err}\\,\\|S\\|_M/\\sqrt{m}`, one extra
         pass over a store); ``omega``; ``pod_method`` (default "qr").
-        ``"randomized"``: ``rank`` (required), ``oversampling``, ``power_iterations``,
-        ``seed``.
+        ``"randomized"``: ``rank`` and/or a tolerance ``l2_err`` / ``rel_l2_err`` (adaptive
+        range finder, :func:`rom.compression.randomized_svd`), ``rtol``, ``oversampling``,
+        ``power_iterations``, ``block_size``, ``seed``.
 
     Returns
     -------
@@ -145,8 +156,8 @@ def compress(
         )
     elif not isinstance(chunk, (int, np.integer)) or chunk < 1:
         err = f"chunk must be a positive integer, got {chunk!r}"
-    elif method == "randomized" and "rank" not in truncation:
-        err = "method 'randomized' needs rank="
+    elif method == "randomized" and not {"rank", "l2_err", "rel_l2_err"} & set(truncation):
+        err = "method 'randomized' needs rank=, l2_err= or rel_l2_err="
     elif method == "hapod" and sum(k in truncation for k in ("eps", "l2_err", "rel_l2_err")) != 1:
         err = "method 'hapod' needs exactly one of eps=, l2_err=, rel_l2_err="
     check_collective(err, comm)
