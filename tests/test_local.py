@@ -193,6 +193,17 @@ def test_trajectories_are_clustered_whole(rng):
     assert lb.select(X[:, groups == 3]) == lb.labels_[3]
     with pytest.raises(ValueError, match="T=6 columns"):
         lb.select(X[:, 0])
+    # route() from the first two fields of a trajectory: the medoids' first two fields, and
+    # the space-time projection errors of numpy least squares (stacked weighted fields)
+    U = X[:, groups == 3][:, :2]
+    s = lb.route(U, n_candidates=3)
+    w = np.sqrt(WEIGHTS)
+    ref = []
+    for B in lb.bases_:
+        c = np.linalg.lstsq(w[:, None] * B, w[:, None] * U, rcond=None)[0]
+        ref.append(np.linalg.norm(w[:, None] * (U - B @ c)) / np.linalg.norm(w[:, None] * U))
+    np.testing.assert_allclose(s.errors, ref, rtol=1e-8, atol=1e-12)
+    assert s.rule == "candidates" and s.cluster == int(np.argmin(ref))
 
 
 def test_merge_clusters_meet_the_certified_error():
