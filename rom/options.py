@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "Interval", "option_error"]
+__all__ = ["Choice", "Interval", "keep_options", "option_error"]
 
 _CLOSED = ("both", "left", "right", "neither")
 
@@ -105,3 +105,16 @@ def option_error(owner: Any, constraints: Mapping[str, Interval | Choice]) -> st
         if not constraint.admits(value):
             return f"{name} must {constraint.describe()}, got {value!r}"
     return None
+
+
+def keep_options(owner: Any, arguments: Mapping[str, Any]) -> None:
+    """Store constructor arguments unchanged as attributes of the same names.
+
+    The scikit-learn convention: ``__init__`` keeps its options as given and ``fit`` validates
+    them (:func:`option_error`). ``arguments`` is ``locals()`` taken as the first statement of
+    ``__init__``, so it holds exactly the parameters; ``self`` and names starting with ``_``
+    are skipped.
+    """
+    for name, value in arguments.items():
+        if name != "self" and not name.startswith("_"):
+            setattr(owner, name, value)

@@ -48,7 +48,7 @@ from rom.adaptive.hyperreduced import (
 from rom.adaptive.indicator import GappyIndicator
 from rom.adaptive.points import gather_at_points
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.options import Choice, Interval, option_error
+from rom.options import Choice, Interval, keep_options, option_error
 from rom.parallel import allreduce_sum, check_collective, get_comm
 
 __all__ = ["AdaptiveROM", "AdaptiveRun", "FullState"]
@@ -216,18 +216,7 @@ class AdaptiveROM:
         max_newton: int = 25,
         seed: int = 0,
     ) -> None:
-        self.svd_rtol = svd_rtol
-        self.cubature_tol = cubature_tol
-        self.tol_E = tol_E
-        self.max_enrichments = max_enrichments
-        self.margin = margin
-        self.p_ref = p_ref
-        self.p_ref_rel = p_ref_rel
-        self.reconstruction = reconstruction
-        self.fom_rtol = fom_rtol
-        self.rtol = rtol
-        self.max_newton = max_newton
-        self.seed = seed
+        keep_options(self, locals())
 
     # ------------------------------------------------------------------ offline
     _OPTIONS = {
