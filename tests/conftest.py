@@ -12,11 +12,17 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from mpi4py import MPI
 
 from rom.parallel import limit_blas_per_rank
+
+# pyMOR, imported by test_pymor.py at collection, starts an MPI event loop on every rank but 0
+# when MPI is enabled in its config; the suite runs under mpirun, so that must be off.
+os.environ.setdefault("PYMOR_CONFIG_DISABLE", "MPI")
 
 _WORLD = MPI.COMM_WORLD
 limit_blas_per_rank()  # under mpirun: one BLAS pool per rank, sized to its share of the cores
