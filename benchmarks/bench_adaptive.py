@@ -49,7 +49,8 @@ def _calls_per_sample(fn, *, min_time: float = 0.04) -> int:
 def build_coarse(comm, ns, args, size):
     """The full-order model on a coarser mesh and an adaptive ROM fitted on the case's
     training loads (``ns``: the case's namespace)."""
-    from solvers.mechanics import Load, ViscoplasticModel
+    from solvers.mechanics import Load
+    from solvers.mechanics import ViscoplasticModel
 
     times = ns["times"]
     fom = ViscoplasticModel(comm, dim=args.dim, size=size, load=Load(), times=times)

@@ -29,7 +29,8 @@ import time
 import numpy as np
 import protocol
 from mpi4py import MPI
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_limits
 
 import rom
 from rom.parallel import row_range

@@ -73,7 +73,11 @@ import protocol
 import scipy.sparse as sp
 
 import rom
-from rom.compression import IncrementalSVD, compress, dist_hapod, inc_hapod, pod
+from rom.compression import IncrementalSVD
+from rom.compression import compress
+from rom.compression import dist_hapod
+from rom.compression import inc_hapod
+from rom.compression import pod
 
 OMEGA = 0.9
 TARGET_SPEEDUP = 1.5
@@ -175,7 +179,8 @@ def _pymor(X, M, c, l2, eps) -> dict:
     """pyMOR's counterparts (empty when pyMOR is not installed); each returns the modes."""
     if protocol.pymor_version() == "not installed":
         return {}
-    from pymor.algorithms.hapod import dist_vectorarray_hapod, inc_vectorarray_hapod
+    from pymor.algorithms.hapod import dist_vectorarray_hapod
+    from pymor.algorithms.hapod import inc_vectorarray_hapod
     from pymor.algorithms.pod import pod as pymor_pod
     from pymor.core.logger import set_log_levels
     from pymor.operators.numpy import NumpyMatrixOperator

@@ -94,7 +94,9 @@ def run_worker(src: Path, np_: int, shape: str, mpirun: str) -> dict[str, float]
 
 
 def main() -> None:
-    from protocol import RESULTS, machine, write_json
+    from protocol import RESULTS
+    from protocol import machine
+    from protocol import write_json
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", default="032747a", help="base revision (git)")

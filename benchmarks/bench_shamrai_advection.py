@@ -55,19 +55,19 @@ import os
 import platform
 import resource
 import time
-from datetime import UTC, datetime
+from datetime import UTC
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
-from threadpoolctl import ThreadpoolController, threadpool_info
+from threadpoolctl import ThreadpoolController
+from threadpoolctl import threadpool_info
 
 from rom.local import bounds
-from rom.local.merge_clustering import (
-    ErrorConstrainedClustering,
-    cluster_errors,
-    clustering_metrics,
-)
+from rom.local.merge_clustering import ErrorConstrainedClustering
+from rom.local.merge_clustering import cluster_errors
+from rom.local.merge_clustering import clustering_metrics
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_sample
 
@@ -474,7 +474,8 @@ def baseline_features(args, data, *, comm, n_rows):
 
 def feature_baselines(args, feats, blocks, widths, *, K, comm, n_rows, memory):
     """k-means with ``K`` clusters and HDBSCAN on rank 0's features; labels broadcast."""
-    from sklearn.cluster import HDBSCAN, KMeans
+    from sklearn.cluster import HDBSCAN
+    from sklearn.cluster import KMeans
 
     suffix = f" (sketch D={args.baseline_sketch})" if args.baseline_sketch else ""
     methods = [

@@ -54,7 +54,11 @@ import protocol
 from mpi4py import MPI
 
 import rom
-from rom.compression import IncrementalSVD, compress, dist_hapod, inc_hapod, pod
+from rom.compression import IncrementalSVD
+from rom.compression import compress
+from rom.compression import dist_hapod
+from rom.compression import inc_hapod
+from rom.compression import pod
 from rom.parallel import row_range
 
 MIB = 2**20

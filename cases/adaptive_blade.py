@@ -64,10 +64,13 @@ from mpi4py import MPI
 from rom import plotting
 from rom.adaptive.enrichment import AdaptiveROM
 from rom.adaptive.indicator import calibrate
-from rom.cli import describe_store, format_info
+from rom.cli import describe_store
+from rom.cli import format_info
 from rom.io import SnapshotStore
-from rom.parallel import allreduce_sum, blas_threads
-from solvers.mechanics import Load, ViscoplasticModel
+from rom.parallel import allreduce_sum
+from rom.parallel import blas_threads
+from solvers.mechanics import Load
+from solvers.mechanics import ViscoplasticModel
 
 SPOT_A, SPOT_B = (0.7, 0.5), (0.25, 0.75)
 TEST_LOAD = (330.0, 0.4, 80.0, 250.0, 0.5)  # A, g, S1, S2, hold

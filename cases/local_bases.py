@@ -64,7 +64,8 @@ from rom.local.bases import LocalBases
 from rom.local.cost_model import fit_online_cost
 from rom.local.merge_clustering import ErrorConstrainedClustering
 from rom.models.galerkin import LinearAffineROM
-from rom.parallel import allreduce_sum, blas_threads
+from rom.parallel import allreduce_sum
+from rom.parallel import blas_threads
 from rom.sampling import latin_hypercube
 from solvers.advection import AdvectionModel
 

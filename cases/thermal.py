@@ -53,11 +53,13 @@ from mpi4py import MPI
 
 import rom
 from rom import plotting
-from rom.cli import describe_store, format_info
+from rom.cli import describe_store
+from rom.cli import format_info
 from rom.compression import compress
 from rom.compression.truncation import tail_energies
 from rom.io import SnapshotStore
-from rom.models.galerkin import LinearAffineROM, space_time_error
+from rom.models.galerkin import LinearAffineROM
+from rom.models.galerkin import space_time_error
 from rom.parallel import blas_threads
 from rom.sampling import latin_hypercube
 from solvers.heat import HeatModel

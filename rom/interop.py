@@ -92,7 +92,8 @@ def affine_from_pymor(op: Any) -> Any:
     dict) or a flat array in the order of ``op.parameters``. A coefficient depending on pyMOR's
     time parameter ``t`` makes the decomposition time dependent (called as ``theta(mu, t)``).
     """
-    from rom.models.affine import AffineDecomposition, Parameters
+    from rom.models.affine import AffineDecomposition
+    from rom.models.affine import Parameters
 
     if not is_pymor(op, "Operator"):
         raise TypeError(f"expected a pyMOR Operator, got {type(op).__name__}")

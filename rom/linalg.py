@@ -41,7 +41,11 @@ import numpy as np
 import scipy.linalg as sla
 from mpi4py import MPI
 
-from rom.parallel import Product, allreduce_sum, apply_product, check_gram, get_comm
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_gram
+from rom.parallel import get_comm
 
 __all__ = [
     "RangeBasis",

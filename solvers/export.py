@@ -21,26 +21,28 @@ import argparse
 import contextlib
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mpi4py import MPI
 
-from rom.cli import (
-    CLIError,
-    atomic_output,
-    check_not_input,
-    echo,
-    field_arg,
-    open_field,
-    parse_columns,
-    positive_int,
-    store_parser,
-)
-from rom.io import SnapshotStore, StoreError
-from rom.parallel import allreduce_sum, check_collective, row_range
+from rom.cli import CLIError
+from rom.cli import atomic_output
+from rom.cli import check_not_input
+from rom.cli import echo
+from rom.cli import field_arg
+from rom.cli import open_field
+from rom.cli import parse_columns
+from rom.cli import positive_int
+from rom.cli import store_parser
+from rom.io import SnapshotStore
+from rom.io import StoreError
+from rom.parallel import allreduce_sum
+from rom.parallel import check_collective
+from rom.parallel import row_range
 
 from .operators import vertex_keys
 

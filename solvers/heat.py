@@ -64,10 +64,15 @@ from dolfinx import fem
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from rom.parallel import allreduce_sum, check_collective
+from rom.parallel import allreduce_sum
+from rom.parallel import check_collective
 
-from .mesh import BladeGeometry, blade_mesh, grid_layout
-from .operators import assemble_operator, check_converged, mumps_lu
+from .mesh import BladeGeometry
+from .mesh import blade_mesh
+from .mesh import grid_layout
+from .operators import assemble_operator
+from .operators import check_converged
+from .operators import mumps_lu
 from .transient import P1TransientModel
 
 __all__ = ["HeatModel"]

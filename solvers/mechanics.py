@@ -56,7 +56,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import basix
@@ -73,8 +74,14 @@ from petsc4py import PETSc
 from rom.adaptive import FullState
 from rom.parallel import check_collective
 
-from .constitutive import Material, elastic_stiffness, integrate, mandel_identity, n_components
-from .operators import assemble_operator, mumps_lu, vertex_keys
+from .constitutive import Material
+from .constitutive import elastic_stiffness
+from .constitutive import integrate
+from .constitutive import mandel_identity
+from .constitutive import n_components
+from .operators import assemble_operator
+from .operators import mumps_lu
+from .operators import vertex_keys
 
 __all__ = ["Load", "State", "StepInfo", "Trajectory", "ViscoplasticModel"]
 

@@ -58,7 +58,8 @@ from mpi4py import MPI
 from rom.io import SnapshotStore
 from rom.parallel import check_collective
 
-from .operators import PETScOperator, assemble_operator
+from .operators import PETScOperator
+from .operators import assemble_operator
 
 __all__ = [
     "SpaceRows",

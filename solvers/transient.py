@@ -26,7 +26,9 @@ import ufl
 from dolfinx import fem
 from petsc4py import PETSc
 
-from .operators import check_converged, mumps_lu, vertex_keys
+from .operators import check_converged
+from .operators import mumps_lu
+from .operators import vertex_keys
 
 __all__ = ["P1TransientModel"]
 

@@ -11,7 +11,8 @@ import pytest
 from mpi4py import MPI
 
 from rom.compression import pod
-from rom.models.galerkin import LinearAffineROM, space_time_error
+from rom.models.galerkin import LinearAffineROM
+from rom.models.galerkin import space_time_error
 from rom.parallel import allreduce_sum
 from solvers.advection import AdvectionModel
 

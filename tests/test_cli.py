@@ -18,7 +18,8 @@ import h5py
 import numpy as np
 import pytest
 
-from rom.cli import main, parse_columns
+from rom.cli import main
+from rom.cli import parse_columns
 from rom.io import SnapshotStore
 from rom.parallel import distribute_rows
 

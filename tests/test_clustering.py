@@ -12,13 +12,11 @@ import itertools
 import numpy as np
 import pytest
 
-from rom.local import (
-    KMedoids,
-    choose_n_clusters,
-    kmeans_parameters,
-    kmeans_snapshots,
-    sine_dissimilarity,
-)
+from rom.local import KMedoids
+from rom.local import choose_n_clusters
+from rom.local import kmeans_parameters
+from rom.local import kmeans_snapshots
+from rom.local import sine_dissimilarity
 from rom.parallel import distribute_rows
 
 

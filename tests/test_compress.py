@@ -13,9 +13,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from rom.compression import CompressionResult, compress
+from rom.compression import CompressionResult
+from rom.compression import compress
 from rom.io import SnapshotStore
-from rom.parallel import distribute_rows, gather_rows, row_range
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
+from rom.parallel import row_range
 
 SLACK = 1e-12
 

@@ -12,14 +12,13 @@ import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
 
-from rom.local import (
-    principal_angles,
-    sine_dissimilarity,
-    sine_dissimilarity_between,
-    subspace_distance,
-    trajectory_dissimilarity,
-)
-from rom.parallel import distribute_rows, row_range
+from rom.local import principal_angles
+from rom.local import sine_dissimilarity
+from rom.local import sine_dissimilarity_between
+from rom.local import subspace_distance
+from rom.local import trajectory_dissimilarity
+from rom.parallel import distribute_rows
+from rom.parallel import row_range
 
 EPS = np.finfo(np.float64).eps
 

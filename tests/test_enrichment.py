@@ -41,7 +41,8 @@ def _temperature(A, g, S1, S2, hold):
 def _problem(comm):
     import dolfinx_solver  # noqa: F401
 
-    from solvers.mechanics import Load, ViscoplasticModel
+    from solvers.mechanics import Load
+    from solvers.mechanics import ViscoplasticModel
 
     fom = ViscoplasticModel(comm, dim=2, size=8, load=Load(), times=TIMES)
     trajs = []

@@ -12,8 +12,12 @@ import math
 import numpy as np
 import pytest
 
-from rom.compression import Chunk, dist_hapod, hapod, inc_hapod
-from rom.parallel import distribute_rows, gather_rows
+from rom.compression import Chunk
+from rom.compression import dist_hapod
+from rom.compression import hapod
+from rom.compression import inc_hapod
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
 
 pytestmark = [pytest.mark.mpi]
 

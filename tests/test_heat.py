@@ -13,7 +13,8 @@ from dolfinx import fem
 from mpi4py import MPI
 
 from solvers.heat import HeatModel
-from solvers.mesh import BladeGeometry, blade_mesh
+from solvers.mesh import BladeGeometry
+from solvers.mesh import blade_mesh
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 

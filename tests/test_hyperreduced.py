@@ -11,13 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rom.adaptive import (
-    HyperReducedModel,
-    build_hyperreduced,
-    gather_at_points,
-    internal_force_cubature,
-)
-from rom.parallel import allreduce_sum, distribute_rows
+from rom.adaptive import HyperReducedModel
+from rom.adaptive import build_hyperreduced
+from rom.adaptive import gather_at_points
+from rom.adaptive import internal_force_cubature
+from rom.parallel import allreduce_sum
+from rom.parallel import distribute_rows
 
 
 def _temperature(x, t):
@@ -30,7 +29,8 @@ def training():
     import dolfinx_solver  # noqa: F401
     from mpi4py import MPI
 
-    from solvers.mechanics import Load, ViscoplasticModel
+    from solvers.mechanics import Load
+    from solvers.mechanics import ViscoplasticModel
 
     times = np.linspace(0.0, 1.0, 11)[1:]
     fom = ViscoplasticModel(

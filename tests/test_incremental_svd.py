@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
 from hypothesis import strategies as st
 
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.parallel import distribute_rows, gather_rows
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
 
 pytestmark = [pytest.mark.mpi]
 

@@ -8,7 +8,10 @@ import pytest
 import scipy.linalg
 import scipy.stats
 
-from rom.adaptive import GappyIndicator, calibrate, leverage_points, qdeim
+from rom.adaptive import GappyIndicator
+from rom.adaptive import calibrate
+from rom.adaptive import leverage_points
+from rom.adaptive import qdeim
 from rom.parallel import distribute_rows
 
 

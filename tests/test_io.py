@@ -23,8 +23,11 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from rom.io import SnapshotStore, StoreError, merge_stores
-from rom.parallel import distribute_rows, row_range
+from rom.io import SnapshotStore
+from rom.io import StoreError
+from rom.io import merge_stores
+from rom.parallel import distribute_rows
+from rom.parallel import row_range
 
 ROOT = Path(__file__).resolve().parents[1]
 

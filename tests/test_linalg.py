@@ -10,8 +10,12 @@ import pytest
 import scipy.linalg as sla
 
 from rom import linalg
-from rom.compression import compress, dist_hapod, inc_hapod, pod
-from rom.parallel import distribute_rows, gather_rows
+from rom.compression import compress
+from rom.compression import dist_hapod
+from rom.compression import inc_hapod
+from rom.compression import pod
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
 
 pytestmark = [pytest.mark.mpi, pytest.mark.partition]
 
@@ -249,7 +253,8 @@ SOLVERS = {
 
 
 def test_gram_check_threshold_against_lapack(rng):
-    from rom.parallel import gram_error, gram_tolerance
+    from rom.parallel import gram_error
+    from rom.parallel import gram_tolerance
 
     m = 6
     V = np.linalg.qr(rng.standard_normal((m, m)))[0]

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rom.local import LocalBases, OnlineCost, fit_online_cost
-from rom.parallel import distribute_rows, row_range
+from rom.local import LocalBases
+from rom.local import OnlineCost
+from rom.local import fit_online_cost
+from rom.parallel import distribute_rows
+from rom.parallel import row_range
 
 N_X = 300
 X_GRID = np.linspace(0.0, 1.0, N_X)

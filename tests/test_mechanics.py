@@ -14,7 +14,9 @@ from mpi4py import MPI
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
-from solvers.constitutive import Material, integrate, von_mises
+from solvers.constitutive import Material
+from solvers.constitutive import integrate
+from solvers.constitutive import von_mises
 
 S2 = np.sqrt(2.0)
 

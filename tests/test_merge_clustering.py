@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from rom.local import bounds
-from rom.local.merge_clustering import ErrorConstrainedClustering, clustering_metrics
+from rom.local.merge_clustering import ErrorConstrainedClustering
+from rom.local.merge_clustering import clustering_metrics
 from rom.parallel import distribute_rows
 from rom.synthetic import advection_blocks
 

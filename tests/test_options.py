@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from rom.options import Choice, Interval, option_error
+from rom.options import Choice
+from rom.options import Interval
+from rom.options import option_error
 
 
 @pytest.mark.parametrize(

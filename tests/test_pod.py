@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import rom
-from rom.parallel import distribute_rows, gather_rows, row_range
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
+from rom.parallel import row_range
 
 pytestmark = [pytest.mark.mpi, pytest.mark.partition]
 

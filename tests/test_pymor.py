@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 import rom
-from rom.interop import affine_from_pymor, from_pymor
-from rom.models import LinearAffineROM, space_time_error
+from rom.interop import affine_from_pymor
+from rom.interop import from_pymor
+from rom.models import LinearAffineROM
+from rom.models import space_time_error
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # inside pyMOR
 

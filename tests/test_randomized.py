@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from rom.compression import column_chunks
-from rom.compression.randomized import randomized_svd, randomized_svd_streamed
-from rom.parallel import distribute_rows, gather_rows
+from rom.compression.randomized import randomized_svd
+from rom.compression.randomized import randomized_svd_streamed
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
 
 pytestmark = [pytest.mark.mpi]
 

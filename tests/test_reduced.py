@@ -8,8 +8,13 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 import rom
-from rom.models import AffineDecomposition, LinearAffineROM, Parameters, space_time_error
-from rom.parallel import distribute_rows, gather_rows, row_range
+from rom.models import AffineDecomposition
+from rom.models import LinearAffineROM
+from rom.models import Parameters
+from rom.models import space_time_error
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
+from rom.parallel import row_range
 
 pytestmark = [pytest.mark.mpi, pytest.mark.partition]
 

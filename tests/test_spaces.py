@@ -25,13 +25,18 @@ import dolfinx_solver  # noqa: F401  (before dolfinx)
 import numpy as np
 import pytest
 import ufl
-from dolfinx import fem, mesh
+from dolfinx import fem
+from dolfinx import mesh
 from mpi4py import MPI
 
 import rom
 from rom.io import SnapshotStore
 from solvers.operators import vertex_keys
-from solvers.spaces import SpaceRows, append_functions, create_store, dof_keys, open_store
+from solvers.spaces import SpaceRows
+from solvers.spaces import append_functions
+from solvers.spaces import create_store
+from solvers.spaces import dof_keys
+from solvers.spaces import open_store
 
 pytestmark = [pytest.mark.fem, pytest.mark.mpi, pytest.mark.partition]
 

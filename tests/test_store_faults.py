@@ -30,7 +30,8 @@ import pytest
 
 from rom.cli import main
 from rom.compression import compress
-from rom.io import SnapshotStore, StoreError
+from rom.io import SnapshotStore
+from rom.io import StoreError
 from rom.parallel import row_range
 
 ROOT = Path(__file__).resolve().parents[1]

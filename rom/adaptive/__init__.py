@@ -1,18 +1,24 @@
 """Adaptive hyper-reduction: empirical cubature, QDEIM points, the hyper-reduced model, the
 error indicator and indicator-triggered enrichment."""
 
-from rom.adaptive.cubature import CubatureResult, empirical_cubature
-from rom.adaptive.enrichment import AdaptiveROM, AdaptiveRun, FullState
-from rom.adaptive.hyperreduced import (
-    ConstitutiveLaw,
-    HyperReducedModel,
-    ReducedState,
-    ReducedStepInfo,
-    build_hyperreduced,
-    internal_force_cubature,
-)
-from rom.adaptive.indicator import CalibrationResult, GappyIndicator, calibrate
-from rom.adaptive.points import gather_at_points, global_offset, leverage_points, qdeim
+from rom.adaptive.cubature import CubatureResult
+from rom.adaptive.cubature import empirical_cubature
+from rom.adaptive.enrichment import AdaptiveROM
+from rom.adaptive.enrichment import AdaptiveRun
+from rom.adaptive.enrichment import FullState
+from rom.adaptive.hyperreduced import ConstitutiveLaw
+from rom.adaptive.hyperreduced import HyperReducedModel
+from rom.adaptive.hyperreduced import ReducedState
+from rom.adaptive.hyperreduced import ReducedStepInfo
+from rom.adaptive.hyperreduced import build_hyperreduced
+from rom.adaptive.hyperreduced import internal_force_cubature
+from rom.adaptive.indicator import CalibrationResult
+from rom.adaptive.indicator import GappyIndicator
+from rom.adaptive.indicator import calibrate
+from rom.adaptive.points import gather_at_points
+from rom.adaptive.points import global_offset
+from rom.adaptive.points import leverage_points
+from rom.adaptive.points import qdeim
 
 __all__ = [
     "AdaptiveROM",

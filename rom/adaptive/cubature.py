@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 
 import numpy as np
 import scipy.optimize
 from mpi4py import MPI
 
-from rom.adaptive.points import best_over_ranks, gather_at_points, validate_global_indices
-from rom.parallel import allreduce_sum, check_collective, get_comm
+from rom.adaptive.points import best_over_ranks
+from rom.adaptive.points import gather_at_points
+from rom.adaptive.points import validate_global_indices
+from rom.parallel import allreduce_sum
+from rom.parallel import check_collective
+from rom.parallel import get_comm
 
 __all__ = ["CubatureResult", "empirical_cubature"]
 

@@ -33,23 +33,27 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 
-from rom.adaptive.hyperreduced import (
-    ReducedState,
-    Temperature,
-    build_hyperreduced,
-    internal_force_cubature,
-    work_array,
-)
+from rom.adaptive.hyperreduced import ReducedState
+from rom.adaptive.hyperreduced import Temperature
+from rom.adaptive.hyperreduced import build_hyperreduced
+from rom.adaptive.hyperreduced import internal_force_cubature
+from rom.adaptive.hyperreduced import work_array
 from rom.adaptive.indicator import GappyIndicator
 from rom.adaptive.points import gather_at_points
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.options import Choice, Interval, keep_options, option_error
-from rom.parallel import allreduce_sum, check_collective, get_comm
+from rom.options import Choice
+from rom.options import Interval
+from rom.options import keep_options
+from rom.options import option_error
+from rom.parallel import allreduce_sum
+from rom.parallel import check_collective
+from rom.parallel import get_comm
 
 __all__ = ["AdaptiveROM", "AdaptiveRun", "FullState"]
 

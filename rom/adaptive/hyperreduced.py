@@ -34,19 +34,27 @@ Global point index = number of quadrature points held by lower ranks + local ind
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from typing import Any
 
 import numpy as np
 import scipy.linalg
 from mpi4py import MPI
 
-from rom.adaptive.cubature import CubatureResult, empirical_cubature
-from rom.adaptive.points import gather_at_points, global_offset, validate_global_indices
+from rom.adaptive.cubature import CubatureResult
+from rom.adaptive.cubature import empirical_cubature
+from rom.adaptive.points import gather_at_points
+from rom.adaptive.points import global_offset
+from rom.adaptive.points import validate_global_indices
 from rom.compression import pod
 from rom.compression.truncation import truncation_rank
-from rom.parallel import allreduce_sum, check_collective, gather_rows, get_comm
+from rom.parallel import allreduce_sum
+from rom.parallel import check_collective
+from rom.parallel import gather_rows
+from rom.parallel import get_comm
 
 __all__ = [
     "ConstitutiveLaw",

@@ -31,8 +31,13 @@ import scipy.linalg
 import scipy.stats
 from mpi4py import MPI
 
-from rom.adaptive.points import gather_at_points, leverage_points, qdeim, validate_global_indices
-from rom.parallel import check_collective, get_comm, validate_local_rows
+from rom.adaptive.points import gather_at_points
+from rom.adaptive.points import leverage_points
+from rom.adaptive.points import qdeim
+from rom.adaptive.points import validate_global_indices
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import validate_local_rows
 
 __all__ = ["CalibrationResult", "GappyIndicator", "calibrate"]
 

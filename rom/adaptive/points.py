@@ -28,7 +28,9 @@ from collections.abc import Iterable
 import numpy as np
 from mpi4py import MPI
 
-from rom.parallel import check_collective, get_comm, validate_local_rows
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import validate_local_rows
 
 __all__ = [
     "best_over_ranks",

@@ -42,24 +42,28 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.io import StoreError
-from rom.parallel import blas_threads, limit_blas_per_rank
+from rom.parallel import blas_threads
+from rom.parallel import limit_blas_per_rank
 
-from . import _cluster, _compress, _info, _maintenance, _plot
-from ._common import (
-    ArgParser,
-    CLIError,
-    add_output_arguments,
-    atomic_output,
-    check_not_input,
-    echo,
-    field_arg,
-    log_to_stderr,
-    on_rank0,
-    open_field,
-    positive_int,
-    store_parser,
-)
-from ._info import describe_store, format_info
+from . import _cluster
+from . import _compress
+from . import _info
+from . import _maintenance
+from . import _plot
+from ._common import ArgParser
+from ._common import CLIError
+from ._common import add_output_arguments
+from ._common import atomic_output
+from ._common import check_not_input
+from ._common import echo
+from ._common import field_arg
+from ._common import log_to_stderr
+from ._common import on_rank0
+from ._common import open_field
+from ._common import positive_int
+from ._common import store_parser
+from ._info import describe_store
+from ._info import format_info
 
 __all__ = [
     "main",

@@ -10,20 +10,19 @@ from typing import Any
 
 from mpi4py import MPI
 
-from rom.local import KMedoids, sine_dissimilarity
+from rom.local import KMedoids
+from rom.local import sine_dissimilarity
 from rom.summary import jsonable
 
-from ._common import (
-    CLIError,
-    add_output_arguments,
-    atomic_output,
-    check_output,
-    echo,
-    on_rank0,
-    open_field,
-    positive_int,
-    store_parser,
-)
+from ._common import CLIError
+from ._common import add_output_arguments
+from ._common import atomic_output
+from ._common import check_output
+from ._common import echo
+from ._common import on_rank0
+from ._common import open_field
+from ._common import positive_int
+from ._common import store_parser
 
 __all__ = ["add_command"]
 

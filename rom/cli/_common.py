@@ -10,13 +10,16 @@ import math
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from mpi4py import MPI
 
-from rom.io import SnapshotStore, StoreError, move_store
+from rom.io import SnapshotStore
+from rom.io import StoreError
+from rom.io import move_store
 from rom.parallel import check_collective
 
 __all__ = [

@@ -12,22 +12,21 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression import METHODS, compress
+from rom.compression import METHODS
+from rom.compression import compress
 from rom.io import SnapshotStore
 from rom.parallel import row_range
 from rom.summary import jsonable
 
-from ._common import (
-    CLIError,
-    add_output_arguments,
-    atomic_output,
-    check_output,
-    echo,
-    nonneg_float,
-    open_field,
-    positive_int,
-    store_parser,
-)
+from ._common import CLIError
+from ._common import add_output_arguments
+from ._common import atomic_output
+from ._common import check_output
+from ._common import echo
+from ._common import nonneg_float
+from ._common import open_field
+from ._common import positive_int
+from ._common import store_parser
 
 __all__ = ["add_command"]
 

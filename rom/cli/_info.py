@@ -13,7 +13,8 @@ from mpi4py import MPI
 from rom.io import SnapshotStore
 from rom.summary import jsonable
 
-from ._common import echo, on_rank0
+from ._common import echo
+from ._common import on_rank0
 
 __all__ = ["describe_store", "format_info", "add_command"]
 

@@ -8,9 +8,15 @@ from typing import Any
 
 from mpi4py import MPI
 
-from rom.io import SnapshotStore, merge_stores
+from rom.io import SnapshotStore
+from rom.io import merge_stores
 
-from ._common import add_output_arguments, atomic_output, check_output, echo, on_rank0, store_parser
+from ._common import add_output_arguments
+from ._common import atomic_output
+from ._common import check_output
+from ._common import echo
+from ._common import on_rank0
+from ._common import store_parser
 
 __all__ = ["add_command"]
 

@@ -12,7 +12,12 @@ from mpi4py import MPI
 
 from rom.compression import compress
 
-from ._common import CLIError, atomic_output, check_not_input, echo, on_rank0, open_field
+from ._common import CLIError
+from ._common import atomic_output
+from ._common import check_not_input
+from ._common import echo
+from ._common import on_rank0
+from ._common import open_field
 
 __all__ = ["add_command"]
 

@@ -4,13 +4,20 @@ Every method takes this rank's rows plus ``comm`` and the same truncation option
 (``rank``, ``rtol``, ``l2_err``, ``rel_l2_err``; see :mod:`rom.compression.truncation`).
 """
 
-from rom.compression._compress import METHODS, compress
-from rom.compression._hapod import Chunk, column_chunks, dist_hapod, hapod, inc_hapod
-from rom.compression._pod import POD, pod
+from rom.compression._compress import METHODS
+from rom.compression._compress import compress
+from rom.compression._hapod import Chunk
+from rom.compression._hapod import column_chunks
+from rom.compression._hapod import dist_hapod
+from rom.compression._hapod import hapod
+from rom.compression._hapod import inc_hapod
+from rom.compression._pod import POD
+from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd
-from rom.compression.truncation import tail_energies, truncation_rank
+from rom.compression.truncation import tail_energies
+from rom.compression.truncation import truncation_rank
 
 __all__ = [
     "METHODS",

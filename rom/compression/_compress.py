@@ -36,21 +36,22 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._hapod import _is_store, column_chunks, dist_hapod
+from rom.compression._hapod import _is_store
+from rom.compression._hapod import column_chunks
+from rom.compression._hapod import dist_hapod
 from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.compression.randomized import randomized_svd, randomized_svd_streamed
+from rom.compression.randomized import randomized_svd
+from rom.compression.randomized import randomized_svd_streamed
 from rom.compression.truncation import validate_truncation
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    product_error,
-    validate_local_rows,
-)
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import product_error
+from rom.parallel import validate_local_rows
 
 __all__ = ["CompressionResult", "compress", "METHODS"]
 

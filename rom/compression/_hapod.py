@@ -39,7 +39,9 @@ import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +51,9 @@ from mpi4py import MPI
 from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
-from rom.parallel import Product, check_collective, get_comm
+from rom.parallel import Product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
 
 __all__ = ["Chunk", "hapod", "dist_hapod", "inc_hapod", "column_chunks"]
 

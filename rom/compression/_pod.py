@@ -43,24 +43,21 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression._result import CompressionResult
-from rom.compression.truncation import truncation_rank, validate_truncation
-from rom.linalg import (
-    cholesky_qr_deferred,
-    gram_matrix,
-    reorthonormalize,
-    sign_flips,
-    tail_energies,
-)
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    product_error,
-    validate_finite,
-    validate_local_rows,
-)
+from rom.compression.truncation import truncation_rank
+from rom.compression.truncation import validate_truncation
+from rom.linalg import cholesky_qr_deferred
+from rom.linalg import gram_matrix
+from rom.linalg import reorthonormalize
+from rom.linalg import sign_flips
+from rom.linalg import tail_energies
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import product_error
+from rom.parallel import validate_finite
+from rom.parallel import validate_local_rows
 
 __all__ = ["pod", "POD"]
 

@@ -66,25 +66,22 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression.truncation import truncation_rank, validate_truncation
+from rom.compression.truncation import truncation_rank
+from rom.compression.truncation import validate_truncation
 from rom.interop import from_pymor
-from rom.linalg import (
-    gram_matrix,
-    project_out,
-    range_basis,
-    reorthonormalize,
-    sign_flips,
-    tail_energies,
-)
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    local_inner,
-    product_error,
-)
+from rom.linalg import gram_matrix
+from rom.linalg import project_out
+from rom.linalg import range_basis
+from rom.linalg import reorthonormalize
+from rom.linalg import sign_flips
+from rom.linalg import tail_energies
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import local_inner
+from rom.parallel import product_error
 
 __all__ = ["IncrementalSVD"]
 

@@ -53,31 +53,29 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 
 from rom.compression._result import CompressionResult
-from rom.compression.truncation import truncation_rank, validate_truncation
-from rom.linalg import (
-    cholesky_qr,
-    gram_matrix,
-    project_out,
-    range_basis,
-    sign_flips,
-    tail_energies,
-)
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    product_error,
-    validate_local_rows,
-)
+from rom.compression.truncation import truncation_rank
+from rom.compression.truncation import validate_truncation
+from rom.linalg import cholesky_qr
+from rom.linalg import gram_matrix
+from rom.linalg import project_out
+from rom.linalg import range_basis
+from rom.linalg import sign_flips
+from rom.linalg import tail_energies
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import product_error
+from rom.parallel import validate_local_rows
 
 __all__ = ["randomized_svd", "randomized_svd_streamed"]
 

@@ -34,8 +34,11 @@ helpers), ``_keys`` (the checks at creation), ``_index`` (the index and layout f
 (writing an HDF5 file so that a failed write, e.g. on a full disk, leaves no file open).
 """
 
-from ._files import merge_stores, move_store
-from ._format import FORMAT, SCHEMA_VERSION, StoreError
+from ._files import merge_stores
+from ._files import move_store
+from ._format import FORMAT
+from ._format import SCHEMA_VERSION
+from ._format import StoreError
 from ._store import SnapshotStore
 
 __all__ = [

@@ -13,10 +13,15 @@ from pathlib import Path
 
 from mpi4py import MPI
 
-from rom.parallel import get_comm, row_range
+from rom.parallel import get_comm
+from rom.parallel import row_range
 
-from ._format import StoreError, compatibility_error, fsync_path, segments_dir
-from ._index import read_index, write_index
+from ._format import StoreError
+from ._format import compatibility_error
+from ._format import fsync_path
+from ._format import segments_dir
+from ._index import read_index
+from ._index import write_index
 from ._lock import StoreLock
 from ._store import SnapshotStore
 

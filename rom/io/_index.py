@@ -8,25 +8,24 @@ The index (``<path>``) is small and rewritten completely at every commit: write 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from ._format import (
-    FORMAT,
-    LAYOUT_FORMAT,
-    SCHEMA_VERSION,
-    StoreError,
-    decode_strings,
-    from_h5,
-    fsync_path,
-    library_version,
-    segments_dir,
-    virtual_columns,
-)
+from ._format import FORMAT
+from ._format import LAYOUT_FORMAT
+from ._format import SCHEMA_VERSION
+from ._format import StoreError
+from ._format import decode_strings
+from ._format import from_h5
+from ._format import fsync_path
+from ._format import library_version
+from ._format import segments_dir
+from ._format import virtual_columns
 from ._h5file import H5Writer
 
 __all__ = ["IndexContents", "read_index", "write_index", "write_layout"]

@@ -9,7 +9,10 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from ._format import StoreError, as_field_dict, as_keys, check_field_name
+from ._format import StoreError
+from ._format import as_field_dict
+from ._format import as_keys
+from ._format import check_field_name
 
 __all__ = ["field_keys", "metadata_error", "check_same_fields", "sorted_keys"]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,11 @@ from mpi4py import MPI
 
 from rom.parallel import check_collective
 
-from ._format import (
-    CHUNK_ELEMENTS,
-    MAX_OPEN_SEGMENTS,
-    StoreError,
-    as_keys,
-    normalize_columns,
-)
+from ._format import CHUNK_ELEMENTS
+from ._format import MAX_OPEN_SEGMENTS
+from ._format import StoreError
+from ._format import as_keys
+from ._format import normalize_columns
 from ._index import IndexContents
 
 __all__ = ["StoreReading", "row_blocks"]

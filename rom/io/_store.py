@@ -16,12 +16,23 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from rom.parallel import check_collective, get_comm, row_range
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import row_range
 
-from ._format import StoreError, as_field_dict, as_keys, segments_dir
-from ._index import IndexContents, read_index, write_layout
-from ._keys import check_same_fields, field_keys, metadata_error, sorted_keys
-from ._lock import StoreLock, break_lock
+from ._format import StoreError
+from ._format import as_field_dict
+from ._format import as_keys
+from ._format import segments_dir
+from ._index import IndexContents
+from ._index import read_index
+from ._index import write_layout
+from ._keys import check_same_fields
+from ._keys import field_keys
+from ._keys import metadata_error
+from ._keys import sorted_keys
+from ._lock import StoreLock
+from ._lock import break_lock
 from ._reading import StoreReading
 from ._writing import StoreWriting
 

@@ -15,20 +15,21 @@ from mpi4py import MPI
 
 from rom.parallel import check_collective
 
-from ._format import (
-    CHUNK_ELEMENTS,
-    GATHER_ELEMENTS,
-    SCHEMA_VERSION,
-    SEGMENT_FORMAT,
-    StoreError,
-    as_field_dict,
-    compatibility_error,
-    fsync_path,
-    segment_name,
-    segment_number,
-)
-from ._h5file import H5Writer, one_line
-from ._index import IndexContents, read_index, write_index
+from ._format import CHUNK_ELEMENTS
+from ._format import GATHER_ELEMENTS
+from ._format import SCHEMA_VERSION
+from ._format import SEGMENT_FORMAT
+from ._format import StoreError
+from ._format import as_field_dict
+from ._format import compatibility_error
+from ._format import fsync_path
+from ._format import segment_name
+from ._format import segment_number
+from ._h5file import H5Writer
+from ._h5file import one_line
+from ._index import IndexContents
+from ._index import read_index
+from ._index import write_index
 
 __all__ = ["StoreWriting", "append_metadata"]
 

@@ -1,17 +1,22 @@
 """Local reduced bases: sine dissimilarity, clustering, concatenated-SVD bounds, local bases."""
 
-from rom.local.bases import CLUSTERINGS, LocalBases
-from rom.local.clustering import KMedoids, choose_n_clusters, kmeans_parameters, kmeans_snapshots
-from rom.local.cost_model import OnlineCost, efficiency_ratio, fit_online_cost
-from rom.local.dissimilarity import (
-    principal_angles,
-    sine_dissimilarity,
-    sine_dissimilarity_between,
-    subspace_distance,
-    trajectory_dissimilarity,
-)
+from rom.local.bases import CLUSTERINGS
+from rom.local.bases import LocalBases
+from rom.local.clustering import KMedoids
+from rom.local.clustering import choose_n_clusters
+from rom.local.clustering import kmeans_parameters
+from rom.local.clustering import kmeans_snapshots
+from rom.local.cost_model import OnlineCost
+from rom.local.cost_model import efficiency_ratio
+from rom.local.cost_model import fit_online_cost
+from rom.local.dissimilarity import principal_angles
+from rom.local.dissimilarity import sine_dissimilarity
+from rom.local.dissimilarity import sine_dissimilarity_between
+from rom.local.dissimilarity import subspace_distance
+from rom.local.dissimilarity import trajectory_dissimilarity
 from rom.local.merge_clustering import ErrorConstrainedClustering
-from rom.local.selection import GLOBAL, Selection
+from rom.local.selection import GLOBAL
+from rom.local.selection import Selection
 
 __all__ = [
     "CLUSTERINGS",

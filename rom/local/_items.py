@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from rom.parallel import Product, apply_product
+from rom.parallel import Product
+from rom.parallel import apply_product
 
 __all__ = ["StackedProduct", "canonical_labels", "group_items"]
 

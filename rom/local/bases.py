@@ -56,31 +56,36 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression import CompressionResult, pod
-from rom.compression.truncation import truncation_rank, validate_truncation
-from rom.local._items import StackedProduct, canonical_labels, group_items
-from rom.local.clustering import KMedoids, kmeans_parameters, kmeans_snapshots
+from rom.compression import CompressionResult
+from rom.compression import pod
+from rom.compression.truncation import truncation_rank
+from rom.compression.truncation import validate_truncation
+from rom.local._items import StackedProduct
+from rom.local._items import canonical_labels
+from rom.local._items import group_items
+from rom.local.clustering import KMedoids
+from rom.local.clustering import kmeans_parameters
+from rom.local.clustering import kmeans_snapshots
 from rom.local.cost_model import efficiency_ratio
-from rom.local.dissimilarity import sine_dissimilarity, sine_dissimilarity_between
+from rom.local.dissimilarity import sine_dissimilarity
+from rom.local.dissimilarity import sine_dissimilarity_between
 from rom.local.merge_clustering import ErrorConstrainedClustering
-from rom.local.selection import (
-    GLOBAL,
-    Selection,
-    fit_trust,
-    overlap_items,
-    relative_errors,
-    route_field,
-)
-from rom.options import Choice, Interval, option_error
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    norms,
-    validate_local_rows,
-)
+from rom.local.selection import GLOBAL
+from rom.local.selection import Selection
+from rom.local.selection import fit_trust
+from rom.local.selection import overlap_items
+from rom.local.selection import relative_errors
+from rom.local.selection import route_field
+from rom.options import Choice
+from rom.options import Interval
+from rom.options import option_error
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import norms
+from rom.parallel import validate_local_rows
 
 __all__ = ["LocalBases", "CLUSTERINGS"]
 

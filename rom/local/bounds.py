@@ -34,9 +34,17 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression import IncrementalSVD
-from rom.linalg import cholesky_qr, project_out, range_basis, tsqr
-from rom.options import Interval, option_error
-from rom.parallel import Product, allreduce_sum, apply_product, check_collective, get_comm
+from rom.linalg import cholesky_qr
+from rom.linalg import project_out
+from rom.linalg import range_basis
+from rom.linalg import tsqr
+from rom.options import Interval
+from rom.options import option_error
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
 
 __all__ = [
     "BlockSpectrum",

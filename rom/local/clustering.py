@@ -48,15 +48,15 @@ import math
 
 import numpy as np
 
-from rom.options import Choice, Interval, option_error
-from rom.parallel import (
-    apply_product,
-    blas_threads,
-    check_collective,
-    get_comm,
-    replicated_sum,
-    validate_local_rows,
-)
+from rom.options import Choice
+from rom.options import Interval
+from rom.options import option_error
+from rom.parallel import apply_product
+from rom.parallel import blas_threads
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import replicated_sum
+from rom.parallel import validate_local_rows
 
 __all__ = [
     "KMedoids",

@@ -36,15 +36,14 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression import pod
-from rom.compression.truncation import truncation_rank, validate_truncation
-from rom.parallel import (
-    Product,
-    apply_product,
-    check_collective,
-    get_comm,
-    replicated_sum,
-    validate_local_rows,
-)
+from rom.compression.truncation import truncation_rank
+from rom.compression.truncation import validate_truncation
+from rom.parallel import Product
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import replicated_sum
+from rom.parallel import validate_local_rows
 
 __all__ = [
     "sine_dissimilarity",

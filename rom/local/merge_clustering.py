@@ -33,20 +33,23 @@ from collections.abc import Sequence
 import numpy as np
 from mpi4py import MPI
 
-from rom.linalg import gram_matrix, range_basis
-from rom.local.bounds import (
-    DROP_TOL,
-    BlockSpectrum,
-    IncrementalResidualBound,
-    TruncatedGramEstimator,
-    block_spectrum,
-    exact_error,
-    kyfan_from,
-    validate_blocks,
-    weyl_from,
-)
-from rom.options import Choice, Interval, option_error
-from rom.parallel import Product, allreduce_sum, get_comm
+from rom.linalg import gram_matrix
+from rom.linalg import range_basis
+from rom.local.bounds import DROP_TOL
+from rom.local.bounds import BlockSpectrum
+from rom.local.bounds import IncrementalResidualBound
+from rom.local.bounds import TruncatedGramEstimator
+from rom.local.bounds import block_spectrum
+from rom.local.bounds import exact_error
+from rom.local.bounds import kyfan_from
+from rom.local.bounds import validate_blocks
+from rom.local.bounds import weyl_from
+from rom.options import Choice
+from rom.options import Interval
+from rom.options import option_error
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import get_comm
 
 __all__ = ["ErrorConstrainedClustering", "clustering_metrics", "cluster_errors"]
 

@@ -50,13 +50,11 @@ from mpi4py import MPI
 
 from rom.compression.truncation import truncation_rank
 from rom.local.dissimilarity import sine_dissimilarity_between
-from rom.parallel import (
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    get_comm,
-    validate_local_rows,
-)
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import get_comm
+from rom.parallel import validate_local_rows
 
 __all__ = ["GLOBAL", "Selection", "leave_one_out_errors", "overlap_items"]
 

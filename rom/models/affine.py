@@ -13,7 +13,9 @@ with parameter-independent terms :math:`X_q` and scalar coefficient functions
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

@@ -31,7 +31,8 @@ reduced solution equals the full-order one (to round-off).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,13 +40,11 @@ from mpi4py import MPI
 
 from rom.interop import from_pymor
 from rom.models.affine import AffineDecomposition
-from rom.parallel import (
-    Product,
-    allreduce_sum,
-    apply_product,
-    check_collective,
-    validate_local_rows,
-)
+from rom.parallel import Product
+from rom.parallel import allreduce_sum
+from rom.parallel import apply_product
+from rom.parallel import check_collective
+from rom.parallel import validate_local_rows
 
 __all__ = ["project_operator", "project_vector", "LinearAffineROM", "space_time_error"]
 
