@@ -597,6 +597,41 @@ class ViscoplasticModel:
         self._pressure.value = 0.0 if pres is None else float(pres(t))
         self._omega2.value = 0.0 if om is None else float(om(t)) ** 2
 
+    def residual(self, sigma: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        """Equilibrium residual of a stress field: :math:`F_i = \\int_\\Omega \\sigma :
+        \\varepsilon(\\phi_i) - f_{ext,i}(t)` on the free dofs, 0 on the Dirichlet ones.
+
+        Parameters
+        ----------
+        sigma : ndarray (n_qp_local,) + (n_comp,)
+            Stress (Mandel) at the local quadrature points.
+        t : float
+            Time of the external loads.
+
+        Returns
+        -------
+        (ndarray (n_owned,), float)
+            Owned rows of :math:`F` and :math:`\\|F\\|_2` over all dofs with the Dirichlet
+            rows kept (the scale of the Newton tolerance in :meth:`step`). Collective.
+        """
+        sigma = np.asarray(sigma, dtype=np.float64)
+        shape = (self.n_qp_local, self.n_comp)
+        check_collective(
+            None if sigma.shape == shape else f"sigma must have shape {shape}, got {sigma.shape}",
+            self.comm,
+        )
+        self._set_loads(float(t))
+        nc = self.n_comp
+        self._sig.x.array.reshape(-1, nc)[self._sig_dofs] = sigma
+        b = self._b
+        with b.localForm() as loc:
+            loc.set(0.0)
+        dolfinx.fem.petsc.assemble_vector(b, self._F_form)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        ref = float(b.norm())
+        dolfinx.fem.petsc.set_bc(b, self._bcs, alpha=0.0)
+        return b.array_r[: self.n_owned].copy(), ref
+
     def _fill_quadrature(self, sigma: np.ndarray, tangent: np.ndarray) -> None:
         nc = self.n_comp
         self._sig.x.array.reshape(-1, nc)[self._sig_dofs] = sigma

@@ -11,6 +11,7 @@ import pytest
 from mpi4py import MPI
 
 from rom.adaptive import AdaptiveROM
+from rom.adaptive import calibrate
 from rom.parallel import allreduce_sum
 
 pytestmark = pytest.mark.fem
@@ -72,7 +73,10 @@ def problem():
 
 
 def _fit(fom, trajs, **kw):
-    return AdaptiveROM(svd_rtol=1e-6, cubature_tol=1e-5, **kw).fit(fom, trajs)
+    temperatures = [_temperature(*load) for load in TRAIN]
+    return AdaptiveROM(svd_rtol=1e-6, cubature_tol=1e-5, **kw).fit(
+        fom, trajs, temperatures=temperatures
+    )
 
 
 def test_indicator_stays_low_on_a_training_load_and_rises_outside(problem):
@@ -152,7 +156,7 @@ def test_enrichment_steps_start_from_the_prediction_at_their_tolerance(problem):
     rec = _RecordingModel(fom)
     rom = AdaptiveROM(
         svd_rtol=1e-6, cubature_tol=1e-5, tol_E=3e-3, max_enrichments=5, fom_rtol=1e-7
-    ).fit(rec, trajs)
+    ).fit(rec, trajs, temperatures=[_temperature(*load) for load in TRAIN])
     run = rom.run(_temperature(*NEW), TIMES)
     assert len(rec.calls) == run.fom_steps >= 1
     assert all(c["rtol"] == max(1e-7, fom.rtol) for c in rec.calls)
@@ -174,8 +178,111 @@ def test_invalid_options_and_unfitted_use_raise(problem):
         AdaptiveROM(reconstruction="guess").fit(fom, trajs)
     with pytest.raises(ValueError, match="cubature_tol must lie in"):
         AdaptiveROM(cubature_tol=0.0).fit(fom, trajs)
+    with pytest.raises(ValueError, match="needs temperatures="):
+        AdaptiveROM().fit(fom, trajs)
     with pytest.raises(RuntimeError, match="not fitted"):
         AdaptiveROM().run(_temperature(*NEW), TIMES)
     elastic = [type(trajs[0])(**{**trajs[0].__dict__, "p": np.zeros_like(trajs[0].p)})]
     with pytest.raises(ValueError, match="no plastic strain"):
-        AdaptiveROM().fit(fom, elastic)
+        AdaptiveROM(indicator="gappy").fit(fom, elastic)
+
+
+# ------------------------------------------------------------------ held-out loads
+HELD_OUT_TIMES = np.linspace(0.0, 1.0, 31)[1:]
+
+
+def _trajectory(fom, load):
+    fom.set_temperature(load.temperature)
+    return fom.solve(times=HELD_OUT_TIMES)
+
+
+def _held_out_errors(fom, run, ref):
+    return np.maximum(*_errors(fom, run, ref))
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """The blade case's families (solvers.blade_loads) on a 10x10 mesh, 30 steps: training
+    trajectories, calibration pairs per indicator, and the test load "spot-elsewhere" (a hot
+    spot where neither training nor calibration heated) with its full-order trajectory."""
+    import dolfinx_solver  # noqa: F401
+
+    from solvers.blade_loads import TEST_LOADS
+    from solvers.blade_loads import sample_loads
+    from solvers.mechanics import Load
+    from solvers.mechanics import ViscoplasticModel
+
+    fom = ViscoplasticModel(MPI.COMM_WORLD, dim=2, size=10, load=Load(), times=HELD_OUT_TIMES)
+    train = sample_loads(4, "training", seed=0)
+    trajs = [_trajectory(fom, load) for load in train]
+    cal = [(load, _trajectory(fom, load)) for load in sample_loads(6, "calibration", seed=1)]
+    test = TEST_LOADS["spot-elsewhere"]
+    return fom, train, trajs, cal, test, _trajectory(fom, test)
+
+
+def _calibrated(held_out, indicator, **kw):
+    """An adaptive ROM whose thresholds come from the calibration loads only."""
+    fom, train, trajs, cal, _, _ = held_out
+    rom = AdaptiveROM(indicator=indicator, **kw).fit(
+        fom, trajs, temperatures=[load.temperature for load in train]
+    )
+    S, e = [], []
+    for load, ref in cal:
+        run = rom.run(load.temperature, HELD_OUT_TIMES, enrich=False)
+        S.append(run.signals)
+        e.append(_held_out_errors(fom, run, ref))
+    rom.calibration = calibrate(
+        np.vstack(S), np.concatenate(e), target=1e-2, names=rom.signal_names_
+    )
+    return rom
+
+
+@pytest.mark.mpi
+def test_composite_indicator_catches_what_the_gappy_residual_misses(held_out):
+    """On a load outside the training and calibration families, both calibrated by the same
+    rule: with the Gappy residual alone the unenriched run accepts steps above the 1 % target
+    and the adaptive run ends above it; the composite indicator flags every such step and its
+    adaptive run stays under the target."""
+    fom, _, _, _, load, ref = held_out
+    result = {}
+    for kind in ("gappy", "composite"):
+        rom = _calibrated(held_out, kind)
+        plain = rom.run(load.temperature, HELD_OUT_TIMES, enrich=False)
+        e = _held_out_errors(fom, plain, ref)
+        assert e.max() > 1e-2  # the unenriched ROM fails on this load
+        missed = int(np.sum((e > 1e-2) & (plain.indicator <= plain.threshold)))
+        run = rom.run(load.temperature, HELD_OUT_TIMES)
+        result[kind] = (missed, _held_out_errors(fom, run, ref).max(), run)
+    assert result["gappy"][0] >= 1 and result["gappy"][1] > 1e-2
+    missed, err, run = result["composite"]
+    assert missed == 0 and err <= 1e-2
+    assert 1 <= run.fom_steps < HELD_OUT_TIMES.size and not run.budget_reached
+
+
+def test_a_spent_budget_is_reported(held_out, caplog):
+    """max_enrichments=1 on a load that needs more: the run warns, flags the budget and marks
+    the steps it accepted against the indicator."""
+    load = held_out[4]
+    rom = _calibrated(held_out, "composite", max_enrichments=1)
+    run = rom.run(load.temperature, HELD_OUT_TIMES)
+    assert run.fom_steps == 1 and run.budget_reached
+    assert run.untrusted.any() and np.all(run.indicator[run.untrusted] > run.threshold)
+    assert "budget" in caplog.text
+
+
+def test_blade_loads_are_disjoint():
+    """No test load's temperature field coincides (to 1 % of its size) with a training or
+    calibration load's at any time on a grid: calibration never sees a test load."""
+    from solvers.blade_loads import TEST_LOADS
+    from solvers.blade_loads import sample_loads
+
+    g = np.linspace(0, 1, 21)
+    x = np.zeros((3, g.size**2))
+    x[0], x[1] = (a.ravel() for a in np.meshgrid(g, g))
+    ts = np.linspace(0.05, 1.0, 20)
+    seen = sample_loads(4, "training", seed=0) + sample_loads(6, "calibration", seed=1)
+    for test in TEST_LOADS.values():
+        for t in ts:
+            T = test.temperature(x, t)
+            for other in seen:
+                assert np.linalg.norm(T - other.temperature(x, t)) > 1e-2 * np.linalg.norm(T)

@@ -191,32 +191,56 @@ def test_indicator_input_errors_raise_on_every_rank(comm, rng):
 
 
 def test_calibration_exact_monotone_relation():
+    """One signal, e = 0.1 E^2: the threshold is the largest sample below the analytic inverse
+    sqrt(target / 0.1), divided by the safety factor."""
     E = np.linspace(0.01, 1.0, 200)
-    e = 0.1 * E**2  # strictly increasing, noiseless
+    e = 0.1 * E**2
     target = 0.02
-    res = calibrate(E, e, target=target)
-    expected = E[E <= np.sqrt(target / 0.1)].max()  # analytic inverse, then largest sample
-    assert res.tol_E == expected
-    assert res.miss_rate == 0.0
+    res = calibrate(E, e, target=target, safety=2.0)
+    expected = E[E <= np.sqrt(target / 0.1)].max() / 2.0
+    assert res.thresholds[0] == expected
+    assert res.tol == 1.0 and res.confirmed and res.n_above_target == np.sum(e > target)
     assert res.spearman == pytest.approx(1.0)
+    np.testing.assert_allclose(res.evaluate(E[:, None]), E / expected, rtol=1e-15)
 
 
-@pytest.mark.parametrize("method", ["isotonic", "loglog"])
-def test_calibration_noisy_relation_meets_miss_rate(rng, method):
-    n = 2000
-    E = np.exp(rng.uniform(np.log(1e-4), 0.0, n))
-    e = 0.5 * E**1.2 * np.exp(0.4 * rng.standard_normal(n))
+def test_calibration_box_accepts_no_step_above_target(rng):
+    """Several noisy signals: no calibration step above the target is accepted (the
+    conservative rule, checked on the data), the accepted steps are many, and every accepted
+    step lies inside the box given by the thresholds."""
+    n = 1500
+    e = np.exp(rng.uniform(np.log(1e-4), 0.0, n))
+    S = np.column_stack(
+        [
+            e * np.exp(0.5 * rng.standard_normal(n)),  # informative, noisy
+            np.where(rng.random(n) < 0.8, e, 1e-3 * rng.random(n)),  # blind on 20 % of steps
+            rng.random(n),  # uninformative
+        ]
+    )
     target = 1e-2
-    res = calibrate(E, e, target=target, max_miss=0.05, method=method)
-    accepted = E <= res.tol_E
-    assert accepted.sum() >= 0.3 * n  # a useful threshold, not a trivial one
-    assert np.count_nonzero(e[accepted] > target) <= 0.05 * accepted.sum()
-    assert res.spearman == pytest.approx(scipy.stats.spearmanr(E, e).statistic, abs=1e-14)
-    assert res.n_accepted == accepted.sum()
+    res = calibrate(S, e, target=target, safety=1.0, names=("a", "b", "c"))
+    eta = res.evaluate(S)
+    accepted = eta <= 1.0
+    assert not np.any(accepted & (e > target))
+    assert accepted.sum() == res.n_accepted >= 0.2 * n
+    assert np.all(S[accepted] <= res.thresholds)
+    halved = calibrate(S, e, target=target, safety=2.0)
+    np.testing.assert_array_equal(halved.thresholds, res.thresholds / 2.0)
+    assert res.spearman_signals["a"] == pytest.approx(scipy.stats.spearmanr(S[:, 0], e).statistic)
+
+
+def test_calibration_without_a_miss_rests_on_the_safety_factor(caplog):
+    e = np.linspace(1e-4, 1e-3, 50)
+    res = calibrate(np.column_stack([e, 2 * e]), e, target=1e-2, safety=4.0)
+    assert not res.confirmed and "no step above the target" in caplog.text
+    np.testing.assert_allclose(res.thresholds, [1e-3 / 4, 2e-3 / 4])
+    assert np.isinf(res.evaluate(np.array([np.nan, 0.0])))
 
 
 def test_calibration_input_errors():
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(ValueError, match="n >= 2"):
         calibrate(np.ones(3), np.ones(4), target=0.1)
-    with pytest.raises(ValueError, match="not increasing"):
-        calibrate(np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0]), target=0.1, method="loglog")
+    with pytest.raises(ValueError, match=">= 0"):
+        calibrate(-np.ones(3), np.ones(3), target=0.1)
+    with pytest.raises(ValueError, match="safety"):
+        calibrate(np.ones(3), np.ones(3), target=0.1, safety=0.5)

@@ -4,8 +4,8 @@ error indicator and indicator-triggered enrichment."""
 from rom.adaptive.cubature import CubatureResult
 from rom.adaptive.cubature import empirical_cubature
 from rom.adaptive.enrichment import AdaptiveROM
-from rom.adaptive.enrichment import AdaptiveRun
-from rom.adaptive.enrichment import FullState
+from rom.adaptive.history import AdaptiveRun
+from rom.adaptive.history import FullState
 from rom.adaptive.hyperreduced import ConstitutiveLaw
 from rom.adaptive.hyperreduced import HyperReducedModel
 from rom.adaptive.hyperreduced import ReducedState
@@ -19,6 +19,8 @@ from rom.adaptive.points import gather_at_points
 from rom.adaptive.points import global_offset
 from rom.adaptive.points import leverage_points
 from rom.adaptive.points import qdeim
+from rom.adaptive.signals import SIGNALS
+from rom.adaptive.signals import SampledResidual
 
 __all__ = [
     "AdaptiveROM",
@@ -31,6 +33,8 @@ __all__ = [
     "HyperReducedModel",
     "ReducedState",
     "ReducedStepInfo",
+    "SIGNALS",
+    "SampledResidual",
     "build_hyperreduced",
     "calibrate",
     "empirical_cubature",

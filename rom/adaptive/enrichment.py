@@ -4,26 +4,37 @@ Casenave & Akkari, "An error indicator-based adaptive reduced order model for no
 structural mechanics", MCA 24(2):41, 2019 (arXiv:1904.09123). Online, per time step::
 
     (c_k, xi_k|Z^) <- reduced Newton t_{k-1} -> t_k            (rom.adaptive.hyperreduced)
-    E_k <- Gappy-POD indicator of p^_k                        (rom.adaptive.indicator)
-    if E_k > tol_E (and fewer than max_enrichments so far):
-        x <- full state at t_{k-1}: u = Psi_u c_{k-1}; eps_vp, p at all points by Gappy-POD
-             from their values at Z^ (one POD basis per internal variable)
-             [fallback "replay": the full-order model re-run from its last state]
+    s_k <- signals: Gappy-POD residual of p^_k, input novelty, sampled equilibrium
+           residual and its history since the last full-order state (rom.adaptive.signals)
+    eta_k <- max_s s_k / tau_s, thresholds calibrated per signal  (rom.adaptive.indicator)
+    if eta_k > 1 (while the budget of full-order steps lasts; reported when it runs out):
+        x <- full state at t_{k-1}: u = Psi_u c_{k-1}; eps_vp, p at all points by the
+             constitutive law integrated along the reduced displacements since the last
+             full-order state [fallback "replay": the full-order model re-run along them]
         (u_k, sigma_k, p_k, eps_vp_k) <- ONE full-order step from x (Newton from the
              reduced prediction at t_k, to the tolerance fom_rtol)
-        Psi_u, Phi_p, Phi_vp, Phi_sigma <- incremental SVD update by one column (product M
+        Psi_u, Phi_p, Phi_sigma <- incremental SVD update by one column (product M
              for u; Brand 2006, docs/theory.md §2.1)
+        Phi_T, Phi_r <- the temperature increment and the residual of the prediction
         (Z, w^) <- empirical cubature of sigma : eps(Psi_u), warm-started from the previous Z
-        Z^ <- Z u QDEIM(Phi_p) u extra;  new indicator; reduced data re-gathered
+        Z^ <- Z u QDEIM(Phi_p) u QDEIM(Phi_T) u cells around the residual sample; signals
+              and reduced data rebuilt
         c_k <- Psi_u^T M u_k;  xi_k|Z^ <- full-order values      (restart from the FOM state)
 
-The reconstruction of the internal variables at :math:`t_{k-1}` by Gappy-POD is our choice (not
-confirmed in the paper): it keeps "one full-order step" literal. The full-order model is an
+A trigger is followed by reduced steps with the enriched model; while they still trigger, each
+is again replaced by a full-order step, so the model recovers before it goes on alone.
+
+The internal variables at :math:`t_{k-1}` along the reduced path are our choice (not confirmed
+in the paper): it keeps "one full-order step" literal, and unlike a Gappy-POD reconstruction
+from the mask it adds no error where the plastic pattern is new; its cost (the local law at
+every point for each reduced step since the last full-order state) is paid at enrichments
+only. The full-order model is an
 object with the interface of ``solvers.mechanics.ViscoplasticModel`` (``comm``, ``n_owned``,
 ``n_qp_local``, ``n_comp``, ``qp_weights``, ``qp_coordinates``, ``mass``, ``initial_time``,
-``initial_state()``, ``step(state, t)`` (optionally ``step(state, t, u_guess=u, rtol=r)``:
+``initial_state()``, ``initial_time``, ``step(state, t)`` (optionally ``step(state, t, u_guess=u, rtol=r)``:
 Newton's first iterate and tolerance), ``strain_at_qp(U)``, ``constitutive(...)``,
-``set_temperature(T)``); :class:`FullState` is what it is handed. This module never imports
+``set_temperature(T)``, ``temperature_at_qp(t)`` and, for the composite indicator,
+``residual(sigma, t)``); :class:`FullState` is what it is handed. This module never imports
 dolfinx.
 """
 
@@ -33,115 +44,37 @@ import inspect
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from dataclasses import field
 from typing import Any
 
 import numpy as np
+from mpi4py import MPI
 
+from rom.adaptive.history import FullState
+from rom.adaptive.history import RunRecorder
 from rom.adaptive.hyperreduced import ReducedState
 from rom.adaptive.hyperreduced import Temperature
 from rom.adaptive.hyperreduced import build_hyperreduced
 from rom.adaptive.hyperreduced import internal_force_cubature
 from rom.adaptive.hyperreduced import work_array
-from rom.adaptive.indicator import GappyIndicator
+from rom.adaptive.indicator import CalibrationResult
 from rom.adaptive.points import gather_at_points
+from rom.adaptive.signals import SIGNALS
+from rom.adaptive.signals import SampledResidual
+from rom.adaptive.signals import common_mask
+from rom.adaptive.signals import leave_one_out_residuals
+from rom.adaptive.signals import mask_norm_scale
+from rom.adaptive.signals import temperature_increments
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.options import Choice
 from rom.options import Interval
 from rom.options import keep_options
 from rom.options import option_error
-from rom.parallel import allreduce_sum
 from rom.parallel import check_collective
 from rom.parallel import get_comm
 
-__all__ = ["AdaptiveROM", "AdaptiveRun", "FullState"]
+__all__ = ["AdaptiveROM"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FullState:
-    """Full-order state at time ``t``, as ``fom.step`` takes and returns it.
-
-    ``solvers.mechanics.State`` is this class.
-
-    Attributes
-    ----------
-    t : float
-    u : ndarray (n_owned,)
-        Displacement, owned rows.
-    eps_vp : ndarray (n_qp_local, n_comp)
-        Viscoplastic strain at the local quadrature points (Mandel).
-    p : ndarray (n_qp_local,)
-        Cumulated plastic strain.
-    sigma : ndarray (n_qp_local, n_comp)
-        Stress (Mandel).
-    """
-
-    t: float
-    u: np.ndarray
-    eps_vp: np.ndarray
-    p: np.ndarray
-    sigma: np.ndarray
-
-
-@dataclass
-class AdaptiveRun:
-    """History of :meth:`AdaptiveROM.run`.
-
-    Attributes
-    ----------
-    times : ndarray (n_t,)
-    indicator : ndarray (n_t,)
-        :math:`E_k` of the reduced step (before any enrichment; ``inf`` if the reduced Newton
-        failed).
-    enriched : ndarray of bool (n_t,)
-        Steps replaced by a full-order step.
-    n_modes, n_points : ndarray of int (n_t,)
-        Basis size and reduced points (mask) after step k.
-    newton_iterations : ndarray of int (n_t,)
-        Reduced Newton iterations.
-    fom_steps : int
-        Full-order steps taken (replay steps included).
-    coefficients : list of ndarray
-        :math:`c_k` (length ``n_modes[k]``).
-    p_coefficients : list of ndarray
-        Gappy-POD coefficients of :math:`p_k` on the then-current :math:`\\Phi_p`.
-    version : ndarray of int (n_t,)
-        Index into ``bases`` / ``p_bases`` valid at step k.
-    bases, p_bases : list of ndarray
-        :math:`\\Psi_u` (n_owned, N) and :math:`\\Phi_p` (n_qp_local, n_p), one per enrichment
-        plus the initial ones (owned rows).
-    wall_time : dict
-        ``reduced`` (reduced Newton + indicator, summed), ``enrichment`` (full-order step,
-        basis update, cubature, indicator rebuild, summed); seconds on this rank.
-    """
-
-    times: np.ndarray
-    indicator: np.ndarray
-    enriched: np.ndarray
-    n_modes: np.ndarray
-    n_points: np.ndarray
-    newton_iterations: np.ndarray
-    fom_steps: int
-    coefficients: list[np.ndarray]
-    p_coefficients: list[np.ndarray]
-    version: np.ndarray
-    bases: list[np.ndarray]
-    p_bases: list[np.ndarray]
-    wall_time: dict[str, float] = field(default_factory=dict)
-
-    def displacement(self) -> np.ndarray:
-        """Owned rows of :math:`u_k = \\Psi_u c_k`, shape (n_owned, n_t)."""
-        return np.column_stack([self.bases[v] @ c for v, c in zip(self.version, self.coefficients)])
-
-    def plastic_strain(self) -> np.ndarray:
-        """Gappy-POD reconstruction :math:`p_k \\approx \\Phi_p c_{p,k}` at the local quadrature
-        points, shape (n_qp_local, n_t)."""
-        return np.column_stack(
-            [self.p_bases[v] @ c for v, c in zip(self.version, self.p_coefficients)]
-        )
 
 
 class AdaptiveROM:
@@ -150,8 +83,8 @@ class AdaptiveROM:
     Parameters
     ----------
     svd_rtol : float
-        Truncation of the incremental SVDs of :math:`u` (product :math:`M`), :math:`p`,
-        :math:`\\varepsilon^{vp}` and :math:`\\sigma` after every block (a training
+        Truncation of the incremental SVDs of :math:`u` (product :math:`M`), :math:`p` and
+        :math:`\\sigma` after every block (a training
         trajectory, or one enrichment snapshot): drop :math:`\\sigma'_i <
         \\mathrm{svd\\_rtol}\\,\\sigma'_1` (:class:`rom.compression.incremental_svd.IncrementalSVD`).
         A relative threshold, not an energy allowance: an allowance left over from the
@@ -159,9 +92,23 @@ class AdaptiveROM:
     cubature_tol : float
         Tolerance of :func:`rom.adaptive.hyperreduced.internal_force_cubature`.
     tol_E : float
-        Indicator threshold (e.g. from :func:`rom.adaptive.indicator.calibrate`).
-    max_enrichments : int
-        Cap on full-order steps per :meth:`run`.
+        Threshold on the Gappy-POD indicator :math:`E_k` alone, used while the model has no
+        ``calibration``.
+    calibration : CalibrationResult, optional
+        Error model and threshold from :func:`rom.adaptive.indicator.calibrate` on the signals
+        of calibration loads (:meth:`run` with ``enrich=False``); when set, a step triggers when
+        the estimate exceeds ``calibration.tol``.
+    indicator : {"composite", "gappy"}
+        ``"composite"``: the signals of :mod:`rom.adaptive.signals` (Gappy-POD residual, input
+        novelty, sampled equilibrium residual, its history); needs the training temperatures
+        in :meth:`fit` and ``fom.residual``. ``"gappy"``: the Gappy-POD residual alone
+        (Casenave & Akkari).
+    residual_rank : int
+        Modes of the residual basis :math:`\\Phi_r` (its sample has twice as many dofs).
+    max_enrichments : int, optional
+        Budget of full-order steps per :meth:`run` (``None``: none). When it runs out while a
+        step still asks for one, a warning is logged and the run says so
+        (``AdaptiveRun.budget_reached``, ``AdaptiveRun.untrusted``).
     margin : int, optional
         Extra indicator points (:class:`rom.adaptive.indicator.GappyIndicator`; default :math:`n_p`).
     p_ref : float, optional
@@ -175,7 +122,7 @@ class AdaptiveROM:
         (relative to the trajectory's largest norm): a smaller floor spends the capped
         enrichments on the first plastic steps, where the relative fit is poor but the error
         negligible (``docs/performance.md`` compares the two on the blade case).
-    reconstruction : {"gappy", "replay"}
+    reconstruction : {"path", "replay"}
         How the full state at :math:`t_{k-1}` is formed before a full-order step (module
         docstring).
     fom_rtol : float, optional
@@ -193,11 +140,17 @@ class AdaptiveROM:
     Attributes
     ----------
     fom_ : the full-order model given to :meth:`fit`
-    svd_u_, svd_p_, svd_vp_, svd_sigma_ : IncrementalSVD
-        Bases of :math:`u` (product :math:`M`), :math:`p`, :math:`\\varepsilon^{vp}` and
-        :math:`\\sigma` (flattened Mandel components, Euclidean).
+    svd_u_, svd_p_, svd_sigma_ : IncrementalSVD
+        Bases of :math:`u` (product :math:`M`), :math:`p` and :math:`\\sigma` (flattened Mandel components, Euclidean).
     cubature_ : CubatureResult
     indicator_ : GappyIndicator
+    novelty_ : GappyIndicator or None
+        Gappy-POD fit of the temperature increments on the same mask (composite indicator).
+    residual_ : SampledResidual or None
+    svd_T_, svd_r_ : IncrementalSVD or None
+        Bases of the temperature increments at the quadrature points and of the residual
+        snapshots (composite indicator).
+    signal_names_ : tuple of str
     model_ : HyperReducedModel
         Its ``points`` equal ``indicator_.mask_``.
     n_enrichments_ : int
@@ -210,11 +163,14 @@ class AdaptiveROM:
         svd_rtol: float = 1e-6,
         cubature_tol: float = 1e-5,
         tol_E: float = 1e-2,
-        max_enrichments: int = 5,
+        calibration: CalibrationResult | None = None,
+        indicator: str = "composite",
+        residual_rank: int = 10,
+        max_enrichments: int | None = None,
         margin: int | None = None,
         p_ref: float | None = None,
         p_ref_rel: float = 1.0,
-        reconstruction: str = "gappy",
+        reconstruction: str = "path",
         fom_rtol: float | None = 1e-8,
         rtol: float = 1e-10,
         max_newton: int = 25,
@@ -228,61 +184,53 @@ class AdaptiveROM:
         "cubature_tol": Interval(0, 1, closed="neither"),
         "p_ref": Interval(0, None, closed="neither", optional=True),
         "tol_E": Interval(0, None),
-        "max_enrichments": Interval(0, None, integer=True),
+        "max_enrichments": Interval(0, None, integer=True, optional=True),
+        "residual_rank": Interval(1, None, integer=True),
+        "indicator": Choice("composite", "gappy"),
         "fom_rtol": Interval(0, 1, closed="left", optional=True),
-        "reconstruction": Choice("gappy", "replay"),
+        "reconstruction": Choice("path", "replay"),
     }
 
     def _option_error(self) -> str | None:
         return option_error(self, self._OPTIONS)
 
-    def fit(self, fom: Any, trajectories: Sequence[Any]) -> AdaptiveROM:
+    def fit(
+        self,
+        fom: Any,
+        trajectories: Sequence[Any],
+        *,
+        temperatures: Sequence[Temperature] | None = None,
+    ) -> AdaptiveROM:
         """Bases, cubature and indicator from training trajectories (collective).
 
         Parameters
         ----------
         fom : full-order model (module docstring)
-        trajectories : sequence of objects with ``u`` (n_owned, n_t), ``p`` (n_qp_local, n_t),
-            ``eps_vp`` and ``stresses`` (n_qp_local, n_comp, n_t), e.g.
+        trajectories : sequence of objects with ``times`` (n_t,), ``u`` (n_owned, n_t), ``p``
+            (n_qp_local, n_t), ``eps_vp`` and ``stresses`` (n_qp_local, n_comp, n_t), e.g.
             ``solvers.mechanics.Trajectory``. At least one must be plastic (:math:`p \\ne 0`).
+        temperatures : sequence of temperature callables, optional
+            The thermal load of each trajectory; required by the composite indicator (input
+            novelty, and the leave-one-out residual snapshots of
+            :func:`rom.adaptive.signals.leave_one_out_residuals`, which need two trajectories).
 
         Returns ``self``.
         """
         comm = get_comm(fom.comm)
-        err = self._option_error()
-        if err is None and len(trajectories) == 0:
-            err = "need at least one training trajectory"
-        if err is None:
-            for j, tr in enumerate(trajectories):
-                if np.shape(tr.u)[0] != fom.n_owned or np.shape(tr.p)[0] != fom.n_qp_local:
-                    err = f"trajectory {j} does not match the full-order model's rows"
-                    break
+        err = self._option_error() or self._training_error(fom, trajectories, temperatures)
         check_collective(err, comm)
         self.fom_ = fom
         self._comm = comm
         self._cubature_work = {}  # the cubature's tall work arrays, reused by every rebuild
-        try:
-            params = inspect.signature(fom.step).parameters
-        except (TypeError, ValueError):
-            params = {}
-        # Newton's first iterate and tolerance for the enrichment steps, if the model takes them
-        self._step_options = {}
-        self._fom_takes_guess = "u_guess" in params
-        own = getattr(fom, "rtol", None)
-        if "rtol" in params and self.fom_rtol is not None:
-            self._step_options["rtol"] = (
-                float(self.fom_rtol) if own is None else max(float(self.fom_rtol), float(own))
-            )
+        self._set_step_options(fom)
         opts = dict(rtol=self.svd_rtol, comm=comm)
         self.svd_u_ = IncrementalSVD(product=fom.mass, **opts)
         self.svd_p_ = IncrementalSVD(**opts)
-        self.svd_vp_ = IncrementalSVD(**opts)
         self.svd_sigma_ = IncrementalSVD(**opts)
         for tr in trajectories:
             n_t = np.shape(tr.u)[1]
             self.svd_u_.partial_fit(tr.u)
             self.svd_p_.partial_fit(tr.p)
-            self.svd_vp_.partial_fit(np.reshape(tr.eps_vp, (-1, n_t)))
             self.svd_sigma_.partial_fit(np.reshape(tr.stresses, (-1, n_t)))
         check_collective(
             None
@@ -290,18 +238,69 @@ class AdaptiveROM:
             else "the training trajectories have no plastic strain: the indicator needs p != 0",
             comm,
         )
-        n_q = int(allreduce_sum(float(fom.n_qp_local), comm))
-        p_max = max(
-            float(np.sqrt(np.max(allreduce_sum(np.sum(np.square(tr.p), axis=0), comm))))
-            for tr in trajectories
+        self._scale = {"p": mask_norm_scale(np.hstack([tr.p for tr in trajectories]), 1, comm)}
+        self._dt_ref = float(
+            np.mean(np.diff(np.concatenate([[fom.initial_time], trajectories[0].times])))
         )
-        self._p_scale = p_max / np.sqrt(n_q)  # times sqrt(|mask|) in _rebuild
+        self.svd_T_ = self.svd_r_ = None
+        if self.indicator == "composite":
+            self._fit_signals(fom, trajectories, temperatures)
+        self.signal_names_ = SIGNALS if self.indicator == "composite" else SIGNALS[:1]
         self.n_enrichments_ = 0
         self._rebuild(initial_points=None, temperature=0.0)
         return self
 
+    def _training_error(
+        self, fom: Any, trajectories: Sequence[Any], temperatures: Any
+    ) -> str | None:
+        if len(trajectories) == 0:
+            return "need at least one training trajectory"
+        for j, tr in enumerate(trajectories):
+            if np.shape(tr.u)[0] != fom.n_owned or np.shape(tr.p)[0] != fom.n_qp_local:
+                return f"trajectory {j} does not match the full-order model's rows"
+        if self.indicator == "composite":
+            if temperatures is None or len(temperatures) != len(trajectories):
+                return (
+                    'indicator="composite" needs temperatures=, one thermal load per training '
+                    'trajectory (or pass indicator="gappy")'
+                )
+            if len(trajectories) < 2:
+                return 'indicator="composite" needs at least two training trajectories'
+            if not callable(getattr(fom, "residual", None)):
+                return 'indicator="composite" needs fom.residual(sigma, t)'
+        return None
+
+    def _set_step_options(self, fom: Any) -> None:
+        """Newton's first iterate and tolerance for the enrichment steps, if the model takes
+        them."""
+        try:
+            params = inspect.signature(fom.step).parameters
+        except (TypeError, ValueError):
+            params = {}
+        self._step_options = {}
+        self._fom_takes_guess = "u_guess" in params
+        own = getattr(fom, "rtol", None)
+        if "rtol" in params and self.fom_rtol is not None:
+            self._step_options["rtol"] = (
+                float(self.fom_rtol) if own is None else max(float(self.fom_rtol), float(own))
+            )
+
+    def _fit_signals(self, fom: Any, trajectories: Sequence[Any], temperatures: Any) -> None:
+        """Bases of the temperature increments and of leave-one-out residuals (collective)."""
+        comm = self._comm
+        self.svd_T_ = IncrementalSVD(rtol=self.svd_rtol, comm=comm)
+        dT = [temperature_increments(fom, T, tr.times) for tr, T in zip(trajectories, temperatures)]
+        for X in dT:
+            self.svd_T_.partial_fit(X)
+        self._scale["T"] = mask_norm_scale(np.hstack(dT), 1, comm)
+        R, self._f_ref = leave_one_out_residuals(
+            fom, list(trajectories), list(temperatures), svd_rtol=self.svd_rtol
+        )
+        self.svd_r_ = IncrementalSVD(rank=self.residual_rank, comm=comm)
+        self.svd_r_.partial_fit(R)
+
     def _rebuild(self, *, initial_points: np.ndarray | None, temperature: Temperature) -> None:
-        """Cubature, indicator and reduced data for the current bases (collective)."""
+        """Cubature, indicator signals and reduced data for the current bases (collective)."""
         fom, comm = self.fom_, self._comm
         nq, nc = fom.n_qp_local, fom.n_comp
         Psi = self.svd_u_.modes_
@@ -319,19 +318,8 @@ class AdaptiveROM:
             comm=comm,
             workspace=self._cubature_work,
         )
-        self.indicator_ = GappyIndicator(
-            self.svd_p_.modes_,
-            self.cubature_.points,
-            margin=self.margin,
-            p_ref=1.0,
-            comm=comm,
-        )
+        self._build_signals()
         mask = self.indicator_.mask_
-        self.indicator_.p_ref = (
-            self.p_ref
-            if self.p_ref is not None
-            else max(self.p_ref_rel * self._p_scale * np.sqrt(mask.size), 1e-300)
-        )
         self.model_ = build_hyperreduced(
             fom,
             Psi,
@@ -343,10 +331,7 @@ class AdaptiveROM:
             rtol=self.rtol,
             max_newton=self.max_newton,
         )
-        r_vp = self.svd_vp_.n_components_
-        self._vp_rows = gather_at_points(
-            self.svd_vp_.modes_.reshape(nq, nc, r_vp), mask, comm
-        ).reshape(-1, r_vp)
+        self._strains = strains  # for the internal variables along a reduced path
         logger.info(
             "adaptive ROM: N=%d modes, n_p=%d, %d cubature points, %d mask points",
             Psi.shape[1],
@@ -355,20 +340,52 @@ class AdaptiveROM:
             mask.size,
         )
 
+    def _build_signals(self) -> None:
+        """The Gappy fits of p (and of the temperature increments) on one mask, and the
+        residual sample whose quadrature points join it (collective)."""
+        comm, points = self._comm, self.cubature_.points
+        self.novelty_ = self.residual_ = None
+        bases = [self.svd_p_.modes_]
+        if self.indicator == "composite":
+            self.residual_ = SampledResidual(self.svd_r_.modes_, self.fom_, f_ref=self._f_ref)
+            points = np.union1d(points, self.residual_.points_)
+            bases.append(self.svd_T_.modes_)
+        fits = common_mask(bases, points, comm, margin=self.margin, p_ref=1.0)
+        self.indicator_ = fits[0]
+        n_mask = self.indicator_.mask_.size
+        self.indicator_.p_ref = (
+            self.p_ref
+            if self.p_ref is not None
+            else max(self.p_ref_rel * self._scale["p"] * np.sqrt(n_mask), 1e-300)
+        )
+        if self.residual_ is not None:
+            self.novelty_ = fits[1]
+            self.novelty_.p_ref = max(self.p_ref_rel * self._scale["T"] * np.sqrt(n_mask), 1e-300)
+            self._res_pos = np.searchsorted(self.indicator_.mask_, self.residual_.points_)
+
     # ------------------------------------------------------------------ online
-    def _full_state(self, state: ReducedState) -> FullState:
-        """Full state from a reduced one: :math:`u = \\Psi_u c`, :math:`p` and
-        :math:`\\varepsilon^{vp}` by Gappy-POD from the mask values (owned rows, no
-        communication)."""
+    def _path_state(self, exact: FullState, path: list[tuple[float, np.ndarray]]) -> FullState:
+        """The full state at the end of a reduced path: from the last full-order state
+        ``exact``, the constitutive law integrated at every local quadrature point along the
+        reduced displacements ``path`` = [(t_j, c_j)] (no communication).
+
+        At the mask these are the reduced model's own values; elsewhere they are what its
+        displacements imply, so the full-order step that follows inherits no reconstruction
+        error of the internal variables.
+        """
         fom = self.fom_
-        u = self.model_.reconstruct(state.c)
-        p = np.maximum(self.svd_p_.modes_ @ self.indicator_.reconstruct(state.p), 0.0)
-        if self._vp_rows.shape[1]:
-            a = np.linalg.lstsq(self._vp_rows, state.eps_vp.ravel(), rcond=None)[0]
-            eps_vp = (self.svd_vp_.modes_ @ a).reshape(fom.n_qp_local, fom.n_comp)
-        else:
-            eps_vp = np.zeros((fom.n_qp_local, fom.n_comp))
-        return FullState(state.t, u, eps_vp, p, np.zeros((fom.n_qp_local, fom.n_comp)))
+        state = exact
+        for t, c in path:
+            eps = self._strains @ c
+            T = fom.temperature_at_qp(t)
+            sigma, eps_vp, p, _ = fom.constitutive(eps, state.eps_vp, state.p, T, t - state.t)
+            state = FullState(t, self.model_.reconstruct(c), eps_vp, p, sigma)
+        return state
+
+    @property
+    def threshold_(self) -> float:
+        """The threshold of the decision: ``calibration.tol``, else ``tol_E``."""
+        return self.tol_E if self.calibration is None else float(self.calibration.tol)
 
     def run(
         self,
@@ -376,7 +393,7 @@ class AdaptiveROM:
         times: np.ndarray,
         *,
         enrich: bool = True,
-    ) -> AdaptiveRun:
+    ) -> Any:
         """Run the (adaptive) reduced model from the initial state through ``times``.
 
         Collective when an enrichment happens (and for one broadcast of the decision per
@@ -392,137 +409,154 @@ class AdaptiveROM:
         ok = times.size > 0 and np.all(np.isfinite(times)) and times[0] > t0
         ok = ok and np.all(np.diff(times) > 0)
         err = None if ok else f"times must increase strictly from above initial_time={t0}"
+        if err is None and self.calibration is not None:
+            if tuple(self.calibration.names) != tuple(self.signal_names_):
+                err = (
+                    f"the calibration is for signals {self.calibration.names}, this model "
+                    f"has {self.signal_names_}"
+                )
         check_collective(err, self._comm)
         fom.set_temperature(temperature)
         self.model_.temperature = temperature
-        n_t = times.size
-        E = np.zeros(n_t)
-        enriched = np.zeros(n_t, dtype=bool)
-        n_modes = np.zeros(n_t, dtype=np.int64)
-        n_points = np.zeros(n_t, dtype=np.int64)
-        iters = np.zeros(n_t, dtype=np.int64)
-        version = np.zeros(n_t, dtype=np.int64)
-        coefs: list[np.ndarray] = []
-        pcoefs: list[np.ndarray] = []
-        bases = [self.svd_u_.modes_.copy()]
-        p_bases = [self.svd_p_.modes_.copy()]
-        wall = {"reduced": 0.0, "enrichment": 0.0}
+        rec = RunRecorder(times.size, len(self.signal_names_), self)
         state = self.model_.initial_state(t0)
-        fom_steps = 0
-        last_fom = None  # (FOM state, index of its time) for the replay fallback
-        n_enr, cap = 0, self.max_enrichments
+        exact, path = fom.initial_state(), []  # last full-order state, reduced steps since
+        history = 0.0  # accumulated residual since the last exact state
+        budget = np.inf if self.max_enrichments is None else self.max_enrichments
         for k, t in enumerate(times):
             tic = time.perf_counter()
-            new, E[k], iters[k], flag = self._reduced_step(state, t, enrich, n_enr < cap)
-            wall["reduced"] += time.perf_counter() - tic
+            new, sig, iters = self._reduced_step(state, t, enrich, history)
+            history = sig[-1] if self.residual_ is not None else 0.0
+            est = self._estimate(sig)
+            wants = bool(enrich and est > self.threshold_)
+            flag = self._decide(wants and rec.fom_steps < budget)
+            rec.wall["reduced"] += time.perf_counter() - tic
+            if new is None and not flag:
+                raise RuntimeError(f"reduced step to t={t} failed and no enrichment is left")
+            if wants and not flag:
+                rec.untrusted[k] = True
+                if not rec.budget_reached:
+                    logger.warning(
+                        "step %d (t=%g): estimate %.3e > %.3e but the budget of %s full-order "
+                        "steps is spent: the run goes on untrusted",
+                        k,
+                        t,
+                        est,
+                        self.threshold_,
+                        self.max_enrichments,
+                    )
+                rec.budget_reached = True
             if flag:
                 tic = time.perf_counter()
-                new, full, taken = self._enrich(state, new, times, k, last_fom, temperature)
-                fom_steps += taken
-                last_fom = (full, k + 1)
-                bases.append(self.svd_u_.modes_.copy())
-                p_bases.append(self.svd_p_.modes_.copy())
-                n_enr += 1
+                if new is not None:
+                    rec.predictions[k] = self._prediction(new)
+                new, exact, taken = self._enrich(new, t, exact, path, temperature)
+                rec.fom_steps += taken
+                path, history = [], 0.0
+                rec.new_version(self)
                 self.n_enrichments_ += 1
-                enriched[k] = True
-                wall["enrichment"] += time.perf_counter() - tic
+                rec.enriched[k] = True
+                rec.wall["enrichment"] += time.perf_counter() - tic
                 logger.info(
-                    "step %d (t=%g): E=%.3e > tol_E=%.3e, enrichment %d: N=%d, n_p=%d, "
+                    "step %d (t=%g): estimate %.3e > %.3e, full-order step %d: N=%d, n_p=%d, "
                     "|Z|=%d, |Z^|=%d",
                     k,
                     t,
-                    E[k],
-                    self.tol_E,
-                    n_enr,
+                    est,
+                    self.threshold_,
+                    rec.fom_steps,
                     self.svd_u_.n_components_,
                     self.svd_p_.n_components_,
                     self.cubature_.points.size,
                     self.indicator_.mask_.size,
                 )
             else:
-                logger.debug("step %d (t=%g): E=%.3e", k, t, E[k])
+                path.append((float(t), new.c))
             state = new
-            coefs.append(state.c.copy())
-            pcoefs.append(self.indicator_.reconstruct(state.p))
-            version[k] = len(bases) - 1
-            n_modes[k] = state.c.size
-            n_points[k] = state.p.size
-        return AdaptiveRun(
-            times=times,
-            indicator=E,
-            enriched=enriched,
-            n_modes=n_modes,
-            n_points=n_points,
-            newton_iterations=iters,
-            fom_steps=fom_steps,
-            coefficients=coefs,
-            p_coefficients=pcoefs,
-            version=version,
-            bases=bases,
-            p_bases=p_bases,
-            wall_time=wall,
-        )
+            rec.step(k, state, est, sig, iters, self)
+        return rec.result(times)
+
+    def _estimate(self, sig: np.ndarray) -> float:
+        if not np.all(np.isfinite(sig)):
+            return np.inf
+        if self.calibration is None:
+            return float(sig[0])
+        return float(self.calibration.evaluate(sig))
+
+    def _decide(self, flag: bool) -> bool:
+        """Rank 0's decision, broadcast: the data are replicated, but the ranks must stay in
+        step regardless."""
+        return bool(self._comm.bcast(flag, root=0)) if self._comm.size > 1 else flag
 
     def _reduced_step(
-        self, state: ReducedState, t: float, enrich: bool, left: bool
-    ) -> tuple[ReducedState | None, float, int, bool]:
-        """Reduced step to ``t``: ``(state or None if Newton failed, E_k, iterations, enrich?)``.
+        self, state: ReducedState, t: float, enrich: bool, history: float
+    ) -> tuple[ReducedState | None, np.ndarray, int]:
+        """Reduced step to ``t``: ``(state or None if Newton failed, signals, iterations)``.
 
-        ``enrich``: enrichment is on for this run; ``left``: the cap is not reached yet. The
-        decision is rank 0's, broadcast: the data are replicated, but the ranks must stay in
-        step regardless.
+        Signals in the order of ``signal_names_``; all ``inf`` when the reduced Newton failed.
         """
+        n_s = len(self.signal_names_)
         try:
             new, info = self.model_.step(state, t)
-            E, iterations = float(self.indicator_.evaluate(new.p)), info.iterations
         except (RuntimeError, np.linalg.LinAlgError) as exc:
             if not enrich:
                 raise
             logger.warning("reduced step to t=%g failed (%s): enriching", t, exc)
-            new, E, iterations = None, np.inf, 0
-        flag = bool(enrich and E > self.tol_E and left)
-        if self._comm.size > 1:
-            flag = bool(self._comm.bcast(flag, root=0))
-        if new is None and not flag:
-            raise RuntimeError(f"reduced step to t={t} failed and no enrichment is left")
-        return new, E, iterations, flag
+            return None, np.full(n_s, np.inf), 0
+        sig = np.empty(n_s)
+        sig[0] = float(self.indicator_.evaluate(new.p))
+        if self.residual_ is not None:
+            dT = self.model_.temperature_at_points(t) - self.model_.temperature_at_points(
+                self.fom_.initial_time
+            )
+            sig[1] = float(self.novelty_.evaluate(dT))
+            sig[2] = self.residual_.evaluate(new.sigma[self._res_pos])
+            sig[3] = history + sig[2] * (t - state.t) / self._dt_ref
+        return new, sig, info.iterations
+
+    def _prediction(self, new: ReducedState) -> tuple[np.ndarray, np.ndarray]:
+        """The reduced prediction a full-order step replaces: ``(u, p)`` at full size."""
+        p = self.svd_p_.modes_ @ self.indicator_.reconstruct(new.p)
+        return self.model_.reconstruct(new.c), p
 
     def _enrich(
         self,
-        state: ReducedState,
         new: ReducedState | None,
-        times: np.ndarray,
-        k: int,
-        last_fom: tuple[Any, int] | None,
+        t: float,
+        exact: FullState,
+        path: list[tuple[float, np.ndarray]],
         temperature: Temperature,
-    ) -> tuple[ReducedState, Any, int]:
-        """One full-order step to ``times[k]`` and the update of bases, cubature and indicator.
+    ) -> tuple[ReducedState, FullState, int]:
+        """One full-order step to ``t`` and the update of bases, cubature and indicator.
 
-        ``state`` is the reduced state at :math:`t_{k-1}`, ``new`` the reduced prediction at
-        :math:`t_k` (``None`` when the reduced Newton failed) and ``last_fom`` the last
-        full-order state with the index of the next time (for the replay fallback). Returns the
-        reduced state restarted from the full-order one, the full-order state and the number
-        of full-order steps taken. Collective.
+        ``new`` is the reduced prediction at ``t`` (``None`` when the reduced Newton failed),
+        ``exact`` the last full-order state and ``path`` the reduced steps since. The start of
+        the step is the state at the end of ``path`` (:meth:`_path_state`), or with
+        ``reconstruction="replay"`` the full-order model re-run along ``path``'s times. Returns
+        the reduced state restarted from the full-order one, the full-order state and the
+        number of full-order steps taken. Collective.
         """
-        fom, comm, t = self.fom_, self._comm, times[k]
+        fom, comm = self.fom_, self._comm
         fom_steps = 0
-        if self.reconstruction == "replay" or k == 0:
-            x, j0 = (fom.initial_state(), 0) if last_fom is None else last_fom
-            for j in range(j0, k):
-                x, _ = fom.step(x, times[j])
+        if self.reconstruction == "replay":
+            x = exact
+            for tj, _ in path:
+                x, _ = fom.step(x, tj, **self._step_options)
                 fom_steps += 1
         else:
-            x = self._full_state(state)
+            x = self._path_state(exact, path)
         # the reduced prediction at t (when the reduced step succeeded) as Newton's first
         # iterate: the same converged step in fewer iterations
         opts = dict(self._step_options)
-        if new is not None and self._fom_takes_guess:
-            opts["u_guess"] = self.svd_u_.modes_ @ new.c
+        guess = None if new is None else self.svd_u_.modes_ @ new.c
+        if guess is not None and self._fom_takes_guess:
+            opts["u_guess"] = guess
+        if self.residual_ is not None:
+            self._learn_signals(x, guess, t)
         full, _ = fom.step(x, t, **opts)
         fom_steps += 1
         self.svd_u_.partial_fit(full.u[:, None])
         self.svd_p_.partial_fit(full.p[:, None])
-        self.svd_vp_.partial_fit(np.reshape(full.eps_vp, (-1, 1)))
         self.svd_sigma_.partial_fit(np.reshape(full.sigma, (-1, 1)))
         self._rebuild(initial_points=self.cubature_.points, temperature=temperature)
         mask = self.indicator_.mask_
@@ -534,6 +568,23 @@ class AdaptiveROM:
             gather_at_points(full.sigma, mask, comm),
         )
         return restarted, full, fom_steps
+
+    def _learn_signals(self, x: Any, guess: np.ndarray | None, t: float) -> None:
+        """Before a full-order step from ``x``: the temperature increment at ``t`` joins
+        :math:`\\Phi_T`, and the full-order residual of the reduced prediction ``guess`` (its
+        stresses integrated from ``x``) joins :math:`\\Phi_r` (collective)."""
+        fom = self.fom_
+        T = fom.temperature_at_qp(t)
+        self.svd_T_.partial_fit((T - fom.temperature_at_qp(fom.initial_time))[:, None])
+        g = (
+            guess
+            if self._comm.allreduce(guess is not None, op=MPI.LAND)
+            else np.asarray(x.u, dtype=np.float64)
+        )
+        eps = fom.strain_at_qp(g)
+        sigma, _, _, _ = fom.constitutive(eps, x.eps_vp, x.p, T, float(t) - float(x.t))
+        r, _ = fom.residual(sigma, t)
+        self.svd_r_.partial_fit(r[:, None])
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):

@@ -176,117 +176,152 @@ class GappyIndicator:
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """Outcome of :func:`calibrate`.
+    """Outcome of :func:`calibrate`: one threshold per signal.
 
     Attributes
     ----------
-    tol_E : float
-        Indicator threshold: a step with :math:`E_k > \\mathrm{tol}_E` triggers enrichment.
+    thresholds : ndarray (n_signals,)
+        :math:`\\tau_s`; the combined indicator of a step is
+        :math:`\\eta = \\max_s s / \\tau_s` (:meth:`evaluate`) and a step with :math:`\\eta > 1`
+        (= ``tol``) triggers a full-order step.
+    tol : float
+        1.0, the threshold on :math:`\\eta`.
+    names : tuple of str
+    target, safety : float
     spearman : float
-        Spearman rank correlation of (E, e) (``scipy.stats.spearmanr``).
-    fit : object
-        The monotone model :math:`e \\approx f(E)`: a fitted
-        ``sklearn.isotonic.IsotonicRegression`` or the log-log coefficients ``(slope,
-        intercept)`` of :math:`\\log e = a \\log E + c`.
-    miss_rate : float
-        Fraction of steps with :math:`E \\le \\mathrm{tol}_E` whose error exceeds the target.
-    n_accepted : int
-        Number of steps with :math:`E \\le \\mathrm{tol}_E`.
+        Spearman rank correlation of :math:`(\\eta, e)` over the calibration steps.
+    spearman_signals : dict
+        The same for each raw signal.
+    n_steps, n_above_target, n_accepted : int
+        Calibration steps, those with :math:`e > \\mathrm{target}`, and those the thresholds
+        accept (:math:`\\eta \\le 1`).
+    confirmed : bool
+        Whether some calibration step exceeded the target (otherwise the thresholds rest on the
+        accurate steps and the safety factor alone, and a warning was logged).
     """
 
-    tol_E: float
+    thresholds: np.ndarray
+    names: tuple
+    target: float
+    safety: float
     spearman: float
-    fit: Any
-    miss_rate: float
+    spearman_signals: dict
+    n_steps: int
+    n_above_target: int
     n_accepted: int
+    confirmed: bool
+    tol: float = 1.0
+
+    def evaluate(self, S: np.ndarray) -> float | np.ndarray:
+        """:math:`\\eta = \\max_s S_{:,s} / \\tau_s` for signals of shape (n, n_signals) or
+        (n_signals,) (NaN or Inf signals give ``inf``)."""
+        S = np.asarray(S, dtype=np.float64)
+        if S.shape[-1] != self.thresholds.size:
+            raise ValueError(f"signals must have {self.thresholds.size} columns, got {S.shape}")
+        eta = np.max(S / self.thresholds, axis=-1)
+        return np.where(np.all(np.isfinite(S), axis=-1), eta, np.inf)
 
 
 def calibrate(
-    E: np.ndarray,
+    signals: np.ndarray,
     e: np.ndarray,
     *,
     target: float,
-    max_miss: float = 0.05,
-    method: str = "isotonic",
+    safety: float = 2.0,
+    names: tuple[str, ...] | None = None,
 ) -> CalibrationResult:
-    """Indicator threshold from pairs (indicator, true error) (docs/theory.md §5.3, our choice).
+    """Per-signal thresholds from calibration steps (docs/theory.md §5.5, our choice).
 
-    1. Fit a non-decreasing :math:`e \\approx f(E)`: isotonic regression, or linear in
-       log-log (``method="loglog"``, positive pairs only, slope must be positive).
-    2. :math:`\\mathrm{tol}_E` = the largest observed :math:`E` with :math:`f(E) \\le`
-       ``target``.
-    3. Lower it through the observed values until
-       :math:`\\#\\{k: E_k \\le \\mathrm{tol}_E,\\ e_k > \\mathrm{target}\\} \\le
-       \\mathrm{max\\_miss}\\cdot\\#\\{k: E_k \\le \\mathrm{tol}_E\\}`.
+    The accepted region is a box :math:`\\{s : s \\le \\tau\\}` in signal space:
 
-    If no observed value qualifies, :math:`\\mathrm{tol}_E` is just below the smallest
-    :math:`E` (every step enriches) and a warning is logged.
+    1. Start from the smallest box that holds every accurate step (:math:`e \\le` target):
+       :math:`\\tau_s = \\max` of signal :math:`s` over them. A value beyond what was seen on an
+       accurate step is not trusted.
+    2. While a step with :math:`e >` target lies in the box, cut one coordinate just below that
+       step's value, choosing the step and the signal that lose the fewest accurate steps
+       (greedy). No calibration step above the target is then accepted.
+    3. :math:`\\tau \\leftarrow \\tau / \\mathrm{safety}`: the stated margin for loads unlike the
+       calibration ones.
+
+    A step triggers when any signal leaves the box, :math:`\\eta = \\max_s s/\\tau_s > 1`.
 
     Parameters
     ----------
-    E, e : ndarray of shape (n,)
-        Indicator values and true relative errors of the unenriched ROM on held-out loads.
+    signals : ndarray of shape (n,) or (n, n_signals)
+        Non-negative signals of the calibration steps (e.g. ``AdaptiveRun.signals`` of
+        unenriched runs on calibration loads, which must be disjoint from every test load).
+    e : ndarray of shape (n,)
+        True errors of the same steps.
     target : float
         Admissible true error.
-    max_miss : float
-        Admissible fraction of accepted steps (:math:`E \\le \\mathrm{tol}_E`) above target.
-    method : {"isotonic", "loglog"}
+    safety : float
+        Safety factor >= 1.
+    names : tuple of str, optional
+        Signal names (for reports).
     """
-    E = np.asarray(E, dtype=np.float64)
+    S = np.asarray(signals, dtype=np.float64)
+    S = S[:, None] if S.ndim == 1 else S
     e = np.asarray(e, dtype=np.float64)
-    if E.ndim != 1 or E.shape != e.shape or E.size < 2:
-        raise ValueError(f"E and e must be 1-D of the same length >= 2, got {E.shape}, {e.shape}")
-    if not (np.all(np.isfinite(E)) and np.all(np.isfinite(e))):
-        raise ValueError("E or e contains NaN or Inf")
+    if S.ndim != 2 or e.ndim != 1 or S.shape[0] != e.size or e.size < 2:
+        raise ValueError(
+            f"signals (n,) or (n, k) and e (n,) with n >= 2 expected, got {S.shape}, {e.shape}"
+        )
+    if not (np.all(np.isfinite(S)) and np.all(np.isfinite(e))) or np.any(S < 0):
+        raise ValueError("signals must be finite and >= 0, e finite")
     if not (np.isfinite(target) and target > 0):
         raise ValueError(f"target must be positive, got {target!r}")
-    if not 0 <= max_miss < 1:
-        raise ValueError(f"max_miss must lie in [0, 1), got {max_miss!r}")
-    spearman = float(scipy.stats.spearmanr(E, e).statistic)
-    fit, pred = _monotone_fit(E, e, method)
-    tol_E, miss, n_acc = _threshold(E, e, pred, target, max_miss)
-    return CalibrationResult(tol_E, spearman, fit, miss, n_acc)
+    if not (np.isfinite(safety) and safety >= 1):
+        raise ValueError(f"safety must be >= 1, got {safety!r}")
+    names = tuple(names) if names is not None else tuple(f"s{j}" for j in range(S.shape[1]))
+    if len(names) != S.shape[1]:
+        raise ValueError(f"{len(names)} names for {S.shape[1]} signals")
+    bad = e > target
+    tau = _box(S, bad)
+    if not bad.any():
+        logger.warning(
+            "calibration: no step above the target %.3g; the thresholds rest on the accurate "
+            "steps and the safety factor alone",
+            target,
+        )
+    tau = np.maximum(tau, np.finfo(float).tiny) / safety
+    eta = np.max(S / tau, axis=1)
+    return CalibrationResult(
+        thresholds=tau,
+        names=names,
+        target=float(target),
+        safety=float(safety),
+        spearman=_spearman(eta, e),
+        spearman_signals={n: _spearman(S[:, j], e) for j, n in enumerate(names)},
+        n_steps=int(e.size),
+        n_above_target=int(bad.sum()),
+        n_accepted=int(np.sum(eta <= 1.0)),
+        confirmed=bool(bad.any()),
+    )
 
 
-def _monotone_fit(E: np.ndarray, e: np.ndarray, method: str) -> tuple[Any, np.ndarray]:
-    """Step 1 of :func:`calibrate`: the model of ``e`` from ``E`` and its values at ``E``."""
-    if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        fit = IsotonicRegression(increasing=True, out_of_bounds="clip").fit(E, e)
-        pred = fit.predict(E)
-    elif method == "loglog":
-        pos = (E > 0) & (e > 0)
-        if pos.sum() < 2:
-            raise ValueError("the log-log fit needs at least two pairs with E > 0 and e > 0")
-        a, c = np.polyfit(np.log(E[pos]), np.log(e[pos]), 1)
-        if not a > 0:
-            raise ValueError(f"log-log fit is not increasing (slope {a:.3g}): E does not track e")
-        fit = (float(a), float(c))
-        pred = np.full(E.shape, np.inf)
-        pred[E > 0] = np.exp(c) * E[E > 0] ** a
-        pred[E <= 0] = 0.0
-    else:
-        raise ValueError(f"method must be 'isotonic' or 'loglog', got {method!r}")
-    return fit, pred
+def _box(S: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Steps 1-2 of :func:`calibrate`: the greedy box that holds no ``bad`` step."""
+    good = ~bad
+    if not good.any():
+        return np.nextafter(S.min(axis=0), -np.inf)
+    tau = S[good].max(axis=0)
+    while True:
+        inside = bad & np.all(S <= tau, axis=1)
+        if not inside.any():
+            return tau
+        kept = good & np.all(S <= tau, axis=1)
+        best = None
+        for b in np.flatnonzero(inside):
+            for j in range(S.shape[1]):
+                loss = int(np.count_nonzero(kept & (S[:, j] >= S[b, j])))
+                if best is None or loss < best[0]:
+                    best = (loss, j, S[b, j])
+        _, j, v = best
+        tau[j] = np.nextafter(v, -np.inf)
 
 
-def _threshold(
-    E: np.ndarray, e: np.ndarray, pred: np.ndarray, target: float, max_miss: float
-) -> tuple[float, float, int]:
-    """Steps 2-3 of :func:`calibrate`: ``(tol_E, miss rate, accepted steps)``."""
-    ok = pred <= target
-    candidates = np.unique(E[ok])[::-1]  # decreasing
-    tol_E, miss, n_acc = None, 0.0, 0
-    for t in candidates:
-        acc = E <= t
-        n_acc = int(acc.sum())
-        miss = float(np.count_nonzero(e[acc] > target)) / n_acc
-        if miss <= max_miss:
-            tol_E = float(t)
-            break
-    if tol_E is None:
-        tol_E = float(np.nextafter(E.min(), -np.inf))
-        miss, n_acc = 0.0, 0
-        logger.warning("no threshold meets the miss rate %.2f: every step will enrich", max_miss)
-    return tol_E, miss, n_acc
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rank correlation (nan when either input is constant)."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(scipy.stats.spearmanr(x, y).statistic)
