@@ -29,7 +29,14 @@ from dataclasses import field
 
 import numpy as np
 
-__all__ = ["SPOT_A", "SPOT_B", "TEST_LOADS", "ThermalLoad", "sample_loads"]
+__all__ = [
+    "SPOT_A",
+    "SPOT_B",
+    "TEST_LOADS",
+    "ThermalLoad",
+    "relative_errors",
+    "sample_loads",
+]
 
 SPOT_A, SPOT_B = (0.7, 0.5), (0.25, 0.75)
 
@@ -74,9 +81,7 @@ class ThermalLoad:
 
 
 def _family(name: str, A: float, g: float, S1: float, S2: float, hold: float) -> ThermalLoad:
-    return ThermalLoad(
-        name, A, g, ramp(hold), ((S1, 0.04, SPOT_A, None), (S2, 0.03, SPOT_B, None))
-    )
+    return ThermalLoad(name, A, g, ramp(hold), ((S1, 0.04, SPOT_A, None), (S2, 0.03, SPOT_B, None)))
 
 
 def sample_loads(n: int, kind: str, seed: int) -> list[ThermalLoad]:
@@ -146,3 +151,28 @@ TEST_LOADS: dict[str, ThermalLoad] = {
     "high-amplitude": _family("high-amplitude", 450.0, 0.5, 260.0, 50.0, 1.0),
     "long-hold": _family("long-hold", 340.0, 0.3, 180.0, 40.0, 0.15),
 }
+
+
+def relative_errors(fom, U: np.ndarray, P: np.ndarray, ref, *, columns=None):
+    """Errors of a run against a full-order trajectory ``ref``, relative to the trajectory's
+    largest norm (collective): :math:`\\|u_k - u^h_k\\|_M / \\max_j \\|u^h_j\\|_M` and the same for
+    :math:`p` in :math:`L^2(\\Omega)` (quadrature weights).
+
+    ``U`` (n_owned, m) and ``P`` (n_qp_local, m) are compared with the columns ``columns`` of
+    ``ref`` (default all). Returns ``(e_u, e_p)``, each of shape (m,).
+    """
+    from rom.parallel import allreduce_sum
+
+    comm = fom.comm
+    cols = slice(None) if columns is None else np.asarray(columns)
+
+    def mnorm(X):
+        return np.sqrt(np.maximum(allreduce_sum(np.einsum("ij,ij->j", X, fom.mass(X)), comm), 0))
+
+    def wnorm(X):
+        return np.sqrt(np.maximum(allreduce_sum((X**2).T @ fom.qp_weights, comm), 0))
+
+    return (
+        mnorm(U - ref.u[:, cols]) / max(mnorm(ref.u).max(), 1e-300),
+        wnorm(P - ref.p[:, cols]) / max(wnorm(ref.p).max(), 1e-300),
+    )
