@@ -15,13 +15,14 @@ first option that breaks its constraint (``None`` when all hold), ready for
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "Interval", "keep_options", "option_error"]
+__all__ = ["Choice", "Interval", "keep_options", "kept_options", "option_error"]
 
 _CLOSED = ("both", "left", "right", "neither")
 
@@ -118,3 +119,20 @@ def keep_options(owner: Any, arguments: Mapping[str, Any]) -> None:
     for name, value in arguments.items():
         if name != "self" and not name.startswith("_"):
             setattr(owner, name, value)
+
+
+def kept_options(owner: Any) -> dict[str, Any]:
+    """The options :func:`keep_options` stored, by name (scikit-learn's ``get_params``).
+
+    They are the named parameters of ``type(owner).__init__``, read back from the attributes:
+    ``type(owner)(**kept_options(owner))`` builds an unfitted copy, and an estimator whose
+    options are a function's keywords calls it with ``f(X, **kept_options(self))``.
+    """
+    parameters = inspect.signature(type(owner).__init__).parameters.values()
+    return {
+        p.name: getattr(owner, p.name)
+        for p in parameters
+        if p.name != "self"
+        and not p.name.startswith("_")
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }

@@ -9,6 +9,8 @@ import pytest
 
 from rom.options import Choice
 from rom.options import Interval
+from rom.options import keep_options
+from rom.options import kept_options
 from rom.options import option_error
 
 
@@ -44,3 +46,19 @@ def test_option_error_names_the_first_broken_option_and_its_rule():
     assert option_error(Estimator(), table) is None
     with pytest.raises(ValueError, match="closed must be one of"):
         Interval(0, 1, closed="open")
+
+
+def test_kept_options_read_back_what_keep_options_stored():
+    """The constructor's named parameters, as given; ``type(e)(**kept_options(e))`` rebuilds."""
+
+    class Estimator:
+        def __init__(self, rank, *, tol=0.5, product=None, _private=1, **extra):
+            keep_options(self, locals())
+            self.fitted_ = True
+
+    product = object()
+    est = Estimator(3, tol=0.25, product=product, other=2)
+    options = kept_options(est)
+    assert options == {"rank": 3, "tol": 0.25, "product": product}
+    assert options["product"] is product
+    assert kept_options(Estimator(**options)) == options

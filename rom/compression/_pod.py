@@ -43,6 +43,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression._result import CompressionResult
+from rom.compression._result import _FittedModes
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
 from rom.linalg import cholesky_qr_deferred
@@ -50,6 +51,8 @@ from rom.linalg import gram_matrix
 from rom.linalg import reorthonormalize
 from rom.linalg import sign_flips
 from rom.linalg import tail_energies
+from rom.options import keep_options
+from rom.options import kept_options
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
@@ -216,7 +219,7 @@ def _pod_result(U, sv, V, total, tail, n_rows, pod_method) -> CompressionResult:
     )
 
 
-class POD:
+class POD(_FittedModes):
     """POD estimator (scikit-learn style) on row-distributed snapshots.
 
     Parameters
@@ -259,6 +262,8 @@ class POD:
     True
     """
 
+    _FIT_HINT = "fit(X)"
+
     def __init__(
         self,
         *,
@@ -271,28 +276,11 @@ class POD:
         comm: MPI.Comm | None = None,
         orth_tol: float = 1e-12,
     ) -> None:
-        self.pod_method = pod_method
-        self.rank = rank
-        self.rtol = rtol
-        self.l2_err = l2_err
-        self.rel_l2_err = rel_l2_err
-        self.product = product
-        self.comm = comm
-        self.orth_tol = orth_tol
+        keep_options(self, locals())
 
     def fit(self, X: np.ndarray) -> POD:
         """Compute the POD of the snapshots ``X`` (n_local, n_samples); returns ``self``."""
-        res = pod(
-            X,
-            product=self.product,
-            comm=self.comm,
-            pod_method=self.pod_method,
-            rank=self.rank,
-            rtol=self.rtol,
-            l2_err=self.l2_err,
-            rel_l2_err=self.rel_l2_err,
-            orth_tol=self.orth_tol,
-        )
+        res = pod(X, **kept_options(self))  # the options are pod's keywords
         self.modes_ = res.modes
         self.singular_values_ = res.singular_values
         self.n_components_ = res.n_modes
@@ -302,10 +290,6 @@ class POD:
         self.n_samples_seen_ = res.n_snapshots
         self.n_features_ = res.details["n_rows"]
         return self
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "modes_"):
-            raise RuntimeError("this POD instance is not fitted yet; call fit(X) first")
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Reduced coordinates :math:`U^T M X`, shape (n_components, n_columns) (collective)."""
@@ -318,16 +302,6 @@ class POD:
             self.comm,
         )
         return allreduce_sum(self.modes_.T @ apply_product(self.product, X), self.comm)
-
-    def inverse_transform(self, C: np.ndarray) -> np.ndarray:
-        """Owned rows of the reconstruction :math:`U C`, shape (n_local, n_columns)."""
-        self._check_fitted()
-        C = np.asarray(C, dtype=np.float64)
-        if C.ndim == 1:
-            C = C[:, None]
-        if C.shape[0] != self.n_components_:
-            raise ValueError(f"C has {C.shape[0]} rows, expected n_components={self.n_components_}")
-        return self.modes_ @ C
 
     def projection_error(self, X: np.ndarray, *, relative: bool = True) -> float:
         """:math:`\\|X - U U^T M X\\|_M` (Frobenius), divided by :math:`\\|X\\|_M` if relative."""

@@ -51,3 +51,28 @@ class CompressionResult:
     def n_modes(self) -> int:
         """Number of modes :math:`N`."""
         return int(self.singular_values.shape[0])
+
+
+class _FittedModes:
+    """What the estimators with :math:`M`-orthonormal ``modes_`` (owned rows) and
+    ``n_components_`` share: the fitted check and the reconstruction :math:`U C`."""
+
+    _FIT_HINT = "fit"  # how to fit, for the message of an unfitted estimator
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "modes_"):
+            raise RuntimeError(
+                f"this {type(self).__name__} is not fitted yet; call {self._FIT_HINT} first"
+            )
+
+    def inverse_transform(self, C: np.ndarray) -> np.ndarray:
+        """Owned rows of the reconstruction :math:`U C`, shape (n_local, n_columns)."""
+        self._check_fitted()
+        C = np.asarray(C, dtype=np.float64)
+        if C.ndim == 1:
+            C = C[:, None]
+        if C.shape[0] != self.n_components_:
+            raise ValueError(
+                f"C has {C.shape[0]} rows, expected n_components_={self.n_components_}"
+            )
+        return self.modes_ @ C

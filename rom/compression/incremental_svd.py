@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from rom.compression._result import _FittedModes
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
 from rom.interop import from_pymor
@@ -75,6 +76,7 @@ from rom.linalg import range_basis
 from rom.linalg import reorthonormalize
 from rom.linalg import sign_flips
 from rom.linalg import tail_energies
+from rom.options import keep_options
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
@@ -119,7 +121,7 @@ class _Step:
     any_err_rule: bool = False
 
 
-class IncrementalSVD:
+class IncrementalSVD(_FittedModes):
     """Streaming thin SVD of row-distributed snapshots (Brand's block update, CGS2).
 
     Parameters
@@ -187,6 +189,8 @@ class IncrementalSVD:
     True
     """
 
+    _FIT_HINT = "partial_fit or fit"
+
     def __init__(
         self,
         *,
@@ -202,17 +206,7 @@ class IncrementalSVD:
         comm: MPI.Comm | None = None,
         keep_coefficients: bool = True,
     ) -> None:
-        self.rank = rank
-        self.rtol = rtol
-        self.l2_err = l2_err
-        self.rel_l2_err = rel_l2_err
-        self.column_allowance = column_allowance
-        self.n_total = n_total
-        self.novelty_tol = novelty_tol
-        self.orth_tol = orth_tol
-        self.product = product
-        self.comm = comm
-        self.keep_coefficients = keep_coefficients
+        keep_options(self, locals())
 
     # ------------------------------------------------------------------ validation
     def _option_error(self) -> str | None:
@@ -544,12 +538,6 @@ class IncrementalSVD:
         return self
 
     # ------------------------------------------------------------------ using the basis
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "modes_"):
-            raise RuntimeError(
-                "this IncrementalSVD is not fitted yet; call partial_fit or fit first"
-            )
-
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Reduced coordinates :math:`U^T M X`, shape (k, n_columns) (collective)."""
         self._check_fitted()
@@ -557,15 +545,3 @@ class IncrementalSVD:
         X, err = self._block_error(X, check_finite=True)
         _collective_block_check(err, -1 if X is None else X.shape[1], comm)
         return allreduce_sum(local_inner(self.modes_, apply_product(self.product, X)), comm)
-
-    def inverse_transform(self, coefficients: np.ndarray) -> np.ndarray:
-        """Owned rows of :math:`U\\,\\text{coefficients}`, shape (n_local, n_columns)."""
-        self._check_fitted()
-        Cf = np.asarray(coefficients, dtype=np.float64)
-        if Cf.ndim == 1:
-            Cf = Cf[:, None]
-        if Cf.shape[0] != self.n_components_:
-            raise ValueError(
-                f"coefficients have {Cf.shape[0]} rows, expected n_components_={self.n_components_}"
-            )
-        return self.modes_ @ Cf

@@ -78,6 +78,7 @@ from rom.local.selection import relative_errors
 from rom.local.selection import route_field
 from rom.options import Choice
 from rom.options import Interval
+from rom.options import keep_options
 from rom.options import option_error
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
@@ -191,19 +192,7 @@ class LocalBases:
         trust_factor: float = 1.0,
         overlap: float = 0.0,
     ) -> None:
-        self.clustering = clustering
-        self.n_clusters = n_clusters
-        self.rank = rank
-        self.rel_l2_err = rel_l2_err
-        self.product = product
-        self.comm = comm
-        self.compressor = compressor
-        self.seed = seed
-        self.min_cluster_size = min_cluster_size
-        self.merge_options = merge_options
-        self.fallback = fallback
-        self.trust_factor = trust_factor
-        self.overlap = overlap
+        keep_options(self, locals())
 
     # ------------------------------------------------------------------ validation
     def _option_error(self) -> str | None:

@@ -39,6 +39,8 @@ from rom.linalg import project_out
 from rom.linalg import range_basis
 from rom.linalg import tsqr
 from rom.options import Interval
+from rom.options import keep_options
+from rom.options import kept_options
 from rom.options import option_error
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
@@ -373,10 +375,7 @@ class IncrementalResidualBound:
         comm: MPI.Comm | None = None,
         product: Product | None = None,
     ) -> None:
-        self.rank = rank
-        self.drop_tol = drop_tol
-        self.comm = comm
-        self.product = product
+        keep_options(self, locals())
         self.Q_: np.ndarray | None = None
         self.recorded_ = np.zeros(0)
         self.total_ = 0.0
@@ -504,13 +503,7 @@ class TruncatedGramEstimator:
         comm: MPI.Comm | None = None,
         product: Product | None = None,
     ) -> None:
-        self.rank = rank
-        self.oversampling = oversampling
-        self.published = published
-        self.drop_tol = drop_tol
-        self.orth_tol = orth_tol
-        self.comm = comm
-        self.product = product
+        keep_options(self, locals())
         self.svd_: IncrementalSVD | _PublishedGram | None = None
         self.factor_tail_ = 0.0
 
@@ -529,15 +522,7 @@ class TruncatedGramEstimator:
 
     def copy(self) -> TruncatedGramEstimator:
         """An independent copy (the incremental SVD updates its modes in place)."""
-        new = TruncatedGramEstimator(
-            rank=self.rank,
-            oversampling=self.oversampling,
-            published=self.published,
-            drop_tol=self.drop_tol,
-            orth_tol=self.orth_tol,
-            comm=self.comm,
-            product=self.product,
-        )
+        new = TruncatedGramEstimator(**kept_options(self))
         # the communicator and the product are shared, every array of the state is copied
         shared = {id(self.comm): self.comm, id(self.product): self.product}
         new.svd_ = copy.deepcopy(self.svd_, shared)

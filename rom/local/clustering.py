@@ -50,6 +50,7 @@ import numpy as np
 
 from rom.options import Choice
 from rom.options import Interval
+from rom.options import keep_options
 from rom.options import option_error
 from rom.parallel import apply_product
 from rom.parallel import blas_threads
@@ -262,13 +263,7 @@ class KMedoids:
         n_init: int = 1,
         seed: int = 0,
     ) -> None:
-        self.n_clusters = n_clusters
-        self.objective = objective
-        self.min_cluster_size = min_cluster_size
-        self.max_iter = max_iter
-        self.init = init
-        self.n_init = n_init
-        self.seed = seed
+        keep_options(self, locals())
 
     def _check_params(self, n: int) -> None:
         """Options against ``n`` points (the data are replicated: no collective needed)."""

@@ -46,6 +46,7 @@ from rom.local.bounds import validate_blocks
 from rom.local.bounds import weyl_from
 from rom.options import Choice
 from rom.options import Interval
+from rom.options import keep_options
 from rom.options import option_error
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
@@ -189,16 +190,7 @@ class ErrorConstrainedClustering:
         product: Product | None = None,
         comm: MPI.Comm | None = None,
     ) -> None:
-        self.rank = rank
-        self.eps = eps
-        self.predictor = predictor
-        self.ordering = ordering
-        self.patience = patience
-        self.certify = certify
-        self.published = published
-        self.oversampling = oversampling
-        self.product = product
-        self.comm = comm
+        keep_options(self, locals())
 
     # ------------------------------------------------------------------ validation
     # ------------------------------------------------------------------ predictors
