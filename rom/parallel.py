@@ -57,18 +57,23 @@ def get_comm(comm: MPI.Comm | None) -> MPI.Comm:
     return MPI.COMM_SELF if comm is None else comm
 
 
-def allreduce_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
-    """Sum ``a`` over all ranks; a new float64 array (scalars give 0-d arrays).
-
-    Serial calls return a copy without touching MPI.
-    """
+def _allreduce(a: np.ndarray | float, comm: MPI.Comm | None, op: MPI.Op) -> np.ndarray:
+    """``op`` of ``a`` over all ranks, into a new float64 array; serial: a copy, no MPI call."""
     a = np.array(a, dtype=np.float64, order="C")
     comm = get_comm(comm)
     if comm.size == 1:
         return a
     out = np.empty_like(a)
-    comm.Allreduce(a, out, op=MPI.SUM)
+    comm.Allreduce(a, out, op=op)
     return out
+
+
+def allreduce_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
+    """Sum ``a`` over all ranks; a new float64 array (scalars give 0-d arrays).
+
+    Serial calls return a copy without touching MPI.
+    """
+    return _allreduce(a, comm, MPI.SUM)
 
 
 def replicated_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
@@ -86,13 +91,7 @@ def replicated_sum(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.nd
 
 def allreduce_max(a: np.ndarray | float, comm: MPI.Comm | None = None) -> np.ndarray:
     """Element-wise maximum of ``a`` over all ranks."""
-    a = np.array(a, dtype=np.float64, order="C")
-    comm = get_comm(comm)
-    if comm.size == 1:
-        return a
-    out = np.empty_like(a)
-    comm.Allreduce(a, out, op=MPI.MAX)
-    return out
+    return _allreduce(a, comm, MPI.MAX)
 
 
 def check_collective(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
@@ -90,19 +91,30 @@ def training(M, A, F, rng, n_train=6):
     return np.hstack([fom(mu, M, A, F) for mu in mus])
 
 
-def test_full_basis_reproduces_fom(comm, rng):
-    M, A, F, _ = fem_1d()
-    V = np.linalg.qr(rng.standard_normal((N_DOF, N_DOF)))[0]  # any complete basis
-    Vl = distribute_rows(V, comm)
-    model = LinearAffineROM.from_full(
+def reduced(Vl, M, A, F, comm, **kwargs):
+    """``LinearAffineROM.from_full`` on the owned rows ``Vl`` of a basis, with the mass,
+    stiffness and load terms of :func:`fem_1d` distributed over ``comm``."""
+    return LinearAffineROM.from_full(
         Vl,
         mass=distributed(M, comm),
         stiffness=[distributed(a, comm) for a in A],
         rhs=[distribute_rows(f, comm) for f in F],
         comm=comm,
-        theta_a=theta_a,
-        theta_f=theta_f,
+        **kwargs,
     )
+
+
+def eigenmode(K, M, j):
+    """Eigenvalue and M-normalized eigenvector ``j`` of ``K v = lam M v`` (LAPACK via scipy)."""
+    lam, W = sla.eigh(K.toarray(), M.toarray())
+    return lam[j], W[:, j] / np.sqrt(W[:, j] @ M @ W[:, j])
+
+
+def test_full_basis_reproduces_fom(comm, rng):
+    M, A, F, _ = fem_1d()
+    V = np.linalg.qr(rng.standard_normal((N_DOF, N_DOF)))[0]  # any complete basis
+    Vl = distribute_rows(V, comm)
+    model = reduced(Vl, M, A, F, comm, theta_a=theta_a, theta_f=theta_f)
     mu = np.array([2.0, 0.7, 3.0, 1.3])
     C = model.solve(mu, dt=DT, n_steps=N_STEPS)
     assert C.shape == (N_DOF, N_STEPS + 1)
@@ -117,19 +129,10 @@ def test_decaying_eigenmode_matches_analytic_discrete_decay(comm):
     M, A, F, _ = fem_1d()
     mu = np.array([1.0, 1.0, 0.0, 0.0])
     K = sum(t * a for t, a in zip(theta_a(mu), A))
-    import scipy.linalg as sla
-
-    lam, W = sla.eigh(K.toarray(), M.toarray())
-    v = W[:, 3] / np.sqrt(W[:, 3] @ M @ W[:, 3])
-    model = LinearAffineROM.from_full(
-        distribute_rows(v[:, None], comm),
-        mass=distributed(M, comm),
-        stiffness=[distributed(a, comm) for a in A],
-        rhs=[distribute_rows(f, comm) for f in F],
-        comm=comm,
-    )
+    lam, v = eigenmode(K, M, 3)
+    model = reduced(distribute_rows(v[:, None], comm), M, A, F, comm)
     C = model.solve(dt=DT, n_steps=N_STEPS, c0=np.ones(1), theta_a=theta_a(mu), theta_f=theta_f(mu))
-    expected = (1.0 + DT * lam[3]) ** -np.arange(0, N_STEPS + 1)
+    expected = (1.0 + DT * lam) ** -np.arange(0, N_STEPS + 1)
     np.testing.assert_allclose(C[0], expected, rtol=1e-10)
 
 
@@ -140,15 +143,7 @@ def test_held_out_error_small_and_decreasing_with_basis_size(comm, rng):
     modes = rom.pod(
         distribute_rows(S, comm), product=Mop, comm=comm, rank=20, pod_method="qr"
     ).modes
-    full = LinearAffineROM.from_full(
-        modes,
-        mass=Mop,
-        stiffness=[distributed(a, comm) for a in A],
-        rhs=[distribute_rows(f, comm) for f in F],
-        comm=comm,
-        theta_a=theta_a,
-        theta_f=theta_f,
-    )
+    full = reduced(modes, M, A, F, comm, theta_a=theta_a, theta_f=theta_f)
     np.testing.assert_allclose(full.mass, np.eye(modes.shape[1]), atol=1e-12)  # M-orthonormal
     test_mus = [np.array([3.3, 1.1, 2.2, 0.8]), np.array([1.5, 0.4, 4.0, 1.9])]
     errors = []
@@ -297,22 +292,12 @@ def test_theta_scheme_with_time_dependent_load_reproduces_fom(comm, rng, theta):
 def test_crank_nicolson_eigenmode_decays_by_the_analytic_factor(comm):
     """f = 0, u0 = generalized eigenvector: c_k = ((1 - dt lam/2) / (1 + dt lam/2))^k."""
     M, A, F, _ = fem_1d()
-    import scipy.linalg as sla
-
-    K = A[0] + A[1]
-    lam, W = sla.eigh(K.toarray(), M.toarray())
-    v = W[:, 5] / np.sqrt(W[:, 5] @ M @ W[:, 5])
-    model = LinearAffineROM.from_full(
-        distribute_rows(v[:, None], comm),
-        mass=distributed(M, comm),
-        stiffness=[distributed(a, comm) for a in A],
-        rhs=[distribute_rows(f, comm) for f in F],
-        comm=comm,
-    )
+    lam, v = eigenmode(A[0] + A[1], M, 5)
+    model = reduced(distribute_rows(v[:, None], comm), M, A, F, comm)
     C = model.solve(
         dt=DT, n_steps=N_STEPS, c0=np.ones(1), theta=0.5, theta_a=[1, 1, 0], theta_f=[0]
     )
-    r = (1 - 0.5 * DT * lam[5]) / (1 + 0.5 * DT * lam[5])
+    r = (1 - 0.5 * DT * lam) / (1 + 0.5 * DT * lam)
     np.testing.assert_allclose(C[0], r ** np.arange(N_STEPS + 1), rtol=1e-10)
 
 
