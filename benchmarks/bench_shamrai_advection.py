@@ -340,7 +340,8 @@ def parse_args():
 
 
 def fit_runs(args):
-    """The (predictor, ordering, published) fits asked for, in the order they run."""
+    """The fits asked for, in the order they run: each the ``predictor``, ``ordering`` and
+    ``published`` options of its :class:`ErrorConstrainedClustering`."""
     runs = [
         (predictor, ordering, False)
         for predictor in ("weyl", "residual", "estimator")
@@ -354,9 +355,10 @@ def fit_runs(args):
         ]
     if not args.no_exact:
         runs += [("exact", "norm", False), ("exact", "residual", False)]
+    runs = [dict(zip(("predictor", "ordering", "published"), run)) for run in runs]
     if args.fits:
         wanted = set(args.fits.split(","))
-        runs = [run for run in runs if run_name(*run) in wanted]
+        runs = [run for run in runs if run_name(**run) in wanted]
     return runs
 
 
@@ -380,17 +382,11 @@ def run_fits(args, blocks, *, comm, memory):
     if root:
         print(f"block spectra in {t_spectra:.1f} s (shared by the fits below)", flush=True)
     rows, fitted = [], {}
-    for predictor, ordering, published in fit_runs(args):
-        name = run_name(predictor, ordering, published)
+    for run in fit_runs(args):
+        name = run_name(**run)
         t1 = time.perf_counter()
         est = ErrorConstrainedClustering(
-            rank=r,
-            eps=args.eps,
-            predictor=predictor,
-            ordering=ordering,
-            patience=args.patience,
-            published=published,
-            comm=comm,
+            rank=r, eps=args.eps, patience=args.patience, comm=comm, **run
         ).fit(blocks, spectra=spectra)
         wall = time.perf_counter() - t1
         m = dict(est.metrics_)
