@@ -5,7 +5,8 @@
 * Every test gets the world communicator from the ``comm`` fixture; a barrier after each test
   keeps the ranks in step.
 * ``run_case`` runs a case of ``cases/`` once per session and argument list, so that
-  ``tests/test_case_*.py`` and ``tests/test_regression.py`` share the run.
+  ``tests/test_case_*.py`` and ``tests/test_regression.py`` share the run; ``case_summary``
+  adds the checks of the summary every case writes.
 * ``scripts/test.sh`` sends the output of ranks > 0 to ``.pytest-rank<r>.log`` (printed when a
   rank fails), so the console shows rank 0 only.
 """
@@ -76,6 +77,26 @@ def run_case(tmp_path_factory):
                 sys.argv = saved
             runs[key] = (out, results)
         return runs[key]
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def case_summary(run_case):
+    """``case_summary(name, args, files=()) -> (out, results, summary)``: ``run_case``, then the
+    checks every case's run passes: its ``summary.json`` names the case and the rank count and
+    has the keys ``cases/common.py`` writes, and the ``files`` are in ``out``."""
+    import json
+
+    def run(name: str, args: list[str], files=()):
+        out, results = run_case(name, args)
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["case"] == name and summary["ranks"] == _WORLD.size
+        for key in ("args", "results", "timings_s", "files", "version"):
+            assert key in summary
+        for f in files:
+            assert (out / f).exists(), f
+        return out, results, summary
 
     return run
 

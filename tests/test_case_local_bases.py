@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -39,16 +38,11 @@ ARGS = [
 ]
 
 
-def test_local_bases_case_end_to_end(comm, run_case):
+def test_local_bases_case_end_to_end(comm, case_summary):
 
     # the case as a script, once per session (shared with tests/test_regression.py)
-    out, res = run_case("local_bases", ARGS)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["case"] == "local_bases" and summary["ranks"] == comm.size
-    for key in ("args", "results", "timings_s", "files", "version"):
-        assert key in summary
-    for f in ("advection.h5", "clusters.png", "error_vs_basis_size.png"):
-        assert (out / f).exists(), f
+    files = ("advection.h5", "clusters.png", "error_vs_basis_size.png")
+    out, res, summary = case_summary("local_bases", ARGS, files)
     r = summary["results"]
     cfg = r["configurations"]
     assert {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -19,22 +18,11 @@ pytestmark = [pytest.mark.fem, pytest.mark.mpi]
 ARGS = ["--size", "6", "--n-train", "6", "--n-test", "3", "--n-steps", "10", "--tol", "1e-2"]
 
 
-def test_thermal_case_end_to_end(comm, run_case):
+def test_thermal_case_end_to_end(comm, case_summary):
 
     # the case as a script, once per session (shared with tests/test_regression.py)
-    out, res = run_case("thermal", ARGS)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["case"] == "thermal" and summary["ranks"] == comm.size
-    for key in ("args", "results", "timings_s", "files", "version"):
-        assert key in summary
-    for f in (
-        "thermal.h5",
-        "modes.h5",
-        "singular_values.png",
-        "error_vs_basis_size.png",
-        "temperature.png",
-    ):
-        assert (out / f).exists(), f
+    plots = ("singular_values.png", "error_vs_basis_size.png", "temperature.png")
+    out, res, summary = case_summary("thermal", ARGS, ("thermal.h5", "modes.h5", *plots))
     r = summary["results"]
     assert r["held_out"]["max_relative_error"] <= 1e-2  # against the full-order model
     assert r["error_vs_basis_size"]["max"][-1] < 1e-2 * r["error_vs_basis_size"]["max"][0]
