@@ -140,14 +140,13 @@ def test_notebook_runs_as_a_script_at_any_rank_count(notebook, monkeypatch, comm
         assert eta[Ks.index(1)] == 1.0 and eta[Ks.index(4)] < 1.0
         assert not Path(ns["out"]).exists()
     if notebook.stem == "adaptive_blade":
-        # the unenriched ROM misses the target on the new load; the adaptive one meets it,
-        # with at least one (and at most the capped number of) full-order steps, the first
-        # one triggered by the indicator crossing the calibrated threshold
+        # the unenriched ROM misses the target on the shown load; the adaptive one meets it,
+        # with at least one full-order step, the first one triggered by the indicator
+        # crossing its calibrated threshold
         adaptive = ns["adaptive"]
-        assert ns["err_adaptive"] < ns["err_plain"]
         assert ns["err_adaptive"] <= ns["args"].tol < ns["err_plain"]
-        assert 1 <= adaptive.fom_steps == len(ns["enriched_steps"]) <= ns["args"].max_enrichments
-        assert adaptive.indicator[ns["enriched_steps"][0]] > ns["arom"].tol_E
+        assert 1 <= adaptive.fom_steps == len(ns["enriched_steps"]) and not adaptive.budget_reached
+        assert adaptive.indicator[ns["enriched_steps"][0]] > adaptive.threshold
         # the basis learned the new snapshots: its span moved (it may keep its size)
         from rom.local.dissimilarity import subspace_distance
 
