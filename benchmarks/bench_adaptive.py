@@ -68,6 +68,13 @@ def _arguments(argv):
     p.add_argument("--safety", type=float, default=2.0)
     p.add_argument("--max-enrichments", type=int, default=None, help="budget (default none)")
     p.add_argument("--loads", nargs="*", default=list(TEST_LOADS), choices=list(TEST_LOADS))
+    p.add_argument(
+        "--cost-sizes",
+        type=int,
+        nargs=2,
+        default=None,
+        help="also time the whole indicator per step on two meshes (coarse fine), e.g. 40 113",
+    )
     protocol.add_common_arguments(p, rounds=1)
     args = p.parse_args(argv)
     args.size = args.size or (6 if args.quick else 10)
@@ -172,6 +179,64 @@ def timed(arom, fom, load, times, rounds, comm) -> dict:
     return record
 
 
+def _calls_per_sample(fn, *, min_time: float = 0.04) -> int:
+    """Consecutive calls that take about ``min_time`` seconds (one timed sample)."""
+    fn()
+    n, t = 1, 0.0
+    while t < min_time:
+        n *= 2
+        tic = time.perf_counter()
+        for _ in range(n):
+            fn()
+        t = time.perf_counter() - tic
+    return n
+
+
+def indicator_cost(comm, args, times, rounds) -> dict:
+    """Per-step cost of the whole indicator (all signals) and of the reduced step on two
+    meshes, in interleaved rounds; the composite model fitted on the training loads, stopped
+    half-way through the "spot-elsewhere" load."""
+    fns, res = {}, {}
+    load = TEST_LOADS["spot-elsewhere"]
+    for tag, size in zip(("coarse", "fine"), args.cost_sizes, strict=True):
+        fom = ViscoplasticModel(comm, dim=args.dim, size=size, load=Load(), times=times)
+        train = sample_loads(args.n_train, "training", seed=0)
+        arom = AdaptiveROM().fit(
+            fom,
+            [solve(fom, ld, times) for ld in train],
+            temperatures=[ld.temperature for ld in train],
+        )
+        arom.model_.temperature = load.temperature
+        state = arom.model_.initial_state(0.0)
+        for t in times[: times.size // 2]:
+            state, _ = arom.model_.step(state, t)
+        new, _ = arom.model_.step(state, times[times.size // 2])
+        fns[f"indicator_{tag}"] = lambda a=arom, s0=state, s1=new: a.signals(s0, s1, 0.0)
+        fns[f"reduced_step_{tag}"] = lambda a=arom, s0=state, t=new.t: a.model_.step(s0, t)
+        res[tag] = {
+            "size": size,
+            "n_dofs": fom.n_dofs,
+            "n_modes": int(arom.model_.n_modes),
+            "n_mask_points": int(arom.indicator_.mask_.size),
+            "n_sample_dofs": int(arom.residual_.dofs_.size),
+        }
+    number = comm.bcast({k: _calls_per_sample(f) for k, f in fns.items()}, root=0)
+    record, _ = protocol.run_rounds(
+        fns,
+        rounds=rounds,
+        reference="indicator_coarse",
+        number=number,
+        pairs={
+            "indicator_fine_over_coarse": ("indicator_fine", "indicator_coarse"),
+            "reduced_step_fine_over_coarse": ("reduced_step_fine", "reduced_step_coarse"),
+        },
+        comm=comm,
+    )
+    res["timing"] = record
+    res["dofs_ratio"] = res["fine"]["n_dofs"] / res["coarse"]["n_dofs"]
+    return res
+
+
 def main(argv=None):
     args = _arguments(argv)
     rom_lib.limit_blas_per_rank()
@@ -243,6 +308,12 @@ def main(argv=None):
         "n_dofs >= 100000": res["n_dofs"] >= 100_000,
         "median speed-up >= 10": res["median_speedup"] >= 10,
     }
+    if args.cost_sizes:
+        res["indicator_cost"] = cost = indicator_cost(comm, args, times, max(rounds, 5))
+        r = cost["timing"]["pairs"]["indicator_fine_over_coarse"]["median"]
+        res["targets"][f"indicator cost flat within 20 % ({cost['dofs_ratio']:.1f}x dofs)"] = bool(
+            0.8 <= r <= 1.2
+        )
     if comm.rank == 0:
         protocol.finish(args, res, "adaptive.json")
 

@@ -35,7 +35,7 @@
 # empirical cubature ([`rom.adaptive.cubature`](../../api/rom.adaptive.cubature/),
 # [`rom.adaptive.hyperreduced`](../../api/rom.adaptive.hyperreduced/)). After every reduced
 # step four signals, each computed on a fixed small set of points
-# ([`rom.adaptive.signals`](../../api/rom.adaptive.signals/), [theory §5.5](../../theory/)):
+# ([`rom.adaptive.signals`](../../api/rom.adaptive.signals/), [theory §5.5](../../theory/#55-what-the-gappy-residual-misses-and-the-composite-indicator)):
 # the Gappy-POD residual of the cumulated plastic strain (Casenave & Akkari), the novelty of
 # the temperature against the training, the full-order equilibrium residual at a few sampled
 # dofs, and its history since the last full-order state. When any signal leaves the box
@@ -206,7 +206,7 @@ if comm.rank == 0:
 # of $u$ (in the $M$ inner product), of $p$, of the viscoplastic strain and of the stress;
 # an empirical cubature $(Z, \hat w)$ ([theory §5.1](../../theory/#51-empirical-cubature-ecm))
 # that integrates $\int_\Omega \sigma : \varepsilon(\psi_i)$ for the stress modes; and the
-# Gappy-POD indicator ([theory §5.3](../../theory/#53-gappy-pod-indicator-and-its-calibration))
+# Gappy-POD indicator ([theory §5.3](../../theory/#53-gappy-pod-indicator))
 # on the mask $\hat Z = Z \cup \mathrm{QDEIM}(\Phi_p)$,
 #
 # $$

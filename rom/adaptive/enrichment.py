@@ -503,16 +503,23 @@ class AdaptiveROM:
                 raise
             logger.warning("reduced step to t=%g failed (%s): enriching", t, exc)
             return None, np.full(n_s, np.inf), 0
-        sig = np.empty(n_s)
+        sig = self.signals(state, new, history)
+        return new, sig, info.iterations
+
+    def signals(self, state: ReducedState, new: ReducedState, history: float = 0.0) -> np.ndarray:
+        """The signals of the reduced step ``state`` -> ``new``, in the order of
+        ``signal_names_`` (rank-local; cost independent of the mesh size).
+
+        ``history``: the accumulated residual before this step (0 after a full-order state).
+        """
+        sig = np.empty(len(self.signal_names_))
         sig[0] = float(self.indicator_.evaluate(new.p))
         if self.residual_ is not None:
-            dT = self.model_.temperature_at_points(t) - self.model_.temperature_at_points(
-                self.fom_.initial_time
-            )
-            sig[1] = float(self.novelty_.evaluate(dT))
+            T = self.model_.temperature_at_points
+            sig[1] = float(self.novelty_.evaluate(T(new.t) - T(self.fom_.initial_time)))
             sig[2] = self.residual_.evaluate(new.sigma[self._res_pos])
-            sig[3] = history + sig[2] * (t - state.t) / self._dt_ref
-        return new, sig, info.iterations
+            sig[3] = history + sig[2] * (new.t - state.t) / self._dt_ref
+        return sig
 
     def _prediction(self, new: ReducedState) -> tuple[np.ndarray, np.ndarray]:
         """The reduced prediction a full-order step replaces: ``(u, p)`` at full size."""

@@ -1,4 +1,4 @@
-"""Gappy-POD error indicator and its calibration (docs/theory.md §5.3).
+"""Gappy-POD error indicator (docs/theory.md §5.3) and the calibration of indicator signals (§5.5).
 
 Casenave & Akkari, "An error indicator-based adaptive reduced order model for nonlinear
 structural mechanics", Math. Comput. Appl. 24(2):41 (2019), arXiv:1904.09123. A dual quantity
