@@ -3,6 +3,7 @@ error indicator and indicator-triggered enrichment."""
 
 from rom.adaptive.cubature import CubatureResult
 from rom.adaptive.cubature import empirical_cubature
+from rom.adaptive.cubature import internal_force_cubature
 from rom.adaptive.enrichment import AdaptiveROM
 from rom.adaptive.history import AdaptiveRun
 from rom.adaptive.history import FullState
@@ -11,7 +12,6 @@ from rom.adaptive.hyperreduced import HyperReducedModel
 from rom.adaptive.hyperreduced import ReducedState
 from rom.adaptive.hyperreduced import ReducedStepInfo
 from rom.adaptive.hyperreduced import build_hyperreduced
-from rom.adaptive.hyperreduced import internal_force_cubature
 from rom.adaptive.indicator import CalibrationResult
 from rom.adaptive.indicator import GappyIndicator
 from rom.adaptive.indicator import calibrate

@@ -49,13 +49,13 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
+from rom.adaptive.cubature import internal_force_cubature
+from rom.adaptive.cubature import work_array
 from rom.adaptive.history import FullState
 from rom.adaptive.history import RunRecorder
 from rom.adaptive.hyperreduced import ReducedState
 from rom.adaptive.hyperreduced import Temperature
 from rom.adaptive.hyperreduced import build_hyperreduced
-from rom.adaptive.hyperreduced import internal_force_cubature
-from rom.adaptive.hyperreduced import work_array
 from rom.adaptive.indicator import CalibrationResult
 from rom.adaptive.points import gather_at_points
 from rom.adaptive.signals import SIGNALS
@@ -90,7 +90,7 @@ class AdaptiveROM:
         A relative threshold, not an energy allowance: an allowance left over from the
         training would be carried forward and could swallow an enrichment snapshot.
     cubature_tol : float
-        Tolerance of :func:`rom.adaptive.hyperreduced.internal_force_cubature`.
+        Tolerance of :func:`rom.adaptive.cubature.internal_force_cubature`.
     tol_E : float
         Threshold on the Gappy-POD indicator :math:`E_k` alone, used while the model has no
         ``calibration``.
