@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -21,14 +20,10 @@ ARGS = ["--size", str(SIZE), "--n-steps", str(N_STEPS), "--n-train", "4", "--n-c
 ARGS += ["--log-level", "WARNING"]
 
 
-def test_adaptive_case_end_to_end(comm, run_case):
+def test_adaptive_case_end_to_end(comm, case_summary):
     # the case as a script, once per session (shared with tests/test_regression.py)
-    out, res = run_case("adaptive_blade", ARGS)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["case"] == "adaptive_blade" and summary["ranks"] == comm.size
     figures = ("error_unenriched.png", "indicator.png", "error_adaptive.png", "test_loads.png")
-    for f in figures + ("wall_time.png",):
-        assert (out / f).exists(), f
+    out, res, summary = case_summary("adaptive_blade", ARGS, (*figures, "wall_time.png"))
     r = summary["results"]
     # plane-strain Q1 block with SIZE x SIZE cells: 2 (SIZE + 1)^2 dofs, 4 Gauss points per cell
     assert r["n_dofs"] == 2 * (SIZE + 1) ** 2 and r["n_qp"] == 4 * SIZE**2
