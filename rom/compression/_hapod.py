@@ -179,8 +179,11 @@ def _eps_error(eps: Any, omega: Any) -> str | None:
     return None
 
 
-def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str):
+def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str, root: bool):
     """POD of one node truncated at ``l2_err``.
+
+    Only the root's modes are checked for :math:`M`-orthonormality (and repaired): an inner
+    node passes its parent :math:`U\\Sigma = XV_N`, which does not depend on that check.
 
     The local tail :math:`t_\\alpha` is the pod's ``error_bound**2``: the dropped
     :math:`\\sigma^2` summed from the small end, including those the POD could not resolve,
@@ -192,7 +195,21 @@ def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str):
     """
     if X.shape[1] == 0:  # an empty leaf, or children that kept no modes: nothing to compress
         return CompressionResult(np.zeros((X.shape[0], 0)), np.zeros(0), 0.0, 0.0, 0, "batch", {})
-    return pod(X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err)
+    orth_tol = 1e-12 if root else math.inf
+    return pod(
+        X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err, orth_tol=orth_tol
+    )
+
+
+def _scaled_modes(children: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """:math:`[U_1\\Sigma_1, U_2\\Sigma_2, \\dots]`, written into one array (no copies)."""
+    n_local = children[0][0].shape[0]
+    X = np.empty((n_local, sum(len(s) for _, s in children)))
+    j = 0
+    for U, s in children:
+        np.multiply(U, s, out=X[:, j : j + len(s)])
+        j += len(s)
+    return X
 
 
 def hapod(
@@ -265,13 +282,9 @@ def hapod(
         elif isinstance(t, np.ndarray):
             X = t[:, None] if t.ndim == 1 else t
         else:
-            parts = []
-            for i, child in enumerate(t):
-                U, s = visit(child, path + (i,))
-                parts.append(U * s)
-            X = np.hstack(parts)
+            X = _scaled_modes([visit(child, path + (i,)) for i, child in enumerate(t)])
         e = tol(n_alpha, not path)
-        r = _node_pod(X, e, product=product, comm=comm, pod_method=pod_method)
+        r = _node_pod(X, e, product=product, comm=comm, pod_method=pod_method, root=not path)
         if isinstance(t, (Chunk, np.ndarray)):
             leaf_energy[0] += r.total_energy
         nodes.append(

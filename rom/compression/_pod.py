@@ -182,7 +182,9 @@ def pod(
         \\|X\\|_M^2`). Without any rule all numerically nonzero modes are kept.
     orth_tol : float
         Modes satisfy :math:`\\max|U^T M U - I| \\le` ``orth_tol`` (checked,
-        re-orthonormalized).
+        re-orthonormalized). ``math.inf`` skips the check: for a caller that uses only
+        :math:`U\\Sigma = XV_N` (the inner nodes of a HAPOD), whose value does not depend on
+        the orthonormality of :math:`U`.
 
     Returns
     -------
@@ -198,11 +200,12 @@ def pod(
     m = X.shape[1]
     step = _method_of_snapshots if pod_method == "snapshots" else _accurate
     U, sv, V, total, tail = step(X, product, comm, rules)
-    rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
-    U, sv, V = rep.modes, rep.singular_values, V @ rep.right
-    sg = sign_flips(V)  # after a repair only: the signs were folded into the small factors
-    if np.any(sg < 0):
-        U, V = U * sg, V * sg
+    if np.isfinite(orth_tol):
+        rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
+        U, sv, V = rep.modes, rep.singular_values, V @ rep.right
+        sg = sign_flips(V)  # after a repair only: the signs were folded into the small factors
+        if np.any(sg < 0):
+            U, V = U * sg, V * sg
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", pod_method, len(sv), m, tail, total)
     return _pod_result(U, sv, V, total, tail, n_rows, pod_method)
 
