@@ -37,7 +37,9 @@ the free dofs, :math:`\\delta u = g(t_{n+1}) - u_n` on the constrained ones); fo
 boundary values into :math:`u_n` instead concentrates the increment in one layer of cells and
 made Newton diverge on fine meshes. Convergence when :math:`u` meets the Dirichlet values and
 :math:`\\|F_{free}\\| \\le rtol \\cdot \\|F\\| + atol`, with :math:`\\|F\\|` over all dofs
-(reactions included).
+(reactions included), or when the last Newton correction was below :math:`stol \\cdot \\|u\\|`
+(the residual has then reached its round-off floor, which on fine meshes can lie above
+:math:`rtol \\cdot \\|F\\|`; PETSc's SNES has the same step test).
 
 Quadrature: Gauss :math:`2^d` points per cell (degree 2), exact for the Q1 stiffness on affine
 cells. Strains and stresses are Mandel vectors (see :mod:`solvers.constitutive`), so
@@ -203,7 +205,7 @@ class ViscoplasticModel:
         Block extents, default all 1.
     initial_time : float
         :math:`t_0` of :meth:`initial_state`.
-    rtol, atol : float
+    rtol, atol, stol : float
         Global Newton tolerances (module docstring).
     max_newton : int
         Iteration cap; a step that does not converge raises ``RuntimeError`` on every rank.
@@ -243,6 +245,7 @@ class ViscoplasticModel:
         initial_time: float = 0.0,
         rtol: float = 1e-10,
         atol: float = 1e-14,
+        stol: float = 1e-10,
         max_newton: int = 25,
     ) -> None:
         n_comp = n_components(dim)
@@ -251,9 +254,10 @@ class ViscoplasticModel:
             raise ValueError(f"lengths must be {dim} positive numbers, got {lengths}")
         if int(size) < 1:
             raise ValueError(f"size must be >= 1, got {size}")
-        if not (rtol >= 0 and atol >= 0 and int(max_newton) >= 1):
+        if not (rtol >= 0 and atol >= 0 and stol >= 0 and int(max_newton) >= 1):
             raise ValueError(
-                f"need rtol, atol >= 0 and max_newton >= 1, got {rtol}, {atol}, {max_newton}"
+                f"need rtol, atol, stol >= 0 and max_newton >= 1, got {rtol}, {atol}, {stol}, "
+                f"{max_newton}"
             )
         self.comm = comm
         self.gdim = dim
@@ -266,6 +270,7 @@ class ViscoplasticModel:
             np.linspace(0.0, 1.0, 11)[1:] if times is None else times, self.initial_time
         )
         self.rtol, self.atol, self.max_newton = float(rtol), float(atol), int(max_newton)
+        self.stol = float(stol)
 
         cells = [max(1, round(size * L)) for L in lengths]
         corner = [[0.0] * dim, list(lengths)]
@@ -681,6 +686,7 @@ class ViscoplasticModel:
         info = StepInfo(iterations=0)
         b, rhs, A, ksp = self._b, self._rhs, self._A, self._ksp
         res = None
+        step_small = False  # the last correction was below stol ||u||
         for it in range(self.max_newton + 1):
             eps = self._u_strain_expr.eval(self.mesh, self._cells).reshape(
                 self.n_qp_local, self.n_comp
@@ -709,7 +715,7 @@ class ViscoplasticModel:
             info.reference_norm = float(ref)
             if not np.isfinite(r):
                 raise RuntimeError(f"Newton residual is not finite at t={t_next} (iteration {it})")
-            if gap == 0.0 and r <= rtol * ref + self.atol:
+            if gap == 0.0 and (r <= rtol * ref + self.atol or step_small):
                 break
             if it == self.max_newton:
                 raise RuntimeError(
@@ -734,6 +740,7 @@ class ViscoplasticModel:
                 raise RuntimeError(f"PETSc KSP failed with converged reason {reason} at t={t_next}")
             u.x.array[:n] += self._du.array_r
             u.x.scatter_forward()
+            step_small = self._du.norm() <= self.stol * u.x.petsc_vec.norm()
             for bc in self._bcs:  # exact Dirichlet values (rounding of u + (g - u))
                 bc.set(u.x.array)
             info.iterations += 1

@@ -371,6 +371,22 @@ def test_global_newton_converges_quadratically(comm, case):
 
 @pytest.mark.fem
 @pytest.mark.mpi
+def test_newton_stops_at_the_round_off_floor(comm):
+    """rtol = atol = 0 cannot be met (the residual stagnates at round-off): Newton stops on
+    the step test (correction below stol ||u||) instead of failing, with the same trajectory
+    as with the default tolerances to 1e-9; with stol = 0 as well it fails as before."""
+    strict = _rotating_plate(comm, rtol=0.0, atol=0.0)
+    default = _rotating_plate(comm)
+    a, b = strict.solve(), default.solve()
+    scale = comm.allreduce(float(np.abs(b.u).max()), op=MPI.MAX)
+    assert comm.allreduce(float(np.abs(a.u - b.u).max()), op=MPI.MAX) <= 1e-9 * scale
+    never = _rotating_plate(comm, rtol=0.0, atol=0.0, stol=0.0, max_newton=12)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        never.solve()
+
+
+@pytest.mark.fem
+@pytest.mark.mpi
 def test_quadrature_data_of_a_linear_field(comm):
     """strain_at_qp of u = A x is sym(A) in Mandel form at every point; the weights and the
     mass matrix integrate the volume; nodal and callable temperatures agree for a bilinear T."""
