@@ -119,9 +119,9 @@ class AdaptiveROM:
     p_ref_rel : float
         See ``p_ref``. The default 1 measures the residual on the scale of the training
         trajectories' largest plastic strain, as the error it stands for is measured
-        (relative to the trajectory's largest norm): a smaller floor spends the capped
-        enrichments on the first plastic steps, where the relative fit is poor but the error
-        negligible (``docs/performance.md`` compares the two on the blade case).
+        (relative to the trajectory's largest norm): a smaller floor makes the Gappy
+        signal large at the first plastic steps, where the relative fit is poor but the error
+        negligible.
     reconstruction : {"path", "replay"}
         How the full state at :math:`t_{k-1}` is formed before a full-order step (module
         docstring).

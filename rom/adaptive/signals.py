@@ -105,10 +105,8 @@ class SampledResidual:
         q_offset, _ = global_offset(fom.n_qp_local, comm)
         parts = comm.allgather(touched + q_offset) if comm.size > 1 else [touched + q_offset]
         self.points_ = np.unique(np.concatenate(parts)).astype(np.int64)
-        WB = B[touched] * np.asarray(fom.qp_weights)[touched, None, None]
-        full = np.zeros_like(B)
-        full[touched] = WB
-        self.G_ = gather_at_points(full, self.points_, comm, offset=q_offset)
+        WB = B * np.asarray(fom.qp_weights)[:, None, None]
+        self.G_ = gather_at_points(WB, self.points_, comm, offset=q_offset)
         self.G_ = self.G_.reshape(-1, dofs.size).T.copy()
         self.dofs_ = dofs
         logger.info(
