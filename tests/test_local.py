@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from rom.local import LocalBases
 from rom.local import OnlineCost
+from rom.local import TimeWindowBases
 from rom.local import fit_online_cost
 from rom.parallel import distribute_rows
 from rom.parallel import row_range
@@ -402,3 +403,117 @@ def test_route_gives_the_same_selection_at_any_rank_count(comm):
         np.testing.assert_allclose(a.errors, b.errors, rtol=1e-8, atol=1e-12)
     with pytest.raises(ValueError, match="n_candidates"):
         lb.route(distribute_rows(_wide([0.3]), comm), n_candidates=0)
+
+
+# ------------------------------------------------------------------ time-local bases
+# Pulses moving right at speeds 0.2..0.8 over T = 24 steps of dt = 1/24 from x = 0.1: early
+# steps of all trajectories sit near the start, late ones spread over [0.3, 0.9].
+_T = 24
+_SPEEDS = np.linspace(0.2, 0.8, 10)
+
+
+def _moving():
+    t = np.arange(1, _T + 1) / _T
+    centres = (0.1 + _SPEEDS[:, None] * t[None, :]).ravel()  # trajectory-major
+    return _pulses(centres, np.ones(centres.size)), np.repeat(np.arange(len(_SPEEDS)), _T)
+
+
+def test_time_windows_are_pod_bases_of_their_steps_and_need_fewer_modes():
+    """Each window's basis has the numpy-SVD size of its steps of every trajectory (plus one
+    step before), spans them to the tolerance, and the largest window basis is smaller than
+    one global basis (numpy SVD) at the same tolerance."""
+    X, groups = _moving()
+    tw = TimeWindowBases(n_windows=4, rel_l2_err=EPS, product=sp.diags(WEIGHTS)).fit(X, groups)
+    np.testing.assert_array_equal(tw.windows_, [[0, 6], [6, 12], [12, 18], [18, 24]])
+    step = np.tile(np.arange(_T), len(_SPEEDS))
+    for w, (a, b) in enumerate(tw.windows_):
+        S = X[:, (step >= max(a - 1, 0)) & (step < b)]
+        assert tw.basis_sizes_[w] == _ref_size(S, EPS)
+        B = tw.bases_[w]
+        np.testing.assert_allclose(B.T @ (WEIGHTS[:, None] * B), np.eye(B.shape[1]), atol=1e-10)
+        err = np.sqrt(sum(_ref_projection_error(B, x) ** 2 * (x**2 @ WEIGHTS) for x in S.T))
+        assert err <= EPS * np.sqrt(np.sum(S**2 * WEIGHTS[:, None])) * (1 + 1e-8)
+        assert [tw.window_of(t) for t in range(a, b)] == [w] * (b - a)
+    assert tw.basis_sizes_.max() < _ref_size(X, EPS)
+    with pytest.raises(ValueError, match="t must be in"):
+        tw.window_of(_T)
+    with pytest.raises(ValueError, match="exceeds the number of steps"):
+        TimeWindowBases(n_windows=_T + 1, rank=2).fit(X, groups)
+
+
+class _LinearMap:
+    """A stand-in reduced model: c^{k+1} = A c^k (records its calls)."""
+
+    def __init__(self, A):
+        self.A, self.calls = A, []
+
+    def solve(self, mu, *, dt, n_steps, c0, t0):
+        self.calls.append((n_steps, t0))
+        C = np.empty((len(c0), n_steps + 1))
+        C[:, 0] = c0
+        for k in range(n_steps):
+            C[:, k + 1] = self.A @ C[:, k]
+        return C
+
+
+def test_time_windows_switch_bases_by_the_m_orthogonal_projection():
+    """transfer() is Psi_{w+1}^T M Psi_w (numpy); solve() runs each window from the previous
+    window's last state projected onto the new basis, which reproduces the projection of a
+    field in the span of both bases exactly."""
+    X, groups = _moving()
+    M = sp.diags(WEIGHTS)
+    tw = TimeWindowBases(n_windows=3, rel_l2_err=EPS, product=M).fit(X, groups)
+    sizes = [5, 6, 7]
+    T = tw.transfer(sizes)
+    for w in range(2):
+        A, B = tw.basis(w, sizes[w]), tw.basis(w + 1, sizes[w + 1])
+        np.testing.assert_allclose(T[w], B.T @ (WEIGHTS[:, None] * A), atol=1e-12)
+    rng = np.random.default_rng(3)
+    maps = [_LinearMap(0.1 * rng.standard_normal((n, n))) for n in sizes]
+    c0 = rng.standard_normal(sizes[0])
+    states = tw.solve(maps, None, dt=0.5, c0=c0, transfers=T)
+    assert [m.calls for m in maps] == [[(8, 0.0)], [(8, 4.0)], [(8, 8.0)]]
+    c = c0
+    for w, A in enumerate(m.A for m in maps):
+        ref = []
+        for _ in range(8):
+            c = A @ c
+            ref.append(c)
+        np.testing.assert_allclose(states[w], np.column_stack(ref), rtol=1e-12, atol=1e-14)
+        if w < 2:
+            B = tw.basis(w + 1, sizes[w + 1])
+            u = tw.basis(w, sizes[w]) @ c  # reconstructed field, projected by least squares
+            c = np.linalg.lstsq(np.sqrt(WEIGHTS)[:, None] * B, np.sqrt(WEIGHTS) * u, rcond=None)[0]
+    with pytest.raises(ValueError, match="sizes must give"):
+        tw.transfer([5, 6])
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
+def test_time_windows_identical_at_any_rank_count(comm):
+    """Row-distributed fit = serial fit: windows, sizes, spectra, and the projection error
+    of a new field on each window's basis (independent of the modes' signs)."""
+    X, groups = _moving()
+    ref = TimeWindowBases(n_windows=3, rel_l2_err=EPS, product=sp.diags(WEIGHTS)).fit(X, groups)
+    tw = TimeWindowBases(n_windows=3, rel_l2_err=EPS, product=_local_product(comm), comm=comm)
+    tw.fit(distribute_rows(X, comm), groups)
+    np.testing.assert_array_equal(tw.windows_, ref.windows_)
+    np.testing.assert_array_equal(tw.basis_sizes_, ref.basis_sizes_)
+    for a, b in zip(tw.singular_values_, ref.singular_values_, strict=True):
+        # from the Gram matrix, sigma_n carries an absolute error ~ u sigma_1^2 / sigma_n
+        # (the sqrt(u) floor, docs/theory.md §1): 1e-12 sigma_1 is too tight at 1e-6 sigma_1
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-9 * b[0])
+    u = _pulses(np.array([0.5]), np.ones(1))[:, 0]
+    ul = distribute_rows(u[:, None], comm)
+    M = _local_product(comm)
+    for w in range(3):
+        B = tw.bases_[w]
+        c = comm.allreduce(B.T @ (M @ ul[:, 0]))
+        r = ul[:, 0] - B @ c
+        e = np.sqrt(comm.allreduce(r @ (M @ r)) / comm.allreduce(ul[:, 0] @ (M @ ul[:, 0])))
+        np.testing.assert_allclose(e, _ref_projection_error(ref.bases_[w], u), rtol=1e-8)
+    T, Tref = tw.transfer(), ref.transfer()
+    for a, b in zip(T, Tref, strict=True):  # equal up to the signs of the modes
+        np.testing.assert_allclose(np.abs(a), np.abs(b), atol=1e-10)
+    with pytest.raises(ValueError, match="n_windows must"):
+        TimeWindowBases(n_windows=0, rank=2, comm=comm).fit(distribute_rows(X, comm), groups)

@@ -17,6 +17,7 @@ from rom.local.dissimilarity import trajectory_dissimilarity
 from rom.local.merge_clustering import ErrorConstrainedClustering
 from rom.local.selection import GLOBAL
 from rom.local.selection import Selection
+from rom.local.time_windows import TimeWindowBases
 
 __all__ = [
     "CLUSTERINGS",
@@ -26,6 +27,7 @@ __all__ = [
     "LocalBases",
     "OnlineCost",
     "Selection",
+    "TimeWindowBases",
     "choose_n_clusters",
     "efficiency_ratio",
     "fit_online_cost",
