@@ -31,7 +31,9 @@
 #
 # Compared, for $K = 1, 2, 4, 8$: k-means on the parameters, k-means on the snapshots,
 # k-medoids and k-center in the sine dissimilarity, and the error-constrained merge
-# clustering ([theory §4](../../theory/#4-concatenated-svd-bounds-and-error-constrained-clustering)).
+# clustering ([theory §4](../../theory/#4-concatenated-svd-bounds-and-error-constrained-clustering)),
+# and time-local bases: one basis per time window, chosen by time
+# ([`rom.local.time_windows`](../../api/rom.local.time_windows/)).
 # Online, a held-out parameter goes to the cluster of the nearest training parameter and
 # runs a Galerkin ROM ([`rom.models.galerkin`](../../api/rom.models.galerkin/)) started from
 # the projected initial pulse.
@@ -58,11 +60,13 @@ from mpi4py import MPI
 from rom import plotting
 from rom.compression import pod
 from rom.compression.truncation import tail_energies
+from rom.compression.truncation import truncation_rank
 from rom.io import SnapshotStore
 from rom.local import bounds
 from rom.local.bases import LocalBases
 from rom.local.cost_model import fit_online_cost
 from rom.local.merge_clustering import ErrorConstrainedClustering
+from rom.local.time_windows import TimeWindowBases
 from rom.models.galerkin import LinearAffineROM
 from rom.parallel import allreduce_sum
 from rom.parallel import blas_threads
@@ -70,6 +74,8 @@ from rom.sampling import latin_hypercube
 from solvers.advection import AdvectionModel
 
 CLUSTERINGS = ["kmeans-parameters", "kmeans-snapshots", "sine-kmedoids", "sine-kcenter", "merge"]
+#: not a clustering of trajectories: one basis per time window (rom.local.time_windows)
+TIME_WINDOWS = "time-windows"
 
 DESCRIPTION = "Local reduced bases on a transported pulse: clusterings compared at K = 1, 2, 4, 8"
 p = common.parser(
@@ -77,8 +83,11 @@ p = common.parser(
 )
 p.add_argument("--final-time", type=float, default=0.5)
 p.add_argument("--clusters", default="1,2,4,8", help="comma-separated K values")
-p.add_argument("--clusterings", default=",".join(CLUSTERINGS))
+p.add_argument(
+    "--clusterings", default=",".join([*CLUSTERINGS, TIME_WINDOWS]), help="and time-windows"
+)
 p.add_argument("--basis-size", type=int, default=10, help="fixed basis size, merge rank")
+p.add_argument("--max-modes", type=int, default=200, help="largest reduced model evaluated")
 args, comm, log, out = common.start(
     p,
     small={
@@ -193,10 +202,17 @@ def galerkin(V: np.ndarray) -> LinearAffineROM:
 
 
 with blas_threads(comm):
-    Vg = pod(X, product=M, comm=comm, rank=min(64, X.shape[1])).modes
+    pod_g = pod(X, product=M, comm=comm, rank=min(args.max_modes, X.shape[1]))
+    Vg = pod_g.modes
+    # N_1: the global POD size for the tolerance (energy of all the data, not of the modes)
+    n1_tol = truncation_rank(
+        pod_g.singular_values,
+        rel_l2_err=args.tol,
+        total_energy=float(allreduce_sum(np.einsum("ij,ij->", X, M(X)), comm)),
+    )
     rom_g = galerkin(Vg)
     c0_g = allreduce_sum(Vg.T @ M(u0), comm)
-    cost_sizes = sorted({n for n in (1, 2, 4, 8, 16, 24, 32, 48, 64) if n <= Vg.shape[1]})
+    cost_sizes = sorted({n for n in (1, 2, 4, 8, 16, 24, 32, 48, 64, 96) if n <= Vg.shape[1]})
     cost_times = []
     for n in cost_sizes:
         r = rom_g.truncated(n)
@@ -245,48 +261,69 @@ def fit(clustering: str, K: int, **kw) -> LocalBases:
     ).fit(X, params=params, groups=groups)
 
 
-def rom_errors(i: int, V: np.ndarray, rom: LinearAffineROM, c0: np.ndarray) -> tuple:
-    """Held-out trajectory ``i`` by the ROM on ``V``: space-time relative error and the
-    largest relative error over the time steps (collective)."""
-    C = rom.solve(mus_test[i], dt=model.dt, n_steps=nt, c0=c0)[:, 1:]
-    G = allreduce_sum(V.T @ M(test[i]), comm)
-    e2 = np.maximum(test_energy_t[i] - 2.0 * np.sum(C * G, axis=0) + np.sum(C * C, axis=0), 0)
-    return float(np.sqrt(e2.sum() / test_energy[i])), float(np.sqrt(np.max(e2 / test_energy_t[i])))
+def step_errors(i: int, Cs: list, Gs: list) -> tuple[float, np.ndarray]:
+    """Held-out trajectory ``i`` from reduced states ``Cs`` (blocks of consecutive steps, each
+    on an M-orthonormal basis V with ``G = V^T M U_i`` of those steps): the space-time
+    relative error and the relative error at each step.
+
+    :math:`\\|u - Vc\\|_M^2 = \\|u\\|_M^2 - 2 c^T V^T M u + \\|c\\|^2`: no full-order field."""
+    cg = np.concatenate([np.sum(C * G, axis=0) for C, G in zip(Cs, Gs, strict=True)])
+    cc = np.concatenate([np.sum(C * C, axis=0) for C in Cs])
+    e2 = np.maximum(test_energy_t[i] - 2.0 * cg + cc, 0)
+    return float(np.sqrt(e2.sum() / test_energy[i])), np.sqrt(e2 / test_energy_t[i])
 
 
-def routed_errors(lb: LocalBases) -> dict:
-    """Held-out ROM errors at the tolerance sizes with the checked selection
-    (``LocalBases.route`` on the first full-order step; the global ROM on fall-back)."""
-    routes = [lb.route(U[:, :1]) for U in test]
-    errs = []
-    for i, s in enumerate(routes):
-        if s.cluster >= 0:
-            n = int(lb.basis_sizes_[s.cluster])
-            V = lb.modes_[s.cluster][:, :n]
-            c0 = allreduce_sum(V.T @ M(u0), comm)
-            errs.append(rom_errors(i, V, galerkin(V), c0))
-        else:
-            n = min(lb.global_basis_size_, Vg.shape[1])
-            errs.append(rom_errors(i, Vg[:, :n], rom_g.truncated(n), c0_g[:n]))
-    e = np.array(errs)
+class Dictionary:
+    """Galerkin ROMs on a list of bases (at most ``--max-modes`` modes each) and their errors
+    on the held-out trajectories, cached by (parameter, basis, size). Collective."""
+
+    def __init__(self, bases: list) -> None:
+        self.V = [B[:, : args.max_modes] for B in bases]
+        self.roms = [galerkin(V) for V in self.V]
+        self.c0 = [allreduce_sum(V.T @ M(u0), comm) for V in self.V]
+        self._G: dict = {}
+        self._e: dict = {}
+
+    def G(self, i: int, k: int) -> np.ndarray:
+        """:math:`V_k^T M U_i`, all steps (collective)."""
+        if (i, k) not in self._G:
+            self._G[i, k] = allreduce_sum(self.V[k].T @ M(test[i]), comm)
+        return self._G[i, k]
+
+    def errors(self, i: int, k: int, n: int) -> tuple[float, np.ndarray]:
+        """:func:`step_errors` of the ROM on the first ``n`` modes of basis ``k`` (-1: the
+        global basis)."""
+        if k < 0:
+            return global_rom.errors(i, 0, n)
+        n = min(int(n), self.roms[k].n_modes)
+        if (i, k, n) not in self._e:
+            r = self.roms[k].truncated(n)
+            C = r.solve(mus_test[i], dt=model.dt, n_steps=nt, c0=self.c0[k][:n])[:, 1:]
+            self._e[i, k, n] = step_errors(i, [C], [self.G(i, k)[:n]])
+        return self._e[i, k, n]
+
+
+global_rom = Dictionary([Vg])
+
+
+def error_curves(errors_of, grid: np.ndarray) -> dict:
+    """Held-out errors against the modes per ROM ``n``: mean space-time error, the worst case
+    (largest over the held-out parameters of the largest error over the steps) and that of
+    each parameter; ``errors_of(i, n)`` as :func:`step_errors`."""
+    e = [[errors_of(i, int(n)) for n in grid] for i in range(len(test))]
+    st = np.array([[x[0] for x in row] for row in e])
+    per = np.array([[x[1].max() for x in row] for row in e])
     return {
-        "rules": [s.rule for s in routes],
-        "clusters": [s.cluster for s in routes],
-        "test_rom_error_mean": float(e[:, 0].mean()),
-        "test_rom_error_max": float(e[:, 0].max()),
-        "test_rom_error_worst_time_max": float(e[:, 1].max()),
+        "n": grid,
+        "mean": st.mean(axis=0),
+        "max": st.max(axis=0),
+        "worst": per.max(axis=0),
+        "per_parameter": per,
     }
 
 
-def evaluate(lb: LocalBases) -> dict:
-    """Online evaluation of one dictionary of local bases on the held-out parameters."""
-    roms = [galerkin(V) for V in lb.modes_]
-    MU0 = [allreduce_sum(V.T @ M(u0), comm) for V in lb.modes_]
-    sel = [lb.select(mu=mu) for mu in mus_test]
-    # ||U - V C||_M^2 = ||U||^2 - 2 <C, V^T M U> + ||C||^2 (V M-orthonormal): errors for
-    # every basis size from one projection V^T M U of each held-out trajectory
-    MUt = [allreduce_sum(lb.modes_[k].T @ M(U), comm) for U, k in zip(test, sel, strict=True)]
-    n_max = max(V.shape[1] for V in lb.modes_)
+def size_grid(n_max: int) -> np.ndarray:
+    """Every size up to 40, then 25 sizes spaced geometrically up to ``n_max``."""
     grid = np.unique(
         np.concatenate(
             [
@@ -295,15 +332,41 @@ def evaluate(lb: LocalBases) -> dict:
             ]
         )
     )
-    grid = grid[grid <= n_max]
+    return grid[grid <= n_max]
+
+
+def routed_errors(lb: LocalBases, d: Dictionary, grid: np.ndarray) -> dict:
+    """Held-out ROM errors with the checked selection (``LocalBases.route`` on the first
+    full-order step; the global ROM on fall-back): at the tolerance sizes, and against the
+    modes per ROM (every ROM of the dictionary, the fall-back included, truncated to ``n``)."""
+    routes = [lb.route(U[:, :1]) for U in test]
+    n1 = min(lb.global_basis_size_, Vg.shape[1])
+    e = [
+        d.errors(i, s.cluster, int(lb.basis_sizes_[s.cluster]) if s.cluster >= 0 else n1)
+        for i, s in enumerate(routes)
+    ]
+    return {
+        "rules": [s.rule for s in routes],
+        "clusters": [s.cluster for s in routes],
+        "test_rom_error_mean": float(np.mean([x[0] for x in e])),
+        "test_rom_error_max": float(np.max([x[0] for x in e])),
+        "test_rom_error_worst_time_max": float(np.max([x[1].max() for x in e])),
+        "error_vs_n": error_curves(lambda i, n: d.errors(i, routes[i].cluster, n), grid),
+    }
+
+
+def evaluate(lb: LocalBases) -> dict:
+    """Online evaluation of one dictionary of local bases on the held-out parameters."""
+    d = Dictionary(lb.modes_)
+    roms, MU0 = d.roms, d.c0
+    sel = [lb.select(mu=mu) for mu in mus_test]
+    MUt = [d.G(i, k) for i, k in enumerate(sel)]
+    grid = size_grid(max(V.shape[1] for V in d.V))
 
     def rom_error(i: int, k: int, n: int) -> float:
-        n = min(n, roms[k].n_modes)
-        C = roms[k].truncated(n).solve(mus_test[i], dt=model.dt, n_steps=nt, c0=MU0[k][:n])[:, 1:]
-        G, E = MUt[i], test_energy[i]
-        return float(np.sqrt(max(E - 2.0 * np.sum(C * G[:n]) + np.sum(C * C), 0.0) / E))
+        return d.errors(i, k, n)[0]
 
-    rom_err = np.array([[rom_error(i, k, n) for n in grid] for i, k in enumerate(sel)])
+    curves = error_curves(lambda i, n: d.errors(i, sel[i], n), grid)
     proj_err = np.array(
         [
             np.sqrt(max(E - np.sum(G[: args.basis_size] ** 2), 0.0) / E)
@@ -317,19 +380,16 @@ def evaluate(lb: LocalBases) -> dict:
         for c in (groups == g for g in np.unique(groups))
     ]
     # held-out ROM at the tolerance sizes, with timings (assemble, factor, step)
-    err_tol, t_rom = [], []
+    err_tol, t_rom, worst = [], [], []
     for i, (mu, k) in enumerate(zip(mus_test, sel, strict=True)):
         n = int(lb.basis_sizes_[k])
         err_tol.append(rom_error(i, k, n))
+        worst.append(d.errors(i, k, n)[1].max())  # largest error over the time steps
         r = roms[k].truncated(n)
         c0 = MU0[k][:n]
         t_rom.append(
             best_time(lambda r=r, mu=mu, c0=c0: r.solve(mu, dt=model.dt, n_steps=nt, c0=c0))
         )
-    worst = []  # largest error over the time steps, same selection and sizes
-    for i, k in enumerate(sel):
-        n = int(lb.basis_sizes_[k])
-        worst.append(rom_errors(i, lb.modes_[k][:, :n], roms[k].truncated(n), MU0[k][:n])[1])
     return {
         "n_clusters": lb.n_clusters_,
         "cluster_sizes": lb.cluster_sizes_,
@@ -345,8 +405,8 @@ def evaluate(lb: LocalBases) -> dict:
         "test_rom_error_mean": float(np.mean(err_tol)),
         "test_rom_error_max": float(np.max(err_tol)),
         "test_rom_error_worst_time_max": float(np.max(worst)),
-        "routed": routed_errors(lb),
-        "rom_error_vs_n": {"n": grid, "mean": rom_err.mean(axis=0), "max": rom_err.max(axis=0)},
+        "routed": routed_errors(lb, d, grid),
+        "rom_error_vs_n": curves,
         "eta_estimated": lb.efficiency_estimate(cost=cost),
         "eta_estimated_n3": lb.efficiency_estimate(),
         "rom_time_s_mean": float(np.mean(t_rom)),
@@ -354,13 +414,114 @@ def evaluate(lb: LocalBases) -> dict:
     }
 
 
-fitted: dict[str, LocalBases] = {}
+class WindowROM:
+    """Galerkin ROMs of time-local bases (``rom.local.time_windows``), switched window by
+    window; errors on the held-out trajectories cached by (parameter, sizes). Collective."""
+
+    def __init__(self, tw: TimeWindowBases) -> None:
+        self.tw = tw
+        self.V = [B[:, : args.max_modes] for B in tw.modes_]
+        self.roms = [galerkin(V) for V in self.V]
+        self.caps = [V.shape[1] for V in self.V]
+        self.transfers = tw.transfer(self.caps)
+        self.c0 = allreduce_sum(self.V[0].T @ M(u0), comm)
+        self.G = [
+            [allreduce_sum(V.T @ M(U[:, a:b]), comm) for V, (a, b) in zip(self.V, tw.windows_)]
+            for U in test
+        ]
+        self._e: dict = {}
+
+    def sized(self, n) -> tuple:
+        """Per-window sizes: ``n`` modes each (capped), or a list of sizes."""
+        n = [n] * len(self.V) if np.isscalar(n) else n
+        return tuple(min(int(m), c) for m, c in zip(n, self.caps, strict=True))
+
+    def solver(self, sizes: tuple):
+        """``solve(mu)`` of the switched ROM at ``sizes``: the reduced states per window."""
+        roms = [r.truncated(m) for r, m in zip(self.roms, sizes, strict=True)]
+        T = [A[: sizes[w + 1], : sizes[w]] for w, A in enumerate(self.transfers)]
+        c0 = self.c0[: sizes[0]]
+        return lambda mu: self.tw.solve(roms, mu, dt=model.dt, c0=c0, transfers=T)
+
+    def errors(self, i: int, n) -> tuple[float, np.ndarray]:
+        sizes = self.sized(n)
+        if (i, sizes) not in self._e:
+            Cs = self.solver(sizes)(mus_test[i])
+            Gs = [G[:m] for G, m in zip(self.G[i], sizes, strict=True)]
+            self._e[i, sizes] = step_errors(i, Cs, Gs)
+        return self._e[i, sizes]
+
+
+def evaluate_windows(tw: TimeWindowBases) -> dict:
+    """Online evaluation of time-local bases on the held-out parameters (selection by time:
+    every trajectory runs through every window)."""
+    w = WindowROM(tw)
+    grid = size_grid(max(w.caps))
+    curves = error_curves(w.errors, grid)
+    sizes = w.sized(tw.basis_sizes_)
+    e = [w.errors(i, sizes) for i in range(len(test))]
+    proj = [
+        np.sqrt(max(E - sum(np.sum(G[: args.basis_size] ** 2) for G in w.G[i]), 0.0) / E)
+        for i, E in enumerate(test_energy)
+    ]
+    solve = w.solver(sizes)
+    t_rom = [best_time(lambda mu=mu: solve(mu)) for mu in mus_test]
+    steps = np.diff(tw.windows_, axis=1).ravel()
+    return {
+        "n_clusters": len(tw.bases_),
+        "windows": tw.windows_,
+        "cluster_sizes": steps,  # time steps per window (every trajectory uses every window)
+        "basis_sizes": tw.basis_sizes_,
+        "global_basis_size": n1_tol,
+        "mean_basis_size": float(np.average(tw.basis_sizes_, weights=steps)),
+        "max_basis_size": int(tw.basis_sizes_.max()),
+        "train_projection_error_mean": None,
+        "train_projection_error_p90": None,
+        "test_projection_error_mean": float(np.mean(proj)),
+        "test_projection_error_p90": float(np.percentile(proj, 90)),
+        "test_rom_error_mean": float(np.mean([x[0] for x in e])),
+        "test_rom_error_max": float(np.max([x[0] for x in e])),
+        "test_rom_error_worst_time_max": float(np.max([x[1].max() for x in e])),
+        "routed": {
+            "rules": ["time"] * len(test),
+            "clusters": [-2] * len(test),
+            "test_rom_error_mean": float(np.mean([x[0] for x in e])),
+            "test_rom_error_max": float(np.max([x[0] for x in e])),
+            "test_rom_error_worst_time_max": float(np.max([x[1].max() for x in e])),
+            "error_vs_n": curves,
+        },
+        "rom_error_vs_n": curves,
+        "eta_estimated": None,
+        "eta_estimated_n3": None,
+        "rom_time_s_mean": float(np.mean(t_rom)),
+        "selected_clusters": None,
+    }
+
+
+fitted: dict[str, LocalBases | TimeWindowBases] = {}
 configurations: dict[str, dict] = {}
 t0 = time.perf_counter()
 with blas_threads(comm):
     for clustering in clusterings:
-        for K in [0] if clustering == "merge" else [K for K in Ks if K <= args.n_train]:
+        if clustering == "merge":
+            todo = [0]
+        elif clustering == TIME_WINDOWS:
+            todo = [K for K in Ks if 1 < K <= nt]  # K = 1: the global basis
+        else:
+            todo = [K for K in Ks if K <= args.n_train]
+        for K in todo:
+            name = f"{clustering}/K={K}"
+            one = next((n for n in fitted if n.endswith("/K=1")), None)
+            if K == 1 and one is not None:  # one cluster of all the data: the same bases
+                fitted[name], configurations[name] = fitted[one], dict(configurations[one])
+                continue
             tf = time.perf_counter()
+            if clustering == TIME_WINDOWS:
+                tw = TimeWindowBases(n_windows=K, rel_l2_err=args.tol, product=M, comm=comm)
+                fitted[name] = tw.fit(X, groups)
+                configurations[name] = evaluate_windows(tw)
+                configurations[name]["fit_time_s"] = time.perf_counter() - tf
+                continue
             lb = (
                 fit("merge", 1, rank=args.basis_size)
                 if clustering == "merge"
@@ -372,13 +533,49 @@ with blas_threads(comm):
             configurations[name] = evaluate(lb) | {"fit_time_s": fit_time}
 timings["local_bases"] = time.perf_counter() - t0
 
+
+def first_reaching(curve: dict, key: str, level: float) -> int | None:
+    """Smallest size of ``curve`` whose ``key`` error is <= ``level`` (None: never)."""
+    ok = np.flatnonzero(np.asarray(curve[key]) <= level)
+    return int(curve["n"][ok[0]]) if ok.size else None
+
+
+def at_match(r: dict, n: int) -> dict:
+    """Per held-out parameter, the largest error over the steps of the dictionary at ``n``
+    modes per ROM (checked selection) against the global ROM at its tolerance size N_1, at
+    ``n`` modes, and at the same total number of modes K n (capped by ``--max-modes``)."""
+    curve = r["routed"]["error_vs_n"]
+    j = int(np.flatnonzero(np.asarray(curve["n"]) == n)[0])
+    total = min(r["n_clusters"] * n, Vg.shape[1])
+
+    def glob_at(m: int) -> list:
+        return [float(global_rom.errors(i, 0, m)[1].max()) for i in range(len(test))]
+
+    return {
+        "n": n,
+        "local": np.asarray(curve["per_parameter"])[:, j],
+        "global_at_tol_size": glob_at(min(n1_tol, Vg.shape[1])),
+        "global_same_size": glob_at(n),
+        "total_modes": total,
+        "global_same_total": glob_at(total),
+    }
+
+
 # reference: one global basis (K = 1)
 glob = next((r for r in configurations.values() if r["n_clusters"] == 1), None)
 if glob is not None:
     for r in configurations.values():
-        ok = np.flatnonzero(np.asarray(r["rom_error_vs_n"]["mean"]) <= glob["test_rom_error_mean"])
-        r["modes_to_match_global"] = int(r["rom_error_vs_n"]["n"][ok[0]]) if ok.size else None
+        r["modes_to_match_global"] = first_reaching(
+            r["rom_error_vs_n"], "mean", glob["test_rom_error_mean"]
+        )
         r["cost_ratio_measured"] = r["rom_time_s_mean"] / glob["rom_time_s_mean"]
+        level = glob["test_rom_error_worst_time_max"]
+        n = first_reaching(r["routed"]["error_vs_n"], "worst", level)
+        r["modes_to_match_global_worst"] = n
+        r["modes_to_match_global_worst_parameter_selection"] = first_reaching(
+            r["rom_error_vs_n"], "worst", level
+        )
+        r["at_match_worst"] = None if n is None else at_match(r, n)
 
 # %% [markdown]
 # ## Results
@@ -387,11 +584,15 @@ if glob is not None:
 # global size $N_1$, the held-out projection error at the fixed size (mean, 90th
 # percentile), the held-out ROM error at the tolerance sizes, the modes a local ROM needs
 # to match the held-out error of the global one, the estimated $\eta$ and the measured
-# online cost ratio.
+# online cost ratio. Then the worst case: the largest over the held-out parameters of the
+# largest relative error over the time steps, with the checked selection (`LocalBases.route`
+# on the first full-order step, [theory §3.5](../../theory/#35-choosing-k-and-online-assignment);
+# time windows: by time), at the tolerance sizes, and the modes per ROM that bring it down
+# to the global ROM's worst case.
 
 # %%
 header = ["config", "K", "N_k max", "N_k mean", "N_1", "proj mean", "proj p90", "ROM err"]
-header += ["modes=glob", "eta est", "cost meas"]
+header += ["modes=glob", "eta est", "cost meas", "worst", "modes=glob worst"]
 rows = [
     [
         name,
@@ -405,6 +606,8 @@ rows = [
         str(r.get("modes_to_match_global")),
         r["eta_estimated"],
         r.get("cost_ratio_measured", float("nan")),
+        r["routed"]["test_rom_error_worst_time_max"],
+        str(r.get("modes_to_match_global_worst")),
     ]
     for name, r in configurations.items()
 ]
@@ -425,7 +628,11 @@ common.say(
 
 # %%
 if comm.rank == 0 and configurations:
-    rows_of = {c: [k for k in configurations if k.startswith(c + "/")] for c in clusterings}
+    rows_of = {
+        c: [k for k in configurations if k.startswith(c + "/")]
+        for c in clusterings
+        if c != TIME_WINDOWS  # no clusters of trajectories
+    }
     rows_of = {c: keys for c, keys in rows_of.items() if keys}
     ncol = max(len(keys) for keys in rows_of.values())
     fig, axes = plt.subplots(
@@ -579,7 +786,7 @@ efficiency = {
         if f"{c}/K={K}" in configurations
     ]
     for c in clusterings
-    if c != "merge"
+    if c not in ("merge", TIME_WINDOWS)
 }
 if comm.rank == 0 and any(efficiency.values()):
     fig = plotting.errors(
