@@ -203,6 +203,44 @@ def test_compress_singular_values_match_lapack(store, comm, capsys, method, opts
         np.testing.assert_allclose(summary["singular_values"], sv, rtol=1e-14)
 
 
+@pytest.mark.mpi
+@pytest.mark.parametrize("method", ["batch", "hapod", "incremental"])
+def test_compress_says_when_a_tolerance_is_below_the_floor(
+    shared_tmp_path, comm, rng, capsys, method
+):
+    """Singular values 1 ... 1e-20: ``--rel-l2-err 1e-15`` cannot be certified (one warning
+    line, ``tolerance_met`` false, the bound still above the true error); 1e-6 can."""
+    U, _ = np.linalg.qr(rng.standard_normal((300, 40)))
+    V, _ = np.linalg.qr(rng.standard_normal((40, 40)))
+    A = (U * np.logspace(0, -20, 40)) @ V.T
+    path = shared_tmp_path / "floor.h5"
+    keys = distribute_rows(np.arange(300), comm)
+    with SnapshotStore.create(path, {"u": keys}, comm=comm) as st:
+        st.append({"u": A[keys]})
+    for tol, met in (("1e-15", False), ("1e-6", True)):
+        out = shared_tmp_path / f"modes-{tol}.h5"
+        args = ["compress", str(path), "--method", method, "--rel-l2-err", tol, "--chunk", "16"]
+        assert main([*args, "--out", str(out), "--json", "--no-progress"]) == 0
+        cap = capsys.readouterr()
+        if comm.rank == 0:
+            summary = json.loads(cap.out)
+            assert summary["tolerance_met"] is met
+            rel = summary["relative_error_bound"]
+            assert (rel > 1e-15) if not met else (rel <= 1e-6)
+            lines = cap.err.splitlines()
+            if met:
+                assert lines == []
+            else:
+                assert len(lines) == 1 and lines[0].startswith("rom: warning: ")
+                assert "below what it can certify" in lines[0]
+        else:
+            assert cap.err == ""
+        with SnapshotStore.open(out, comm=comm) as ms:
+            Phi = ms.read("u", rows="all")
+        err = np.linalg.norm(A - Phi @ (Phi.T @ A)) / np.linalg.norm(A)  # numpy, independent
+        assert err <= comm.bcast(rel if comm.rank == 0 else None) * (1 + 1e-6) + 1e-14
+
+
 def test_compress_refuses_to_overwrite_without_flag(store, capsys):
     path, _, _ = store
     out = path.parent / "m.h5"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import fault_driver  # tests/ is on sys.path (pytest's rootdir-relative import)
@@ -23,6 +24,9 @@ import numpy as np
 import pytest
 
 import rom
+from rom.compression import ToleranceWarning
+from rom.parallel import distribute_rows
+from rom.parallel import gather_rows
 
 HERE = Path(__file__).parent
 MPIRUN = str(Path(sys.executable).with_name("mpirun"))
@@ -144,6 +148,73 @@ def test_nan_is_an_error_not_zero_modes(method):
         rom.pod(X, pod_method=method, rank=2)
     with pytest.raises(ValueError, match="NaN"):
         rom.compress(X, rank=2)
+
+
+# --- a tolerance below what the method can certify --------------------------------------
+def _down_to_round_off(rng) -> np.ndarray:
+    """400 x 60 with singular values 1 ... 1e-20: its tail meets every tolerance in exact
+    arithmetic, but no method resolves the values below its rounding floor."""
+    U, _ = np.linalg.qr(rng.standard_normal((400, 60)))
+    V, _ = np.linalg.qr(rng.standard_normal((60, 60)))
+    return (U * np.logspace(0, -20, 60)) @ V.T
+
+
+FLOORED = {  # each call with a tolerance of its argument, relative to ||X||_F
+    "pod-snapshots": lambda X, t, c: rom.pod(X, pod_method="snapshots", rel_l2_err=t, comm=c),
+    "pod-qr": lambda X, t, c: rom.pod(X, pod_method="qr", rel_l2_err=t, comm=c),
+    "pod-qr-l2_err": lambda X, t, c: rom.pod(X, pod_method="qr", l2_err=t, comm=c),
+    "compress-batch": lambda X, t, c: rom.compress(X, rel_l2_err=t, comm=c),
+    "compress-hapod": lambda X, t, c: rom.compress(
+        X, method="hapod", rel_l2_err=t, chunk=16, comm=c
+    ),
+    "compress-incremental": lambda X, t, c: rom.compress(
+        X, method="incremental", rel_l2_err=t, chunk=16, comm=c
+    ),
+    "dist_hapod": lambda X, t, c: rom.dist_hapod(X, eps=t / np.sqrt(60), chunk=16, comm=c),
+    "inc_hapod": lambda X, t, c: rom.inc_hapod(X, eps=t / np.sqrt(60), chunk=16, comm=c),
+}
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("call", sorted(FLOORED))
+def test_tolerance_below_the_floor_is_reported(call, comm, rng):
+    """``rel_l2_err=1e-15`` (``l2_err``/``eps`` alike, ``||X||_F = 1.08``): the bound returned
+    stays an upper bound of the true error (numpy) but cannot reach the request, and a
+    ToleranceWarning says so on every rank; an attainable 1e-6 is met without a warning."""
+    A = _down_to_round_off(rng)
+    X = distribute_rows(A, comm)
+    norm = np.linalg.norm(A)
+    with pytest.warns(ToleranceWarning, match="below what") as rec:
+        res = FLOORED[call](X, 1e-15, comm)
+    assert all("\n" not in str(w.message) for w in rec)
+    U = gather_rows(res.modes, comm)
+    err = np.linalg.norm(A - U @ (U.T @ A))
+    assert err <= res.error_bound * (1 + 1e-6) + 1e-14 * norm
+    assert res.error_bound > 1e-15 * norm  # the request was not met: the warning was due
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ToleranceWarning)
+        res = FLOORED[call](X, 1e-6, comm)
+    U = gather_rows(res.modes, comm)
+    err = np.linalg.norm(A - U @ (U.T @ A))
+    assert err <= res.error_bound * (1 + 1e-6) <= 1e-6 * norm * (1 + 1e-6)
+
+
+@pytest.mark.mpi
+def test_randomized_refuses_a_tolerance_below_its_floor(comm, rng):
+    X = distribute_rows(_down_to_round_off(rng), comm)
+    with pytest.raises(ValueError, match="below what randomized_svd can certify") as exc:
+        rom.compress(X, method="randomized", rel_l2_err=1e-15, comm=comm)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_rank_cap_is_not_an_unmet_tolerance(rng):
+    """``rank=`` capping the modes is what was asked: no ToleranceWarning."""
+    A = _down_to_round_off(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ToleranceWarning)
+        res = rom.pod(A, pod_method="qr", rank=5, rel_l2_err=1e-15)
+    assert res.n_modes == 5
+    np.testing.assert_allclose(res.singular_values, np.logspace(0, -20, 60)[:5], rtol=1e-12)
 
 
 # --- signals ----------------------------------------------------------------------------------

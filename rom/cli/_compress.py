@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression import METHODS
+from rom.compression import ToleranceWarning
 from rom.compression import compress
 from rom.io import SnapshotStore
 from rom.parallel import row_range
@@ -104,16 +107,26 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
         keys = st.keys(field)[start:stop]  # the rows compress() reads ("owned" = this block)
         mesh = st.read_mesh()
         t0 = time.perf_counter()
-        res = compress(
-            st,
-            method=args.method,
-            field=field,
-            chunk=args.chunk,
-            comm=comm,
-            progress=not args.no_progress,
-            **opts,
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ToleranceWarning)
+            res = compress(
+                st,
+                method=args.method,
+                field=field,
+                chunk=args.chunk,
+                comm=comm,
+                progress=not args.no_progress,
+                **opts,
+            )
         elapsed = time.perf_counter() - t0
+    # a tolerance below the method's floor: one line on rank 0 (the same on every rank)
+    notes = [str(w.message) for w in caught if issubclass(w.category, ToleranceWarning)]
+    if comm.rank == 0:
+        for note in notes:
+            print(f"rom: warning: {note}", file=sys.stderr, flush=True)
+    for w in caught:  # any other warning goes on as usual
+        if not issubclass(w.category, ToleranceWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if len(res.singular_values) == 0:
         raise CLIError("no mode kept (the snapshots are zero, or the truncation keeps none)")
     with atomic_output(out, comm, kind="store") as tmp:  # no half store if interrupted
@@ -131,6 +144,7 @@ def _run(args: argparse.Namespace, comm: MPI.Comm) -> int:
         "singular_values": res.singular_values,
         "error_bound": res.error_bound,
         "relative_error_bound": rel,
+        "tolerance_met": not notes,
         "time_s": elapsed,
         "ranks": comm.size,
         "out": str(out),

@@ -16,6 +16,7 @@ from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd
+from rom.compression.truncation import ToleranceWarning
 from rom.compression.truncation import tail_energies
 from rom.compression.truncation import truncation_rank
 
@@ -25,6 +26,7 @@ __all__ = [
     "Chunk",
     "CompressionResult",
     "IncrementalSVD",
+    "ToleranceWarning",
     "column_chunks",
     "compress",
     "dist_hapod",

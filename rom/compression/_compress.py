@@ -45,6 +45,7 @@ from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.randomized import randomized_svd
 from rom.compression.randomized import randomized_svd_streamed
 from rom.compression.truncation import validate_truncation
+from rom.compression.truncation import warn_unmet_tolerance
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
@@ -144,6 +145,14 @@ def compress(
     Returns
     -------
     CompressionResult
+
+    Warns
+    -----
+    ToleranceWarning
+        When ``l2_err`` / ``rel_l2_err`` (``eps`` for ``"hapod"``) is below what the method
+        can certify on these snapshots: the modes it can resolve are kept and
+        ``error_bound``, still an upper bound, exceeds the request. ``"randomized"`` raises
+        a ``ValueError`` instead, before any work, for a tolerance below its floor.
     """
     comm = get_comm(comm)
     t0 = time.perf_counter()
@@ -210,6 +219,17 @@ def _incremental(blocks, n, product, comm, truncation) -> CompressionResult:
     for _, b in blocks():
         est.partial_fit(b)
     est.check_orthonormality()
+    warn_unmet_tolerance(
+        "compress(method='incremental')",
+        est.error_bound_,
+        est.total_energy_,
+        n_modes=len(est.singular_values_),
+        rank=truncation.get("rank"),
+        l2_err=truncation.get("l2_err"),
+        rel_l2_err=truncation.get("rel_l2_err"),
+        hint="; method='batch' resolves the tail down to round-off",
+        stacklevel=4,
+    )
     return CompressionResult(
         modes=est.modes_,
         singular_values=est.singular_values_,

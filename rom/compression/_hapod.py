@@ -39,6 +39,7 @@ import functools
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -51,6 +52,8 @@ from mpi4py import MPI
 from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
+from rom.compression.truncation import ToleranceWarning
+from rom.compression.truncation import warn_unmet_tolerance
 from rom.parallel import Product
 from rom.parallel import check_collective
 from rom.parallel import get_comm
@@ -69,6 +72,15 @@ def _hapod_result(modes, sv, *, method, n, total_energy, eps, omega, n_levels, n
         mean_squared_error_bound=total / n if n else 0.0,
         timings={"total": time.perf_counter() - t0},
         **extra,
+    )
+    warn_unmet_tolerance(  # a node below its floor shows in the sum of the local tails
+        method,
+        math.sqrt(total),
+        float(total_energy),
+        n_modes=len(sv),
+        l2_err=eps * math.sqrt(n),
+        asked=f"eps={eps:.3g}, i.e. an error of {eps * math.sqrt(n):.3e}",
+        stacklevel=4,
     )
     return CompressionResult(
         modes=modes,
@@ -196,9 +208,11 @@ def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str, r
     if X.shape[1] == 0:  # an empty leaf, or children that kept no modes: nothing to compress
         return CompressionResult(np.zeros((X.shape[0], 0)), np.zeros(0), 0.0, 0.0, 0, "batch", {})
     orth_tol = 1e-12 if root else math.inf
-    return pod(
-        X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err, orth_tol=orth_tol
-    )
+    with warnings.catch_warnings():  # a node's unmet tolerance is reported once, for the tree
+        warnings.simplefilter("ignore", ToleranceWarning)
+        return pod(
+            X, product=product, comm=comm, pod_method=pod_method, l2_err=l2_err, orth_tol=orth_tol
+        )
 
 
 def _scaled_modes(children: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:

@@ -24,12 +24,25 @@ noise below :math:`e_N \\approx \\sqrt{u}`).
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 
 from rom.linalg import tail_energies
 
-__all__ = ["validate_truncation", "truncation_rank", "tail_energies"]
+__all__ = [
+    "ToleranceWarning",
+    "validate_truncation",
+    "truncation_rank",
+    "tail_energies",
+    "warn_unmet_tolerance",
+]
+
+
+class ToleranceWarning(UserWarning):
+    """A requested ``l2_err`` / ``rel_l2_err`` (or HAPOD ``eps``) below what the method can
+    certify: every mode it can resolve is kept and the reported bound, which is still an
+    upper bound of the error, exceeds the request (the rounding floor of docs/theory.md §1)."""
 
 
 def validate_truncation(
@@ -115,3 +128,47 @@ def truncation_rank(
     if rank is not None:
         n = min(n, int(rank))
     return n
+
+
+def warn_unmet_tolerance(
+    who: str,
+    error_bound: float | None,
+    total_energy: float,
+    *,
+    n_modes: int,
+    rank: int | None = None,
+    l2_err: float | None = None,
+    rel_l2_err: float | None = None,
+    asked: str | None = None,
+    hint: str = "",
+    stacklevel: int = 3,
+) -> str | None:
+    """Warn (:class:`ToleranceWarning`) when ``error_bound`` exceeds the requested tolerance.
+
+    The request is :math:`\\min(\\mathrm{l2\\_err}, \\mathrm{rel\\_l2\\_err}\\,
+    \\|S\\|)` with :math:`\\|S\\|^2` = ``total_energy``. A result that ``rank`` capped
+    (``n_modes >= rank``) is what was asked for and is not reported. ``asked`` names the
+    request in the message (default: the tolerance given). Returns the message (or ``None``);
+    the same on every rank, since its inputs are replicated.
+    """
+    targets = []
+    if l2_err is not None:
+        targets.append((float(l2_err), f"l2_err={float(l2_err):.3g}"))
+    if rel_l2_err is not None:
+        rel = float(rel_l2_err) * math.sqrt(max(total_energy, 0.0))
+        targets.append((rel, f"rel_l2_err={float(rel_l2_err):.3g}"))
+    if error_bound is None or not targets or (rank is not None and n_modes >= rank):
+        return None
+    target, given = min(targets)
+    asked = asked or given
+    if error_bound <= target * (1 + 1e-9):
+        return None
+    norm = math.sqrt(max(total_energy, 0.0))
+    relative = f" ({error_bound / norm:.2e} relative)" if norm > 0 else ""
+    msg = (
+        f"{who}: the requested tolerance ({asked}) is below what it can certify on these "
+        f"snapshots: it keeps {n_modes} modes and its error bound is {error_bound:.3e}"
+        f"{relative}, its rounding floor{hint}"
+    )
+    warnings.warn(msg, ToleranceWarning, stacklevel=stacklevel)
+    return msg
