@@ -71,6 +71,17 @@ def test_local_bases_case_end_to_end(comm, case_summary):
         assert keys <= set(c)
         assert sum(c["cluster_sizes"]) == 6
         assert 0.0 <= c["train_projection_error_mean"] <= 1.0
+    # worst case (max over held-out parameters of the max over steps) with route(): the
+    # matched size is the first of the grid at or below the global ROM's worst case
+    level = cfg["sine-kmedoids/K=1"]["test_rom_error_worst_time_max"]
+    for c in cfg.values():
+        curve = c["routed"]["error_vs_n"]
+        per = np.asarray(curve["per_parameter"])
+        assert per.shape == (2, len(curve["n"]))
+        np.testing.assert_allclose(curve["worst"], per.max(axis=0))
+        assert set(c["routed"]["rules"]) <= {"candidates", "widened", "global", "untrusted"}
+        below = [n for n, w in zip(curve["n"], curve["worst"], strict=True) if w <= level]
+        assert c["modes_to_match_global_worst"] == (below[0] if below else None)
     one = cfg["sine-kmedoids/K=1"]
     assert one["eta_estimated"] == 1.0 and one["basis_sizes"] == [one["global_basis_size"]]
     assert res["n_snapshots"] == r["n_snapshots"] == 6 * 6
