@@ -10,6 +10,7 @@ from rom.adaptive import AdaptiveROM
 from rom.adaptive import CalibrationResult
 from rom.adaptive import CubatureResult
 from rom.adaptive import GappyIndicator
+from rom.adaptive import LocalAdaptiveROMs
 from rom.adaptive import calibrate
 from rom.adaptive import empirical_cubature
 from rom.adaptive import leverage_points
@@ -67,6 +68,7 @@ __all__ = [
     "SnapshotStore",
     "LocalBases",
     "AdaptiveROM",
+    "LocalAdaptiveROMs",
     "LinearAffineROM",
     "parallel",
     "linalg",

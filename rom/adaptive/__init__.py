@@ -1,9 +1,11 @@
 """Adaptive hyper-reduction: empirical cubature, QDEIM points, the hyper-reduced model, the
-error indicator and indicator-triggered enrichment."""
+error indicator, indicator-triggered enrichment and a dictionary of local adaptive models."""
 
 from rom.adaptive.cubature import CubatureResult
 from rom.adaptive.cubature import empirical_cubature
 from rom.adaptive.cubature import internal_force_cubature
+from rom.adaptive.dictionary import DictionaryRun
+from rom.adaptive.dictionary import LocalAdaptiveROMs
 from rom.adaptive.enrichment import AdaptiveROM
 from rom.adaptive.history import AdaptiveRun
 from rom.adaptive.history import FullState
@@ -28,9 +30,11 @@ __all__ = [
     "CalibrationResult",
     "ConstitutiveLaw",
     "CubatureResult",
+    "DictionaryRun",
     "FullState",
     "GappyIndicator",
     "HyperReducedModel",
+    "LocalAdaptiveROMs",
     "ReducedState",
     "ReducedStepInfo",
     "SIGNALS",
