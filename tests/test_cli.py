@@ -9,9 +9,11 @@ from __future__ import annotations
 import ast
 import json
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -635,6 +637,56 @@ def test_failed_compress_leaves_no_output(store, comm, capsys, monkeypatch, meth
     assert main(args) == 0  # not refused as "already exists"
     with SnapshotStore.open(out, comm=comm) as ms:
         assert ms.n_snapshots == 3 and ms.read_mesh() is not None
+
+
+_SLOW_WRITE = """
+import sys, time
+from rom.cli import main
+from rom.io import SnapshotStore
+append = SnapshotStore.append
+def slow(self, *args, **kwargs):  # the modes half written when the signal comes
+    append(self, *args, **kwargs)
+    print("writing", flush=True)
+    time.sleep(60)
+SnapshotStore.append = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_while_writing_leaves_no_output(store, tmp_path, sig, n):
+    """Ctrl-C (SIGINT) or a batch system's SIGTERM to ``rom compress`` (plain, or to
+    ``mpirun -n 2``) while the modes are written: the run ends within seconds, killed, with
+    no output and no temporary left; the input is intact and a rerun is not refused."""
+    path, X, _ = store
+    out = path.parent / "modes.h5"
+    script = tmp_path / "slow_write.py"
+    script.write_text(_SLOW_WRITE)
+    cmd = [sys.executable, str(script), "compress", str(path), "--rank", "3", "--out", str(out)]
+    if n > 1:
+        cmd = [str(Path(sys.executable).with_name("mpirun")), "-n", str(n), *cmd]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        assert _leftovers(path.parent) != []  # the half-written output, under its temporary name
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        assert time.monotonic() - t0 < 15 and proc.returncode != 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert not out.exists() and not Path(str(out) + ".d").exists()
+    assert _leftovers(path.parent) == []
+    with SnapshotStore.open(path) as st:
+        np.testing.assert_array_equal(st.read("u", rows="all"), X)
+    assert main(["compress", str(path), "--rank", "3", "--out", str(out)]) == 0
 
 
 def test_overwrite_of_a_store_being_written_refused(store, capsys):

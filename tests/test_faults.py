@@ -217,6 +217,29 @@ def test_a_rank_cap_is_not_an_unmet_tolerance(rng):
     np.testing.assert_allclose(res.singular_values, np.logspace(0, -20, 60)[:5], rtol=1e-12)
 
 
+# --- an unexpected error on one rank ----------------------------------------------------------
+def test_an_unexpected_error_on_one_rank_aborts_every_rank(tmp_path):
+    """Under ``python -m mpi4py`` an exception that escapes on rank 1 (not one of the library's
+    collective errors) aborts the job while rank 0 waits inside ``rom.pod``'s collective
+    validation: ``mpirun`` exits non-zero within seconds, with rank 1's traceback."""
+    script = tmp_path / "one_rank_fails.py"
+    script.write_text(
+        "import numpy as np\nfrom mpi4py import MPI\nimport rom\nc = MPI.COMM_WORLD\n"
+        "if c.rank == 1:\n    raise RuntimeError('injected failure on rank 1')\n"
+        "rom.pod(np.ones((10, 3)), comm=c)\n"
+    )
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [MPIRUN, "-n", "2", sys.executable, "-m", "mpi4py", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode != 0
+    assert "RuntimeError: injected failure on rank 1" in res.stderr, res.stderr[-2000:]
+    assert time.monotonic() - t0 < 60  # interpreter start-up included; no wait in a collective
+
+
 # --- signals ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_ends_an_mpirun_within_seconds(sig, tmp_path):

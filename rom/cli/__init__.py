@@ -18,7 +18,8 @@ The command line measures in the Euclidean inner product of the stored rows (no 
 is stored). Logging and progress bars come from rank 0 only. A missing, foreign or corrupt
 file or a bad option prints one line ``rom: error: ...`` on stderr and exits with status 2
 (``--debug`` shows the traceback instead). An output is written under a temporary name
-beside it and moved into place when complete, and never replaces an input.
+beside it and moved into place when complete (Ctrl-C or SIGTERM removes it), and never
+replaces an input.
 
 Sub-commands that need more than :mod:`rom` come from other packages through the entry-point
 group ``rom.commands``: each entry point names a callable ``add_command(subparsers,
@@ -33,8 +34,13 @@ parents)`` that adds its parser and sets ``func(args, comm) -> int`` as its defa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -209,6 +215,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's cancel or time limit) while a command runs: raised like
+    Ctrl-C, so that a temporary output is removed (:func:`atomic_output`)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs; once the command has
+    unwound, the process ends by the signal after all, as it would have without the handler
+    (so that ``mpirun`` still sees a rank killed by a signal and ends the others)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    except Terminated:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise  # not reached: the default action of SIGTERM ends the process
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``rom`` command; returns the exit status (0, or 2 on an error)."""
     comm = MPI.COMM_WORLD
@@ -219,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         args, extra = build_parser().parse_known_args(argv)
         if extra and not getattr(args, "accepts_any_arguments", False):
             raise CLIError(f"unrecognized arguments: {' '.join(extra)}")
-        with log_to_stderr(args.log_level, comm), blas_threads(comm):
+        with log_to_stderr(args.log_level, comm), blas_threads(comm), _sigterm_as_interrupt():
             return int(args.func(args, comm) or 0)
     except (StoreError, OSError, ValueError) as e:
         if debug:
