@@ -67,6 +67,12 @@ def f_columns_one_rank():
     return (X[:, :-1] if _last_rank() else X), _mass()
 
 
+def f_no_rows_one_rank():
+    """The last rank owns no rows: valid with other ranks, no matrix at all at one rank."""
+    n = 0 if _last_rank() else N_LOCAL
+    return _data()[:n], _mass(n)
+
+
 def f_product_negative_all():
     return _data(), -_mass()
 
@@ -127,8 +133,9 @@ def run(only: list[str] | None, timeout: float, out: str) -> None:
         X, M = FAULTS[fault]()
         rec = {"case": name, "rank": COMM.rank}
         try:
-            CALLS[call](X, M)
-            rec.update(outcome="ok")
+            res = CALLS[call](X, M)
+            sv = getattr(res, "singular_values", getattr(res, "singular_values_", None))
+            rec.update(outcome="ok", singular_values=[float(v) for v in sv])
         except Exception as e:  # the test compares what every rank saw
             rec.update(outcome="error", type=type(e).__name__, message=str(e))
         faulthandler.cancel_dump_traceback_later()

@@ -42,8 +42,15 @@ EXPECTED = {
     "product_not_symmetric": [("product", "symmetric")],
     "product_indefinite": [("product", "positive")],
     "product_nan": [("product", "NaN")],
+    "no_rows_one_rank": [("no rows",)],
 }
 assert set(EXPECTED) == set(fault_driver.FAULTS)
+
+#: Known failures, left visible (strict: a fix makes the test pass and must remove the entry).
+OPEN = {
+    ("isvd-fit", "no_rows_one_rank", 1): "IncrementalSVD.fit of a matrix with no rows returns "
+    "0 modes instead of an error (compress(method='incremental') refuses it)",
+}
 
 
 @functools.cache
@@ -74,7 +81,9 @@ def _run_group(call: str, n: int) -> tuple[dict, list, str]:
 @pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("fault", sorted(fault_driver.FAULTS))
 @pytest.mark.parametrize("call", sorted(fault_driver.CALLS))
-def test_fault_gives_the_same_clear_error_on_every_rank(call, fault, n):
+def test_fault_gives_the_same_clear_error_on_every_rank(call, fault, n, request):
+    if (call, fault, n) in OPEN:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=OPEN[call, fault, n]))
     recs, started, log = _run_group(call, n)
     name = f"{call}/{fault}"
     got = recs.get(name, {})
@@ -85,6 +94,16 @@ def test_fault_gives_the_same_clear_error_on_every_rank(call, fault, n):
     outcome, etype, message = outcomes.pop()
     if fault == "columns_one_rank" and n == 1:  # one rank: a valid matrix with one column less
         assert outcome == "ok", f"{name}: {etype}: {message}"
+        return
+    if fault == "no_rows_one_rank" and n > 1:  # valid: rank 0's rows are the whole matrix
+        assert outcome == "ok", f"{name}: {etype}: {message}"
+        sv = got[0]["singular_values"]
+        assert all(r["singular_values"] == sv for r in got.values())
+        A = np.random.default_rng(7).standard_normal((fault_driver.N_LOCAL, fault_driver.M_COLS))
+        A *= 0.5 ** np.arange(fault_driver.M_COLS)  # fault_driver._data() of rank 0
+        w = np.sqrt(np.linspace(1.0, 2.0, fault_driver.N_LOCAL))  # its lumped mass
+        ref = np.linalg.svd(w[:, None] * A, compute_uv=False)[: fault_driver.RANK]
+        np.testing.assert_allclose(sv[: fault_driver.RANK], ref, rtol=1e-8)
         return
     assert outcome == "error", f"{name}: accepted silently at {n} ranks"
     assert etype == "ValueError", f"{name}: {etype}: {message}"
@@ -101,6 +120,7 @@ BAD_X = {
     "3-d": np.ones((3, 3, 3)),
     "complex": X_GOOD.astype(complex),
     "no columns": np.ones((5, 0)),
+    "no rows": np.ones((0, 5)),
     "text": "snapshots",
     "object": np.array([[object()]]),
 }
@@ -115,7 +135,11 @@ SOLVERS = {
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 @pytest.mark.parametrize("bad", sorted(BAD_X))
-def test_bad_snapshot_matrix_is_refused_with_a_clear_message(solver, bad):
+def test_bad_snapshot_matrix_is_refused_with_a_clear_message(solver, bad, request):
+    if (solver, bad) == ("isvd", "no rows"):
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason=OPEN["isvd-fit", "no_rows_one_rank", 1])
+        )
     with pytest.raises(ValueError) as info:
         SOLVERS[solver](BAD_X[bad])
     assert "\n" not in str(info.value) and len(str(info.value)) < 300

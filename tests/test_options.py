@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+import re
+from ast import literal_eval as eval_literal
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+import rom
+from rom.local.merge_clustering import ErrorConstrainedClustering
 from rom.options import Choice
 from rom.options import Interval
 from rom.options import keep_options
@@ -62,3 +69,98 @@ def test_kept_options_read_back_what_keep_options_stored():
     assert options == {"rank": 3, "tol": 0.25, "product": product}
     assert options["product"] is product
     assert kept_options(Estimator(**options)) == options
+
+
+# --------------------------------------------------------------------------- the documented tables
+DOC = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+_X = np.random.default_rng(5).standard_normal((30, 6))  # m = 6 snapshots
+_X12 = np.random.default_rng(6).standard_normal((30, 12))  # n = 12 items for LocalBases
+
+
+def _literal(text: str):
+    """A refused example of the tables: a Python literal, or ``nan`` / ``inf``."""
+    return (
+        {"nan": math.nan, "inf": math.inf}[text] if text in ("nan", "inf") else eval_literal(text)
+    )
+
+
+def _documented() -> dict[str, list[tuple[str, object]]]:
+    """``{title: [(option, refused value), ...]}`` from the "Allowed values" section."""
+    section = DOC.read_text().split("\n## Allowed values\n", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, list[tuple[str, object]]] = {}
+    for block in section.split("\n### ")[1:]:
+        title, *lines = block.splitlines()
+        rows = [ln.strip("|").split("|") for ln in lines if ln.startswith("| `")]
+        tables[title.strip()] = [
+            (cells[0].split("`")[1], _literal(v))
+            for cells in rows
+            for v in re.findall(r"`([^`]*)`", cells[2])
+        ]
+    return tables
+
+
+def _on_hapods(option, value):
+    """Every HAPOD function that takes ``option`` refuses ``value``."""
+    fns = {
+        "hapod": lambda **kw: rom.hapod([_X[:, :3], _X[:, 3:]], **kw),
+        "dist_hapod": lambda **kw: rom.dist_hapod(_X, **kw),
+        "inc_hapod": lambda **kw: rom.inc_hapod(_X, **kw),
+    }
+    takers = [n for n in fns if option in inspect.signature(getattr(rom, n)).parameters]
+    assert takers, option
+    for name in takers:
+        with pytest.raises(ValueError, match=re.escape(option)):
+            fns[name](**{"eps": 0.1, option: value})
+    raise ValueError(f"{option}: refused by {takers}")
+
+
+def _adaptive(option, value):
+    est = rom.AdaptiveROM()
+    err = option_error(SimpleNamespace(**{**kept_options(est), option: value}), est._OPTIONS)
+    if err:
+        raise ValueError(err)
+
+
+def _isvd(option, value):
+    if option == "chunk":
+        rom.IncrementalSVD().fit(_X, chunk=value)
+    else:
+        rom.IncrementalSVD(**{option: value}).fit(_X)
+
+
+def _pod(option, value):
+    with pytest.raises(ValueError, match=re.escape(option)):
+        rom.POD(**{option: value}).fit(_X)
+    rom.pod(_X, **{option: value})
+
+
+CALLS = {
+    "`pod` and `POD`": _pod,
+    "`IncrementalSVD`": _isvd,
+    "`compress`": lambda o, v: rom.compress(_X, **{o: v}),
+    "`randomized_svd`": lambda o, v: rom.randomized_svd(_X, **{"rank": 2, o: v}),
+    "`hapod`, `dist_hapod`, `inc_hapod`": _on_hapods,
+    "`KMedoids`": lambda o, v: rom.KMedoids(**{"n_clusters": 2, o: v}).fit(
+        rom.sine_dissimilarity(_X)
+    ),
+    "`LocalBases`": lambda o, v: rom.LocalBases(**{"rank": 2, o: v}).fit(_X12),
+    "`ErrorConstrainedClustering`": lambda o, v: ErrorConstrainedClustering(
+        **{"rank": 2, "eps": 0.5, o: v}
+    ).fit([_X12[:, :4], _X12[:, 4:8], _X12[:, 8:]]),
+    "`AdaptiveROM`": _adaptive,
+}
+TABLES = _documented()
+CASES = [(t, o, v) for t, rows in TABLES.items() for o, v in rows]
+
+
+def test_every_estimator_has_its_table():
+    assert set(TABLES) == set(CALLS)
+    assert all(TABLES.values())
+    assert len(CASES) == 97  # the count stated under "Totals" in docs/reliability.md
+
+
+@pytest.mark.parametrize(("title", "option", "value"), CASES, ids=lambda x: repr(x)[:40])
+def test_documented_refusals_are_errors_naming_the_option(title, option, value):
+    with pytest.raises(ValueError, match=re.escape(option)) as info:
+        CALLS[title](option, value)
+    assert "\n" not in str(info.value)

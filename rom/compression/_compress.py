@@ -164,7 +164,7 @@ def compress(
             f"method {method!r} does not take {sorted(set(truncation) - _OPTIONS[method])}; "
             f"options: {sorted(_OPTIONS[method])}"
         )
-    elif not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    elif isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         err = f"chunk must be a positive integer, got {chunk!r}"
     elif method == "randomized" and not {"rank", "l2_err", "rel_l2_err"} & set(truncation):
         err = "method 'randomized' needs rank=, l2_err= or rel_l2_err="
@@ -173,11 +173,12 @@ def compress(
     check_collective(err, comm)
     store = _is_store(source)
     if not store:  # an array-like of owned rows (NaN/Inf are caught by each method)
-        source, _ = validate_local_rows(source, "snapshot matrix", comm, check_finite=False)
+        source, n_rows = validate_local_rows(source, "snapshot matrix", comm, check_finite=False)
     n = int(source.n_snapshots) if store else source.shape[1]
     err = "the source has no snapshots" if n == 0 else None
     if err is None and not store:
-        err = product_error(product, source.shape[0])
+        no_rows = "snapshot matrix has no rows (on any rank)" if n_rows == 0 else None
+        err = no_rows or product_error(product, source.shape[0])
     if err is None and truncation.get("rank") is not None:
         err = validate_truncation(rank=truncation["rank"], n_columns=n)
     check_collective(err, comm)

@@ -384,7 +384,7 @@ def dist_hapod(
     columns, not ranks, so results do not depend on the rank count. Same returns as
     :func:`hapod` (``method="hapod"``).
     """
-    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
         check_collective(f"chunk must be a positive integer, got {chunk!r}", comm)
     leaves = _leaves(source, int(chunk), field, comm)
     # the list of leaves is the star: a root above every leaf (L = 2)
@@ -413,7 +413,12 @@ def inc_hapod(
     ``details["nodes"]`` has one entry per block plus the final truncation.
     """
     comm = get_comm(comm)
-    check_collective(_eps_error(eps, omega), comm)
+    err = _eps_error(eps, omega)
+    if err is None and (
+        isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1
+    ):
+        err = f"chunk must be a positive integer, got {chunk!r}"
+    check_collective(err, comm)
     t0 = time.perf_counter()
     eps, omega = float(eps), float(omega)
     if _is_store(source) or isinstance(source, (np.ndarray, list, tuple)):

@@ -75,6 +75,7 @@ def _validate(X, comm, product, pod_method, rules, orth_tol):
     # NaN/Inf are detected on the replicated Gram/R factor (free), see _check_finite_result
     X, n_rows = validate_local_rows(X, "snapshot matrix", comm, check_finite=False)
     err = "snapshot matrix has no columns" if X.shape[1] == 0 else None
+    err = err or ("snapshot matrix has no rows (on any rank)" if n_rows == 0 else None)
     err = err or validate_truncation(**rules, n_columns=X.shape[1])
     if err is None and pod_method not in ("snapshots", "qr"):
         err = f"pod_method must be 'snapshots' or 'qr', got {pod_method!r}"

@@ -278,9 +278,10 @@ def randomized_svd(
         ``basis_size``.
     """
     comm = get_comm(comm)
-    X, _ = validate_local_rows(X, "snapshot matrix", comm)
+    X, n_rows = validate_local_rows(X, "snapshot matrix", comm)
     rules = dict(rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
-    err = _options_error(rank, oversampling, power_iterations, X.shape[1], rules, block_size)
+    err = "snapshot matrix has no rows (on any rank)" if n_rows == 0 else None
+    err = err or _options_error(rank, oversampling, power_iterations, X.shape[1], rules, block_size)
     check_collective(err or product_error(product, X.shape[0]), comm)
     m = X.shape[1]
     opts = dict(rank=rank, oversampling=oversampling, power_iterations=power_iterations, seed=seed)
