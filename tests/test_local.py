@@ -517,3 +517,42 @@ def test_time_windows_identical_at_any_rank_count(comm):
         np.testing.assert_allclose(np.abs(a), np.abs(b), atol=1e-10)
     with pytest.raises(ValueError, match="n_windows must"):
         TimeWindowBases(n_windows=0, rank=2, comm=comm).fit(distribute_rows(X, comm), groups)
+
+
+def test_route_threshold_compares_the_first_fields_with_the_first_fields():
+    """Trajectory items routed from their first m fields: tau(m) = largest relative error of
+    the first m fields of a training item on its cluster's basis refitted without it (numpy
+    SVD), tau(T) = threshold_, and tau(1) < tau(T) here (first fields are easier)."""
+    speeds = np.array([0.1, 0.12, 0.5, 0.55, 0.3, 0.11, 0.52, 0.31])
+    t = np.linspace(0.0, 0.5, 6)
+    X = np.column_stack([_pulses(0.2 + s * t, np.ones(6)) for s in speeds])
+    groups = np.repeat(np.arange(8), 6)
+    lb = LocalBases(
+        clustering="sine-kcenter",
+        n_clusters=3,
+        rel_l2_err=EPS,
+        product=sp.diags(WEIGHTS),
+        fallback=True,
+    ).fit(X, params=np.repeat(speeds, 6), groups=groups)
+    w = np.sqrt(WEIGHTS)[:, None]
+    ref = np.zeros((8, 6))  # squared error and energy of each field, left out
+    energy = np.zeros((8, 6))
+    for i in range(8):
+        rest = [g for g in range(8) if g != i and lb.labels_[g] == lb.labels_[i]]
+        if not rest:
+            ref[i] = np.nan
+            continue
+        B = _ref_basis(np.column_stack([X[:, groups == g] for g in rest]))
+        U = X[:, groups == i]
+        c = np.linalg.lstsq(w * B, w * U, rcond=None)[0]
+        ref[i] = np.sum((w * (U - B @ c)) ** 2, axis=0)
+        energy[i] = np.sum((w * U) ** 2, axis=0)
+    fitted = np.isfinite(ref[:, 0])
+    tau = [np.max(np.sqrt(ref[fitted, :m].sum(1) / energy[fitted, :m].sum(1))) for m in range(1, 7)]
+    np.testing.assert_allclose([lb.threshold_for(m) for m in range(1, 7)], tau, rtol=1e-6)
+    np.testing.assert_allclose(lb.threshold_, tau[-1], rtol=1e-12)
+    assert tau[0] < tau[-1]
+    s = lb.route(X[:, groups == 3][:, :2])
+    np.testing.assert_allclose(s.threshold, tau[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="m must be in"):
+        lb.threshold_for(7)

@@ -76,6 +76,7 @@ from rom.local.selection import fit_trust
 from rom.local.selection import overlap_items
 from rom.local.selection import relative_errors
 from rom.local.selection import route_field
+from rom.local.selection import threshold_for
 from rom.options import Choice
 from rom.options import Interval
 from rom.options import keep_options
@@ -351,9 +352,20 @@ class LocalBases:
 
     def _fit_trust(self, X: np.ndarray, comm: MPI.Comm) -> None:
         """Leave-one-out errors and the trust threshold (``fallback`` only)."""
-        self.loo_errors_, self.threshold_ = (
-            fit_trust(self, X, comm) if self.fallback else (None, None)
+        self.loo_errors_, self.threshold_, self._loo_columns = (
+            fit_trust(self, X, comm) if self.fallback else (None, None, None)
         )
+
+    def threshold_for(self, m: int) -> float | None:
+        r"""Trust threshold :math:`\tau(m)` for a field given by its first ``m`` columns
+        (:mod:`rom.local.selection`; ``threshold_`` is :math:`\tau(T)`; None without
+        ``fallback``)."""
+        self._check_fitted()
+        if self._loo_columns is None:
+            return None
+        if not 1 <= int(m) <= self._T:
+            raise ValueError(f"m must be in [1, {self._T}], got {m}")
+        return threshold_for(self._loo_columns, self.trust_factor, int(m))
 
     def _stack(self, X: np.ndarray, items: list[np.ndarray]) -> np.ndarray:
         """Items as columns of the time-major stacked matrix, shape (T n_local, n_items)."""

@@ -28,7 +28,10 @@ the cluster without item :math:`i` (same truncation rule) and
 
 with :math:`f` = ``trust_factor``: a new field whose best local error exceeds what every
 training item achieved on its own cluster without itself is outside what the clusters have
-shown they represent. :math:`\Psi_k^{(-i)}` lies in the span of the cluster's POD modes
+shown they represent. For trajectory items routed from their first :math:`m < T` fields the
+threshold compares like with like: :math:`\tau(m)` is the same maximum over the first
+:math:`m` fields of each left-out item (:math:`\tau(T) = \tau`), since the first fields of a
+trajectory are in general easier to represent than the whole of it. :math:`\Psi_k^{(-i)}` lies in the span of the cluster's POD modes
 :math:`\Phi`, so with :math:`C = \Phi^T M S_k` (one projection) it follows from the
 eigenvectors :math:`W` of :math:`C C^T - C_i C_i^T` (replicated, :math:`r\times r`):
 :math:`\|U_i\|_M^2 - \|W_N^T C_i\|_F^2` is the squared error (plus the part of
@@ -56,7 +59,7 @@ from rom.parallel import check_collective
 from rom.parallel import get_comm
 from rom.parallel import validate_local_rows
 
-__all__ = ["GLOBAL", "Selection", "leave_one_out_errors", "overlap_items"]
+__all__ = ["GLOBAL", "Selection", "leave_one_out_errors", "overlap_items", "threshold_for"]
 
 #: cluster index of the global basis in a :class:`Selection`
 GLOBAL = -1
@@ -81,7 +84,8 @@ class Selection:
     global_error : float
         Error on the global basis (NaN if not scored).
     threshold : float or None
-        The trust threshold :math:`\\tau` (None without ``fallback``).
+        The trust threshold :math:`\\tau(m)` for the ``m`` fields routed (None without
+        ``fallback``).
     """
 
     cluster: int
@@ -138,8 +142,12 @@ def leave_one_out_errors(
 
     Returns
     -------
-    errors : ndarray of shape (len(member_cols),)
-        Identical on every rank (module docstring for the method).
+    err2 : ndarray of shape (len(member_cols), T)
+        Squared error of each field of each left-out member on the basis without it.
+    energy : ndarray of shape (len(member_cols), T)
+        :math:`\|u\|_M^2` of each field (the relative error over the first :math:`m` fields
+        is :math:`\sqrt{\sum_{t<m} e_t^2 / \sum_{t<m}\|u^t\|_M^2}`). Identical on every
+        rank (module docstring for the method).
     """
     S = X[:, cluster_cols]
     C = allreduce_sum(modes.T @ apply_product(product, S), comm)  # (r, n_k)
@@ -147,7 +155,8 @@ def leave_one_out_errors(
     outside = np.maximum(sq - np.einsum("ij,ij->j", C, C), 0.0)  # energy outside span(Phi)
     pos = {int(c): j for j, c in enumerate(cluster_cols)}
     G = C @ C.T
-    out = np.empty(len(member_cols))
+    T = len(member_cols[0]) if len(member_cols) else 0
+    err2, energy = np.empty((len(member_cols), T)), np.empty((len(member_cols), T))
     for i, cols in enumerate(member_cols):
         j = np.array([pos[int(c)] for c in cols])
         Ci = C[:, j]
@@ -161,10 +170,15 @@ def leave_one_out_errors(
             rel_l2_err=rel_l2_err,
             total_energy=float(lam.sum() + outside[rest].sum()),
         )
-        total = float(sq[j].sum())
-        err2 = total - float(np.sum((W[:, :N].T @ Ci) ** 2))
-        out[i] = np.sqrt(max(err2, 0.0) / total) if total > 0 else 0.0
-    return out
+        energy[i] = sq[j]
+        err2[i] = np.maximum(sq[j] - np.sum((W[:, :N].T @ Ci) ** 2, axis=0), 0.0)
+    return err2, energy
+
+
+def _relative(err2: np.ndarray, energy: np.ndarray, m: int) -> np.ndarray:
+    """Relative errors over the first ``m`` fields of each row (0 where the energy is 0)."""
+    e, t = err2[:, :m].sum(axis=1), energy[:, :m].sum(axis=1)
+    return np.sqrt(np.divide(e, t, out=np.zeros_like(e), where=t > 0))
 
 
 def relative_errors(U: np.ndarray, bases: list[np.ndarray], product, comm) -> np.ndarray:
@@ -209,14 +223,17 @@ def choose(order: np.ndarray, score, n_candidates: int, threshold, score_global)
     return Selection(best, "untrusted", float(errors[best]), global_error=g, **info)
 
 
-def fit_trust(lb, X: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, float]:
-    """Leave-one-out errors of the items of fitted local bases ``lb`` and the threshold."""
-    loo = np.full(len(lb.labels_), np.nan)
+def fit_trust(lb, X: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, float, tuple]:
+    """Leave-one-out errors of the items of fitted local bases ``lb``, the threshold, and the
+    per-field squared errors and energies of :func:`threshold_for`."""
+    T = len(lb._items_cols[0])
+    err2 = np.full((len(lb.labels_), T), np.nan)
+    energy = np.full((len(lb.labels_), T), np.nan)
     for k in range(lb.n_clusters_):
         members = np.flatnonzero(lb.labels_ == k)
         if len(members) < 2:  # nothing left to fit without it
             continue
-        loo[members] = leave_one_out_errors(
+        err2[members], energy[members] = leave_one_out_errors(
             X,
             lb.modes_[k],
             [lb._items_cols[i] for i in members],
@@ -226,8 +243,20 @@ def fit_trust(lb, X: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, float]:
             product=lb.product,
             comm=comm,
         )
-    finite = loo[np.isfinite(loo)]
-    return loo, float(lb.trust_factor * finite.max()) if finite.size else np.inf
+    loo = np.full(len(lb.labels_), np.nan)
+    fitted = np.isfinite(err2[:, 0])
+    loo[fitted] = _relative(err2[fitted], energy[fitted], T)
+    return loo, threshold_for((err2, energy), lb.trust_factor, T), (err2, energy)
+
+
+def threshold_for(columns: tuple, trust_factor: float, m: int) -> float:
+    r""":math:`\tau(m)`: ``trust_factor`` times the largest leave-one-out error over the first
+    ``m`` fields of the training items (``inf`` when every cluster is a singleton)."""
+    err2, energy = columns
+    fitted = np.isfinite(err2[:, 0])
+    if not fitted.any():
+        return np.inf
+    return float(trust_factor * _relative(err2[fitted], energy[fitted], m).max())
 
 
 def route_field(lb, u: np.ndarray, n_candidates: int) -> Selection:
@@ -256,4 +285,5 @@ def route_field(lb, u: np.ndarray, n_candidates: int) -> Selection:
             return None
         return relative_errors(U, [lb.global_basis_], lb.product, comm)[0]
 
-    return choose(order, score, n_candidates, lb.threshold_, score_global)
+    threshold = None if lb.threshold_ is None else lb.threshold_for(m)
+    return choose(order, score, n_candidates, threshold, score_global)
