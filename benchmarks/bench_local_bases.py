@@ -157,8 +157,11 @@ def _time_online(ns, matched: dict, n1: int, rounds: int, comm) -> dict:
         n = r["modes_to_match_global_worst_parameter_selection"]
         if r["n_clusters"] > 1 and n is not None and not name.startswith(WINDOWS):
             contenders[name + " [parameter]"] = _online(ns, name, n, model1, by_parameter=True)
+    # a call of the ROMs alone takes milliseconds: 20 calls per sample, so that one
+    # preemption of a shared core does not decide a round; route() calls take seconds
+    number = {k: 1 if k in matched and not k.startswith(WINDOWS) else 20 for k in contenders}
     record, outputs = protocol.run_rounds(
-        contenders, rounds=rounds, reference="global", warmup=True, comm=comm
+        contenders, rounds=rounds, reference="global", warmup=True, number=number, comm=comm
     )
     routed = {
         name: ns["configurations"][name]["routed"]["clusters"]
