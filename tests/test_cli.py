@@ -641,12 +641,14 @@ def test_failed_compress_leaves_no_output(store, comm, capsys, monkeypatch, meth
 
 _SLOW_WRITE = """
 import sys, time
+from mpi4py import MPI
 from rom.cli import main
 from rom.io import SnapshotStore
 append = SnapshotStore.append
 def slow(self, *args, **kwargs):  # the modes half written when the signal comes
     append(self, *args, **kwargs)
-    print("writing", flush=True)
+    if MPI.COMM_WORLD.rank == 0:
+        print("writing", flush=True)
     time.sleep(60)
 SnapshotStore.append = slow
 sys.exit(main(sys.argv[1:]))

@@ -46,12 +46,6 @@ EXPECTED = {
 }
 assert set(EXPECTED) == set(fault_driver.FAULTS)
 
-#: Known failures, left visible (strict: a fix makes the test pass and must remove the entry).
-OPEN = {
-    ("isvd-fit", "no_rows_one_rank", 1): "IncrementalSVD.fit of a matrix with no rows returns "
-    "0 modes instead of an error (compress(method='incremental') refuses it)",
-}
-
 
 @functools.cache
 def _run_group(call: str, n: int) -> tuple[dict, list, str]:
@@ -81,9 +75,7 @@ def _run_group(call: str, n: int) -> tuple[dict, list, str]:
 @pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("fault", sorted(fault_driver.FAULTS))
 @pytest.mark.parametrize("call", sorted(fault_driver.CALLS))
-def test_fault_gives_the_same_clear_error_on_every_rank(call, fault, n, request):
-    if (call, fault, n) in OPEN:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=OPEN[call, fault, n]))
+def test_fault_gives_the_same_clear_error_on_every_rank(call, fault, n):
     recs, started, log = _run_group(call, n)
     name = f"{call}/{fault}"
     got = recs.get(name, {})
@@ -135,11 +127,7 @@ SOLVERS = {
 
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 @pytest.mark.parametrize("bad", sorted(BAD_X))
-def test_bad_snapshot_matrix_is_refused_with_a_clear_message(solver, bad, request):
-    if (solver, bad) == ("isvd", "no rows"):
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason=OPEN["isvd-fit", "no_rows_one_rank", 1])
-        )
+def test_bad_snapshot_matrix_is_refused_with_a_clear_message(solver, bad):
     with pytest.raises(ValueError) as info:
         SOLVERS[solver](BAD_X[bad])
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
@@ -270,9 +258,8 @@ def test_signal_ends_an_mpirun_within_seconds(sig, tmp_path):
     """A rank blocked in a collective while its peer computes: the signal ends both."""
     script = tmp_path / "busy.py"
     script.write_text(
-        "import time\nfrom mpi4py import MPI\nimport rom\nc = MPI.COMM_WORLD\n"
-        "print('ready', flush=True)\n"
-        "if c.rank == 0:\n    time.sleep(120)\nc.Barrier()\n"
+        "import time\nfrom mpi4py import MPI\nimport rom\nc = MPI.COMM_WORLD\nc.Barrier()\n"
+        "if c.rank == 0:\n    print('ready', flush=True)\n    time.sleep(120)\nc.Barrier()\n"
     )
     proc = subprocess.Popen(
         [MPIRUN, "-n", "2", sys.executable, "-m", "mpi4py", str(script)],
