@@ -18,7 +18,8 @@ writes ``benchmarks/results/local_adaptive.json``. The protocol, fixed before me
    rule (``projection`` or ``medoid``) is the one that picks it on more calibration loads
    (ties: ``projection``). ``K`` is the one whose assigned ROMs flag the fewest calibration
    steps (:math:`\\eta > 1`: the steps that would ask for a full-order step or a
-   re-selection; ties: the smaller ``K``).
+   re-selection; ties: the smaller ``K``). With ``--report-all`` the other candidates are run
+   on the test loads too, after the choice, for the record.
 4. Each test load, from fresh copies of the calibrated models: the unenriched run (global ROM;
    the dictionary's assigned ROM alone), giving silent misses, false alarms and Spearman, and
    the adaptive run: max error in u and p, full-order steps, re-selections, steps accepted
@@ -65,6 +66,12 @@ def _arguments(argv):
     p.add_argument("--safety", type=float, default=2.0)
     p.add_argument("--max-enrichments", type=int, default=None, help="budget (default none)")
     p.add_argument("--loads", nargs="*", default=list(TEST_LOADS), choices=list(TEST_LOADS))
+    p.add_argument(
+        "--report-all",
+        action="store_true",
+        help="also run the candidates not chosen on the test loads (recorded, not used for the "
+        "choice)",
+    )
     protocol.add_common_arguments(p, rounds=1)
     args = p.parse_args(argv)
     args.dim = 2
@@ -104,8 +111,10 @@ def _candidate(K, fom, train, trajs, cal, times, args) -> tuple[LocalAdaptiveROM
     for rule in RULES:
         d.assign = rule
         picked = [d.assign_rom(ld.temperature, times) for ld, _ in cal]
+        # the runs were made before calibration: eta from the calibrated box, per step
         flagged = sum(
-            int(np.sum(runs[c * n_cal + i].indicator > 1.0)) for i, c in enumerate(picked)
+            int(np.sum(d.roms_[c].calibration.evaluate(runs[c * n_cal + i].signals) > 1.0))
+            for i, c in enumerate(picked)
         )
         rules[rule] = {
             "picked": picked,
@@ -202,6 +211,22 @@ def _totals(loads: dict) -> dict:
     }
 
 
+def _others(candidates: dict, chosen: int, fom, refs: dict, times, args) -> dict:
+    """The candidates not chosen, on the test loads (``--report-all``; after the choice,
+    distinct dictionaries only)."""
+    out, seen = {}, {tuple(candidates[chosen][1]["labels"])}
+    for K, (d, s) in candidates.items():
+        if tuple(s["labels"]) in seen:
+            continue
+        seen.add(tuple(s["labels"]))
+        loads = {
+            name: _dictionary_held_out(d, fom, TEST_LOADS[name], ref, times, args.target)
+            for name, ref in refs.items()
+        }
+        out[str(K)] = {"loads": loads, "totals": _totals(loads)}
+    return out
+
+
 def main(argv=None):
     args = _arguments(argv)
     rom_lib.limit_blas_per_rank()
@@ -254,6 +279,8 @@ def main(argv=None):
                 f"{max(xa['max_error_u'], xa['max_error_p']):.2e}",
                 flush=True,
             )
+    if args.report_all:
+        res["other_candidates"] = _others(candidates, K, fom, refs, times, args)
     tg = res["global"]["totals"] = _totals(res["global"]["loads"])
     td = res["dictionary"]["totals"] = _totals(res["dictionary"]["loads"])
     res["targets"] = {

@@ -90,6 +90,15 @@ def _dictionary(pb, n_clusters=2, **kw):
     return d
 
 
+def _copy(d, **options):
+    """A copy of a fitted dictionary sharing its full-order model, with options changed."""
+    fom = d.fom_
+    out = copy.deepcopy(d, {id(fom): fom, id(fom.comm): fom.comm, id(fom.mass): fom.mass})
+    for name, value in options.items():
+        setattr(out, name, value)
+    return out
+
+
 @pytest.fixture(scope="module")
 def problem():
     return _problem(MPI.COMM_WORLD)
@@ -109,9 +118,7 @@ def test_clusters_separate_the_thermal_gradients_and_assignment_finds_them(probl
     lab = d.labels_
     assert lab[0] == lab[1] != lab[2] == lab[3]
     assert len(d.roms_) == 2
-    medoid = LocalAdaptiveROMs(2, assign="medoid").fit(
-        fom, problem["trajs"], temperatures=[ld.temperature for ld in problem["train"]]
-    )
+    medoid = _copy(d, assign="medoid")
     for i, (load, ref) in enumerate(zip(problem["train"], problem["trajs"], strict=True)):
         own = _error(fom, d.roms_[lab[i]].run(load.temperature, TIMES, enrich=False), ref)
         other = _error(fom, d.roms_[1 - lab[i]].run(load.temperature, TIMES, enrich=False), ref)
@@ -119,16 +126,26 @@ def test_clusters_separate_the_thermal_gradients_and_assignment_finds_them(probl
         scores = d.assignment_scores(load.temperature, TIMES)
         assert scores[lab[i]] <= 1e-6 < scores[1 - lab[i]]
         assert d.assign_rom(load.temperature, TIMES) == lab[i]
-        assert medoid.assign_rom(load.temperature, TIMES) == medoid.labels_[i]
+        assert medoid.assign_rom(load.temperature, TIMES) == lab[i]
 
 
-def _misrouted(comm, pb=None, d=None):
+_SERIAL: dict = {}
+
+
+def _serial():
+    """The problem and the calibrated dictionary on MPI.COMM_SELF (the reference of the
+    2-rank runs), built once."""
+    if not _SERIAL:
+        pb = _problem(MPI.COMM_SELF)
+        _SERIAL.update(pb=pb, d=_dictionary(pb))
+    return _SERIAL["pb"], _SERIAL["d"]
+
+
+def _misrouted(pb, d):
     """A flat training load started on the steep ROM, with and without re-selection."""
-    pb = _problem(comm) if pb is None else pb
-    d = _dictionary(pb) if d is None else d
     load, ref = pb["train"][0], pb["trajs"][0]
     wrong = 1 - int(d.labels_[0])
-    run = d.run(load.temperature, TIMES, start=wrong)
+    run = _copy(d).run(load.temperature, TIMES, start=wrong)
     return pb, d, run, _error(pb["fom"], run, ref)
 
 
@@ -137,19 +154,18 @@ def test_a_misrouted_load_is_reselected_without_full_order_steps(problem, dictio
     """Started on the wrong ROM, the run switches to the right one when the indicator fires,
     takes no full-order step and stays under the target; without re-selection the same start
     needs full-order steps. 1 and 2 ranks give the same switches and errors."""
-    pb, d, run, e = _misrouted(comm, problem, dictionary)
+    pb, d, run, e = _misrouted(problem, dictionary)
     right = int(d.labels_[0])
     assert run.n_reselections >= 1 and run.fom_steps == 0 and not run.enriched.any()
     assert run.rom_index[-1] == right and run.assigned == 1 - right
     first = int(np.flatnonzero(run.reselected)[0])
     assert np.all(run.rom_index[first:] == right) and np.all(run.rom_index[:first] != right)
     assert e.max() <= TARGET and not run.budget_reached
-    alone = copy.deepcopy(d, {id(d.fom_): d.fom_, id(comm): comm, id(d.fom_.mass): d.fom_.mass})
-    alone.reselect = False
+    alone = _copy(d, reselect=False)
     r2 = alone.run(pb["train"][0].temperature, TIMES, start=1 - right)
     assert r2.fom_steps >= 1 and r2.n_reselections == 0
     if comm.size > 1:  # reference: the serial run on each rank
-        _, _, ser, e_s = _misrouted(MPI.COMM_SELF)
+        _, _, ser, e_s = _misrouted(*_serial())
         np.testing.assert_array_equal(run.rom_index, ser.rom_index)
         np.testing.assert_array_equal(run.reselected, ser.reselected)
         np.testing.assert_allclose(run.indicator, ser.indicator, rtol=1e-6, atol=1e-12)
@@ -158,44 +174,56 @@ def test_a_misrouted_load_is_reselected_without_full_order_steps(problem, dictio
 
 def test_a_one_rom_dictionary_is_the_adaptive_rom(problem):
     """K = 1: the dictionary's run is AdaptiveROM.run on the same training and calibration
-    (same full-order steps, same enriched steps, same displacements), on a load that needs
-    enrichment; both meet the target."""
+    (same full-order steps, enriched and untrusted steps, indicator and displacements), on a
+    load that needs more full-order steps than the budget of 1 both are given."""
     fom, new = problem["fom"], problem["new"]
-    d = _dictionary(problem, n_clusters=1)
-    single = AdaptiveROM().fit(
+    d = _dictionary(problem, n_clusters=1, max_enrichments=1)
+    single = AdaptiveROM(max_enrichments=1).fit(
         fom, problem["trajs"], temperatures=[ld.temperature for ld in problem["train"]]
     )
     single.calibration = d.roms_[0].calibration
     ref_run = single.run(new.temperature, TIMES)
     run = d.run(new.temperature, TIMES)
-    assert ref_run.fom_steps >= 1
-    assert run.fom_steps == ref_run.fom_steps and run.n_reselections == 0
+    assert ref_run.fom_steps == 1 and ref_run.budget_reached
+    assert run.fom_steps == 1 and run.budget_reached and run.n_reselections == 0
     np.testing.assert_array_equal(run.enriched, ref_run.enriched)
+    np.testing.assert_array_equal(run.untrusted, ref_run.untrusted)
     np.testing.assert_allclose(run.indicator, ref_run.indicator, rtol=1e-10, atol=1e-14)
     np.testing.assert_allclose(run.displacement(), ref_run.displacement(), rtol=1e-8, atol=1e-14)
-    assert _error(fom, run, problem["new_ref"]).max() <= TARGET
 
 
-def test_enrichment_when_no_rom_is_trusted_meets_the_target(problem):
+def _new_load(pb, d):
+    d = _copy(d)
+    run = d.run(pb["new"].temperature, TIMES)
+    return d, run, _error(pb["fom"], run, pb["new_ref"])
+
+
+@pytest.mark.mpi
+def test_enrichment_when_no_rom_is_trusted_meets_the_target(problem, dictionary, comm):
     """A spot where no training load heated: no local ROM is trusted, full-order steps enrich
     the ROM with the smallest estimate, and the run ends under the target; the unenriched
-    assigned ROM misses it."""
+    assigned ROM misses it. 1 and 2 ranks take the same steps with the same ROMs."""
     fom, new, ref = problem["fom"], problem["new"], problem["new_ref"]
-    d = _dictionary(problem)
-    plain = d.run(new.temperature, TIMES, enrich=False)
+    plain = _copy(dictionary).run(new.temperature, TIMES, enrich=False)
     assert plain.fom_steps == 0 and np.all(plain.rom_index == plain.assigned)
     assert _error(fom, plain, ref).max() > TARGET
-    run = d.run(new.temperature, TIMES)
+    d, run, e = _new_load(problem, dictionary)
     assert run.fom_steps >= 1 and set(run.enriched_rom) == set(np.flatnonzero(run.enriched))
-    assert _error(fom, run, ref).max() <= TARGET
+    assert e.max() <= TARGET
     assert sum(r.n_enrichments_ for r in d.roms_) == run.fom_steps
+    if comm.size > 1:  # reference: the serial run on each rank
+        _, ser, e_s = _new_load(*_serial())
+        np.testing.assert_array_equal(run.enriched, ser.enriched)
+        np.testing.assert_array_equal(run.rom_index, ser.rom_index)
+        np.testing.assert_array_equal(run.reselected, ser.reselected)
+        np.testing.assert_allclose(e, e_s, rtol=1e-4, atol=1e-9)
 
 
-def test_a_spent_budget_is_reported(problem, caplog):
+def test_a_spent_budget_is_reported(problem, dictionary, caplog):
     """max_enrichments=0 on a load that needs full-order steps: the run warns, flags the
     budget and marks the steps it accepted against the indicator."""
     new = problem["new"]
-    d = _dictionary(problem, max_enrichments=0)
+    d = _copy(dictionary, max_enrichments=0)
     run = d.run(new.temperature, TIMES)
     assert run.fom_steps == 0 and run.budget_reached
     assert run.untrusted.any() and np.all(run.indicator[run.untrusted] > 1.0)

@@ -249,7 +249,9 @@ class LocalAdaptiveROMs:
         -------
         runs : list of AdaptiveRun
             ``runs[c * n_loads + i]``: ROM ``c`` on load ``i`` (e.g. to compare assignment
-            rules with the ROM that was most accurate).
+            rules with the ROM that was most accurate). They ran before the calibration: their
+            ``indicator`` is the Gappy residual; ``roms_[c].calibration.evaluate(run.signals)``
+            is the calibrated :math:`\\eta`.
         """
         self._check_fitted()
         runs = []
