@@ -6,7 +6,8 @@ applied to owned rows (``product=``, :func:`rom.parallel.apply_product`; Euclide
 ``None``). Tall products are plain BLAS calls on the owned rows, summed over ranks by one
 reduction; every small (:math:`m \\times m`) factorization runs replicated on every rank, on
 identical data, so all ranks take the same decisions. Used by :mod:`rom.compression` (POD,
-incremental SVD, HAPOD, randomized SVD) and :mod:`rom.local.bounds`.
+incremental SVD, HAPOD, randomized SVD) and :mod:`rom.local.bounds`; :mod:`rom.sweeps` fuses
+chains of these products for the incremental SVD's block update.
 
 Kernels:
 
@@ -17,10 +18,10 @@ Kernels:
 :func:`project_out`
     Classical Gram-Schmidt with reorthogonalization (CGS2):
     :math:`H = (I - UU^TM)^2 C`, with the coefficients.
-:func:`range_basis`
+:func:`range_basis`, :func:`eigen_split`
     Rank-revealing :math:`H \\approx JK` with :math:`J^TMJ = I`, the dropped energy summed
-    from the small end.
-:func:`orthonormality_error`, :func:`reorthonormalize`
+    from the small end; the choice of directions from :math:`H^TMH`.
+:func:`reorthonormalize`
     The check :math:`\\max|U^TMU - I|` and its repair, keeping :math:`U\\Sigma` up to an
     orthogonal map.
 :func:`sign_flips`
@@ -52,8 +53,8 @@ __all__ = [
     "Reorthonormalized",
     "cholesky_qr",
     "cholesky_qr_deferred",
+    "eigen_split",
     "gram_matrix",
-    "orthonormality_error",
     "orthonormalize",
     "project_out",
     "range_basis",
@@ -132,16 +133,6 @@ def gram_matrix(
     MY = apply_product(product, Y)
     G = X.T @ MY if X.shape[0] else np.zeros((X.shape[1], Y.shape[1]))
     return allreduce_sum(G, comm)
-
-
-def orthonormality_error(
-    U: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
-) -> float:
-    """:math:`\\max_{ij} |(U^T M U - I)_{ij}|` (collective; 0 for no columns)."""
-    k = U.shape[1]
-    if k == 0:
-        return 0.0
-    return float(np.max(np.abs(gram_matrix(U, product=product, comm=comm) - np.eye(k))))
 
 
 def right_solve_upper(Q: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -457,23 +448,36 @@ def range_basis(
     if c == 0:
         return RangeBasis(np.zeros((H.shape[0], 0)), np.zeros((0, 0)), 0.0)
     G = gram_matrix(H, product=product, comm=comm) if gram is None else _sym(gram)
-    lam, W = np.linalg.eigh(G)
-    lam, W = lam[::-1], W[:, ::-1]
-    keep = lam > drop_below
-    weak = keep & (lam < WEAK_EIGENVALUE * max(lam[0], 0.0))
-    if weak.any() and float(tail_energies(np.sqrt(lam[weak]))[0]) <= budget:
-        keep &= ~weak
-        weak[:] = False
-    if weak.any():
+    split = eigen_split(G, drop_below=drop_below, budget=budget)
+    if split is None:
         return _accurate_range_basis(H, product=product, comm=comm, drop_below=drop_below)
-    dropped = _residual_energy(H @ W[:, ~keep], product, comm)
-    sk, Wk = np.sqrt(lam[keep]), W[:, keep]
+    sk, Wk, Wd, _ = split
+    dropped = _residual_energy(H @ Wd, product, comm)
     J = H @ (Wk / sk)
     K = sk[:, None] * Wk.T
     if J.shape[1]:
         Rj = np.linalg.cholesky(gram_matrix(J, product=product, comm=comm)).T
         J, K = right_solve_upper(J, Rj), Rj @ K
     return RangeBasis(J, K, dropped)
+
+
+def eigen_split(
+    G: np.ndarray, *, drop_below: float = 0.0, budget: float = -1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The eigen route's directions of :math:`G = H^TMH = W\\Lambda W^T` (replicated): kept
+    :math:`\\lambda >` ``drop_below`` if resolved, :math:`\\lambda \\ge 10^{-8}\\lambda_1`
+    (weaker ones are dropped when their energy fits in ``budget``). Returns :math:`(\\lambda_k^{
+    1/2}, W_k, W_d, \\lambda_d)`, or ``None`` when a weak direction must be kept (then only the
+    accurate route of :func:`range_basis` resolves it)."""
+    lam, W = np.linalg.eigh(G)
+    lam, W = lam[::-1], W[:, ::-1]
+    keep = lam > drop_below
+    weak = keep & (lam < WEAK_EIGENVALUE * max(lam[0], 0.0))
+    if weak.any():
+        if float(tail_energies(np.sqrt(lam[weak]))[0]) > budget:
+            return None
+        keep &= ~weak
+    return np.sqrt(lam[keep]), W[:, keep], W[:, ~keep], lam[~keep]
 
 
 def _residual_energy(E: np.ndarray, product, comm) -> float:

@@ -5,23 +5,26 @@ singular values :math:`\\Sigma`, the discarded energy :math:`D` (a running sum, 
 ``total - kept``) and, optionally, the coefficients :math:`\\Gamma = U^T M \\tilde S` of all
 columns seen, so that :math:`\\tilde S = U\\Gamma` is the approximate data matrix whose exact
 SVD is :math:`(U, \\Sigma)`. One update by a block :math:`C` (docs/theory.md §2.1; Brand,
-Linear Algebra Appl. 415, 2006), in named steps of :class:`IncrementalSVD`::
+Linear Algebra Appl. 415, 2006), in three sweeps over the tall arrays (:mod:`rom.sweeps`)::
 
-    H, L = (I - U U^T M)^2 C,  coefficients             (_project: CGS2, rom.linalg.project_out)
-    nothing novel (||H||^2 <= (novelty_tol ||C||)^2):   K empty, D += ||H||^2
-    else  H ~ J K, J^T M J = I, J _|_M U                 (_novel: rom.linalg.range_basis)
-    [[Sigma, L], [0, K]] = U' S' V'^T                    (_core: small SVD, replicated)
+    L = U^T M C;  H = C - U L (never stored):  P = U^T M H,  G = H^T M H
+    H2 = H - U P (CGS2, implicit):  H2^T M H2 = G - P^T P,  L <- L + P
+    nothing novel (trace <= (novelty_tol ||C||)^2):     K empty, D += trace
+    else  G - P^T P = W Lambda W^T,  J = H2 W_k Lambda_k^{-1/2},  K = Lambda_k^{1/2} W_k^T
+    [[Sigma, L], [0, K]] = U' S' V'^T                    (small SVD, replicated)
     N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2 (smallest first)
-    U <- [U J] U'[:, :N];  Sigma <- S'[:N];  Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
-    if max|U^T M U - I| > orth_tol: repair          (rom.linalg.reorthonormalize)
+    U <- [U J] U'[:, :N] = U (U'_U - L T) + C T,  T = W_k Lambda_k^{-1/2} U'_J
+    Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
+    if max|U^T M U - I| > orth_tol: one Cholesky-QR pass     (U^T M U from the last sweep)
 
-:func:`rom.linalg.range_basis` takes the eigen-decomposition of :math:`H^TMH` when every kept
-direction is resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`); weaker novel directions are
-either dropped into :math:`D` when the truncation allowance covers them, or the update takes
-the rank-revealing shifted Cholesky-QR with an SVD of its :math:`R` (accurate to round-off).
-The orthonormality of the modes is checked after every block that adds directions and at
-least every few blocks otherwise; :meth:`IncrementalSVD.check_orthonormality` forces the
-check. Memory: :math:`U`, the block, its residual and the new modes, i.e.
+The eigen route needs every kept direction resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`,
+:func:`rom.linalg.eigen_split`); weaker novel directions are either dropped into :math:`D`
+when the truncation allowance covers them (their energy :math:`\\|H_2W_d\\|_M^2` formed
+explicitly in the last sweep), or the update forms :math:`H` and takes the rank-revealing
+shifted Cholesky-QR with an SVD of its :math:`R` (accurate to round-off,
+:func:`rom.linalg.range_basis`). With an inner product, :math:`MU` is kept beside :math:`U`
+(one application of :math:`M` to the block and one to the new modes per update). Memory:
+:math:`U`, the block and the new modes (and :math:`MU`, :math:`MC`), i.e.
 :math:`O(n_{local}(k + c))`.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
@@ -70,6 +73,7 @@ from rom.compression._result import _FittedModes
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
 from rom.interop import from_pymor
+from rom.linalg import eigen_split
 from rom.linalg import gram_matrix
 from rom.linalg import project_out
 from rom.linalg import range_basis
@@ -81,9 +85,12 @@ from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
 from rom.parallel import check_collective
+from rom.parallel import check_gram
 from rom.parallel import get_comm
 from rom.parallel import local_inner
 from rom.parallel import product_error
+from rom.sweeps import combine
+from rom.sweeps import residual_gram
 
 __all__ = ["IncrementalSVD"]
 
@@ -105,7 +112,6 @@ def _collective_block_check(err: str | None, cols: int, comm: MPI.Comm) -> None:
         raise ValueError(f"block has different numbers of columns on the ranks: {all_cols}")
 
 
-_CHECK_EVERY = 4  # exact orthonormality check at least every this many blocks
 
 
 @dataclass
@@ -308,6 +314,7 @@ class IncrementalSVD(_FittedModes):
             "_carry",
             "_fit_n_total",
             "_since_check",
+            "_MU",
         ):
             if hasattr(self, name):
                 delattr(self, name)
@@ -332,6 +339,9 @@ class IncrementalSVD(_FittedModes):
         return self
 
     def _init_state(self, n_local: int, comm: MPI.Comm) -> None:
+        n_features = int(allreduce_sum(float(n_local), comm))
+        if n_features == 0:  # replicated: every rank raises
+            raise ValueError("the snapshots have no rows (on any rank)")
         self.modes_ = np.zeros((n_local, 0))
         self.singular_values_ = np.zeros(0)
         self.coefficients_ = np.zeros((0, 0)) if self.keep_coefficients else None
@@ -342,8 +352,9 @@ class IncrementalSVD(_FittedModes):
         self.total_energy_ = 0.0
         self.block_discarded_energy_ = []
         self.block_allowance_ = []
-        self.n_features_ = int(allreduce_sum(float(n_local), comm))
+        self.n_features_ = n_features
         self._carry = 0.0
+        self._MU = None if self.product is None else np.zeros((n_local, 0))
 
     def _repair(self, U, sv, Gam):
         """Orthonormality check and repair (:func:`rom.linalg.reorthonormalize`); the
@@ -357,16 +368,18 @@ class IncrementalSVD(_FittedModes):
     def check_orthonormality(self) -> IncrementalSVD:
         """Run the re-orthonormalization guard now (collective); returns ``self``.
 
-        :meth:`partial_fit` checks :math:`\\max|U^TMU - I|` exactly every
-        few blocks (and after every accurate-path update); between checks the drift is
-        round-off of the small updates, :math:`O(u(k+c))` per block. :meth:`fit` and
-        :func:`rom.compression._compress.compress` call this at the end.
+        :meth:`partial_fit` measures :math:`\\max|U^TMU - I|` in every update's last sweep
+        and repairs above ``orth_tol``; only the modes of a repair are not measured yet (the
+        next update does). :meth:`fit` and :func:`rom.compression.compress` call this at the
+        end, so that their modes are checked with :math:`M` itself applied.
         """
         self._check_fitted()
         if getattr(self, "_since_check", 0):
             self.modes_, self.singular_values_, self.coefficients_ = self._repair(
                 self.modes_, self.singular_values_, self.coefficients_
             )
+            if self.product is not None:
+                self._MU = apply_product(self.product, self.modes_)
         return self
 
     def _raise_nonfinite(self, C: np.ndarray, comm: MPI.Comm) -> None:
@@ -432,12 +445,12 @@ class IncrementalSVD(_FittedModes):
         )
         step.J, step.K, step.dropped = rb.basis, rb.coefficients, rb.dropped
 
-    def _core(self, step: _Step) -> tuple[np.ndarray, np.ndarray, float, float]:
+    def _core(self, step: _Step) -> tuple[np.ndarray, np.ndarray, float]:
         """SVD of the core :math:`[[\\Sigma, L], [0, K]] = U'S'V'^T` and its truncation.
 
-        Returns the signed kept core vectors :math:`U'_N`, the whole of :math:`S'`, the energy
+        Returns the signed kept core vectors :math:`U'_N`, the kept :math:`S'` and the energy
         the block discards in all (``step.dropped`` plus the core's dropped values, summed from
-        the smallest) and the allowance carried to the next block."""
+        the smallest)."""
         sv, L, K = self.singular_values_, step.L, step.K
         k, r, c = len(sv), K.shape[0], L.shape[1]
         core = np.zeros((k + r, k + c))
@@ -457,14 +470,114 @@ class IncrementalSVD(_FittedModes):
             l2_err=math.sqrt(max(avail, 0.0)) if step.any_err_rule else None,
         )
         block_D = step.dropped + float(tails[N])  # tails[N] >= tails[nz]: one sum, no difference
-        carry = max(step.allowance - block_D, 0.0) if step.any_err_rule else 0.0
-        if self.l2_err is not None and self.n_total is None and not hasattr(self, "_fit_n_total"):
-            carry = 0.0  # the greedy allowance already holds the whole remaining budget
         Uk = Uc[:, :N] * sign_flips(Uc[:, :N])
-        return Uk, sc[:N].copy(), block_D, carry
+        return Uk, sc[:N].copy(), block_D
 
     def _update(self, C: np.ndarray, comm: MPI.Comm) -> None:
-        """One block update (module docstring); the state changes only at the end."""
+        """One block update (module docstring) in three sweeps over the tall arrays; the
+        state changes only at the end.
+
+        Sweep 1: :math:`L = U^TMC`. Sweep 2 (:func:`rom.sweeps.residual_gram`): :math:`P =
+        U^TMH`, :math:`G = H^TMH` of :math:`H = C - UL`, never stored; the second
+        Gram-Schmidt pass :math:`H_2 = H - UP` is implicit, :math:`H_2^TMH_2 = G - P^TP`
+        (:math:`U^TMU = I`). Eigen route of :func:`rom.linalg.eigen_split` on it:
+        :math:`J = H_2W_k\\Lambda_k^{-1/2}`, :math:`K = \\Lambda_k^{1/2}W_k^T`. Sweep 3
+        (:func:`rom.sweeps.combine`): the new modes :math:`[U\\;J]U'_N = U(U'_U - (L+P)T) + CT`,
+        :math:`T = W_k\\Lambda_k^{-1/2}U'_J`, with their Gram matrix (the orthonormality check)
+        and the explicit energy of the dropped directions :math:`H_2W_d`. A weak direction that
+        must be kept takes the explicit path instead (:meth:`_update_explicit`).
+        """
+        P = self.product
+        U, MU = self.modes_, self._MU
+        k, c = U.shape[1], C.shape[1]
+        MC = None if P is None else apply_product(P, C)
+        CM = C if MC is None else MC
+        L = allreduce_sum(local_inner(U if MU is None else MU, C), comm) if k else np.zeros((0, c))
+        if not np.all(np.isfinite(L)):
+            self._raise_nonfinite(C, comm)
+        if k:
+            P0, G = residual_gram(C, U, L, MC=MC, MU=MU, comm=comm)
+        else:
+            P0, G = L, allreduce_sum(local_inner(C, CM), comm)
+        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P0))):
+            self._raise_nonfinite(C, comm)
+        if P is not None:  # M on the block: C^T M C = L^T L + L^T P + P^T L + G (U^T M U = I)
+            check_gram(L.T @ L + L.T @ P0 + P0.T @ L + G, comm)
+        L = L + P0
+        G = 0.5 * (G + G.T) - P0.T @ P0
+        step = _Step(L=L, normC2=float(np.sum(L * L)) + float(np.trace(G)))
+        step.any_err_rule = any(
+            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
+        )
+        step.allowance = self._allowance(c, step.normC2) + self._carry
+        thresh2 = (self.novelty_tol**2) * max(step.normC2, 0.0)
+        if float(np.trace(G)) <= thresh2:  # nothing novel
+            sk, Wk, Wd = np.zeros(0), np.zeros((c, 0)), None
+            step.dropped = max(float(np.trace(G)), 0.0)
+        else:
+            split = eigen_split(
+                G, drop_below=thresh2, budget=step.allowance if step.any_err_rule else -1.0
+            )
+            if split is None:
+                self._update_explicit(C, comm)
+                return
+            sk, Wk, Wd, lam_d = split
+            # the truncation decides on the eigenvalues; the account takes the formed energy
+            step.dropped = float(tail_energies(np.sqrt(np.clip(lam_d, 0.0, None)))[0])
+        step.K = sk[:, None] * Wk.T
+        Uk, sv, block_D = self._core(step)
+        N, r = Uk.shape[1], len(sk)
+        T = (Wk / sk) @ Uk[k:]
+        A = Uk[:k] - L @ T
+        measured = Wd is not None and Wd.shape[1] > 0
+        if measured:
+            T, A = np.hstack([T, Wd]), np.hstack([A, -L @ Wd])
+        out = np.empty((U.shape[0], N))
+        C_used = C if r or measured else None
+        G_U, e_d = combine(U, A, C_used, T, n_out=N, out=out, MU=MU, MC=MC, comm=comm)
+        MU = None
+        if P is not None:  # M U for the next update, and the check's U^T M U
+            MU = apply_product(P, out)
+            G_U = gram_matrix(out, MU, comm=comm)
+            G_U = 0.5 * (G_U + G_U.T)
+        if measured:
+            block_D += e_d - step.dropped
+        Gam = None
+        if self.keep_coefficients:
+            LK = np.vstack([step.L, step.K])
+            Gam = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
+        out, MU, sv, Gam = self._fix(out, MU, sv, Gam, G_U)
+        self._MU = MU
+        self._commit(c, out, sv, Gam, step, block_D)
+
+    def _fix(self, U, MU, sv, Gam, G):
+        """Orthonormality check with :math:`G = U^TMU` measured by the update; above
+        ``orth_tol``, one Cholesky-QR pass with it: :math:`G = R^TR`, :math:`R\\Sigma =
+        U_r\\Sigma_rZ^T`, :math:`U \\leftarrow UR^{-1}U_r` (in place, by one sweep; :math:`MU`
+        alike), :math:`\\Gamma \\leftarrow U_r^TR\\Gamma`. A Cholesky failure takes the full
+        repair."""
+        N = U.shape[1]
+        if N == 0 or float(np.max(np.abs(G - np.eye(N)))) <= self.orth_tol:
+            self._since_check = 0
+            return U, MU, sv, Gam
+        try:
+            R = np.linalg.cholesky(G).T
+        except np.linalg.LinAlgError:
+            U, sv, Gam = self._repair(U, sv, Gam)
+            return U, (None if MU is None else apply_product(self.product, U)), sv, Gam
+        Ur, sv, _ = np.linalg.svd(R * sv, full_matrices=False)
+        Ur = Ur * sign_flips(Ur)
+        Map = np.linalg.solve(R, Ur)
+        for V in (U,) if MU is None else (U, MU):  # both new in this update: in place
+            combine(V, Map, None, None, n_out=N, out=V, comm=self.comm)
+        if Gam is not None:
+            Gam = Ur.T @ (R @ Gam)
+        self._since_check = 1  # the repaired modes are measured by the next update
+        return U, MU, sv, Gam
+
+    def _update_explicit(self, C: np.ndarray, comm: MPI.Comm) -> None:
+        """The block update with the residual formed: CGS2 (:func:`rom.linalg.project_out`),
+        the accurate route of :func:`rom.linalg.range_basis`, the full repair."""
         U = self.modes_
         H, step, G = self._project(C, comm)
         step.any_err_rule = any(
@@ -473,7 +586,7 @@ class IncrementalSVD(_FittedModes):
         step.allowance = self._allowance(C.shape[1], step.normC2) + self._carry
         self._novel(H, G, step, comm)
         del H
-        Uk, sv, block_D, carry = self._core(step)
+        Uk, sv, block_D = self._core(step)
         k, r = U.shape[1], step.K.shape[0]
         Unew = U @ Uk[:k]
         if r:
@@ -482,13 +595,14 @@ class IncrementalSVD(_FittedModes):
         if self.keep_coefficients:
             LK = np.vstack([step.L, step.K])
             Gam = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
-        # new directions are orthonormal to the old modes only to rounding: check now
-        self._since_check = getattr(self, "_since_check", 0) + 1
-        if r > 0 or self._since_check >= _CHECK_EVERY:
-            Unew, sv, Gam = self._repair(Unew, sv, Gam)
-        self._commit(C.shape[1], Unew, sv, Gam, step, block_D, carry)
+        Unew, sv, Gam = self._repair(Unew, sv, Gam)
+        self._MU = None if self.product is None else apply_product(self.product, Unew)
+        self._commit(C.shape[1], Unew, sv, Gam, step, block_D)
 
-    def _commit(self, c, U, sv, Gam, step: _Step, block_D: float, carry: float) -> None:
+    def _commit(self, c, U, sv, Gam, step: _Step, block_D: float) -> None:
+        carry = max(step.allowance - block_D, 0.0) if step.any_err_rule else 0.0
+        if self.l2_err is not None and self.n_total is None and not hasattr(self, "_fit_n_total"):
+            carry = 0.0  # the greedy allowance already holds the whole remaining budget
         self.modes_ = U
         self.singular_values_ = sv
         self.coefficients_ = Gam
@@ -529,6 +643,8 @@ class IncrementalSVD(_FittedModes):
             N = len(sv)
         tail = float(tail_energies(sv)[N])
         self.modes_ = self.modes_[:, :N].copy()
+        if self._MU is not None:
+            self._MU = self._MU[:, :N].copy()
         self.singular_values_ = sv[:N].copy()
         if self.coefficients_ is not None:
             self.coefficients_ = self.coefficients_[:N].copy()
@@ -544,4 +660,5 @@ class IncrementalSVD(_FittedModes):
         comm = get_comm(self.comm)
         X, err = self._block_error(X, check_finite=True)
         _collective_block_check(err, -1 if X is None else X.shape[1], comm)
-        return allreduce_sum(local_inner(self.modes_, apply_product(self.product, X)), comm)
+        MU = self.modes_ if self._MU is None else self._MU  # M U, as the updates keep it
+        return allreduce_sum(local_inner(MU, X), comm)
