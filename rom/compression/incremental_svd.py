@@ -17,14 +17,8 @@ Linear Algebra Appl. 415, 2006), in three sweeps over the tall arrays (:mod:`rom
     Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
     if max|U^T M U - I| > orth_tol: one Cholesky-QR pass     (U^T M U from the last sweep)
 
-The eigen route needs every kept direction resolved (:math:`\\lambda \\ge 10^{-8}\\lambda_1`,
-:func:`rom.linalg.eigen_split`); weaker novel directions are either dropped into :math:`D`
-when the truncation allowance covers them (their energy :math:`\\|H_2W_d\\|_M^2` formed
-explicitly in the last sweep), or the update forms :math:`H` and takes the rank-revealing
-shifted Cholesky-QR with an SVD of its :math:`R` (accurate to round-off,
-:func:`rom.linalg.range_basis`). With an inner product, :math:`MU` is kept beside :math:`U`
-(one application of :math:`M` to the block and one to the new modes per update). Memory:
-:math:`U`, the block and the new modes (and :math:`MU`, :math:`MC`), i.e.
+Why each step, the explicit path for weak directions that must be kept, and the cost:
+docs/theory.md §2.1. With an inner product, :math:`MU` is kept beside :math:`U`. Memory:
 :math:`O(n_{local}(k + c))`.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
@@ -36,27 +30,10 @@ exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row sp
 (Fareed & Singler, arXiv:1803.06313, for the bound on :math:`\\tilde S`; block form of
 docs/theory.md §2.2). :attr:`IncrementalSVD.error_bound_` is :math:`\\sqrt{D}`.
 
-Truncation policies (docs/theory.md §2.3, allowance carried forward: the energy a block may
-discard is its allowance plus what earlier blocks left unused):
-
-``l2_err`` with ``n_total``
-    allowance :math:`a_t = \\mathrm{l2\\_err}^2\\, c_t / n_{total}` per block of :math:`c_t`
-    columns, so :math:`D \\le \\mathrm{l2\\_err}^2` after ``n_total`` columns.
-    :meth:`IncrementalSVD.fit` sets ``n_total`` to the number of columns it is given.
-``l2_err`` alone (stream of unknown length)
-    :math:`a_t = \\mathrm{l2\\_err}^2 - D` (the whole remaining budget, spent greedily).
-``rel_l2_err``
-    :math:`a_t = \\mathrm{rel\\_l2\\_err}^2 \\|C_t\\|_M^2`, so
-    :math:`D \\le \\mathrm{rel\\_l2\\_err}^2 \\|S\\|_M^2` for any stream length.
-``column_allowance``
-    :math:`a_t = \\text{column\\_allowance}\\cdot c_t` (the incremental HAPOD policy with
-    ``column_allowance`` :math:`= (1-\\omega^2)\\varepsilon^{*2}`).
-``rank``, ``rtol``
-    at most ``rank`` modes; drop :math:`\\sigma'_i < \\mathrm{rtol}\\,\\sigma'_1` (of the core).
-
-Directions below ``novelty_tol`` (relative to the block, or to :math:`\\sigma'_1` in the core)
-are dropped as numerical noise; their energy is added to :math:`D` and charged to the
-allowance, so the bound stays rigorous up to rounding.
+Truncation policies (``l2_err``, ``rel_l2_err``, ``column_allowance``, ``rank``, ``rtol``):
+the allowance each block may discard, carried forward, is tabulated in docs/theory.md §2.1.
+Directions below ``novelty_tol`` are dropped as numerical noise; their energy is added to
+:math:`D` and charged to the allowance, so the bound stays rigorous up to rounding.
 """
 
 from __future__ import annotations
@@ -80,7 +57,10 @@ from rom.linalg import range_basis
 from rom.linalg import reorthonormalize
 from rom.linalg import sign_flips
 from rom.linalg import tail_energies
+from rom.options import Choice
+from rom.options import Interval
 from rom.options import keep_options
+from rom.options import option_error
 from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
@@ -112,6 +92,14 @@ def _collective_block_check(err: str | None, cols: int, comm: MPI.Comm) -> None:
         raise ValueError(f"block has different numbers of columns on the ranks: {all_cols}")
 
 
+#: Allowed values of the options :func:`validate_truncation` does not cover.
+_OPTIONS = {
+    "column_allowance": Interval(0, None, optional=True),
+    "n_total": Interval(1, None, integer=True, optional=True),
+    "novelty_tol": Interval(0, 1, closed="left"),
+    "orth_tol": Interval(0, 1, closed="left"),
+    "keep_coefficients": Choice(True, False),
+}
 
 
 @dataclass
@@ -120,7 +108,6 @@ class _Step:
 
     L: np.ndarray  # U^T M C, (k, c)
     normC2: float  # ||C||_M^2
-    J: np.ndarray | None = None  # new orthonormal directions, owned rows (n_local, r)
     K: np.ndarray | None = None  # J^T M H, (r, c)
     dropped: float = 0.0  # energy dropped before the core truncation
     allowance: float = 0.0
@@ -139,7 +126,7 @@ class IncrementalSVD(_FittedModes):
         \\sigma'_1`.
     l2_err : float, optional
         Absolute bound on the total error: :math:`\\|S-\\tilde S\\|_F \\le` ``l2_err``
-        (allowances in the module docstring; give ``n_total`` to spread them evenly).
+        (allowances in docs/theory.md §2.1; give ``n_total`` to spread them evenly).
     rel_l2_err : float, optional
         Relative bound: :math:`\\|S - \\tilde S\\|_F \\le \\mathrm{rel\\_l2\\_err}\\,\\|S\\|_M`.
     column_allowance : float, optional
@@ -226,19 +213,10 @@ class IncrementalSVD(_FittedModes):
         ]
         if len(given) > 1:
             return f"give at most one of l2_err, rel_l2_err, column_allowance (got {given})"
-        ca = self.column_allowance
-        if ca is not None and not (
-            isinstance(ca, (int, float, np.floating)) and math.isfinite(ca) and ca >= 0
-        ):
-            return f"column_allowance must be finite and >= 0, got {ca!r}"
-        nt = self.n_total
-        if nt is not None and (not isinstance(nt, (int, np.integer)) or nt < 1):
-            return f"n_total must be a positive integer, got {nt!r}"
-        for name in ("novelty_tol", "orth_tol"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float, np.floating)) and math.isfinite(v) and 0 <= v < 1):
-                return f"{name} must be in [0, 1), got {v!r}"
-        return None
+        err = option_error(self, _OPTIONS)
+        if err is None and self.column_allowance is not None and math.isinf(self.column_allowance):
+            err = f"column_allowance must be finite, got {self.column_allowance!r}"
+        return err
 
     def _block_error(
         self, block: Any, *, check_finite: bool = False
@@ -299,25 +277,9 @@ class IncrementalSVD(_FittedModes):
         return self
 
     def _reset(self) -> None:
-        for name in (
-            "modes_",
-            "singular_values_",
-            "coefficients_",
-            "n_samples_seen_",
-            "discarded_energy_",
-            "error_bound_",
-            "total_energy_",
-            "n_features_",
-            "n_components_",
-            "block_discarded_energy_",
-            "block_allowance_",
-            "_carry",
-            "_fit_n_total",
-            "_since_check",
-            "_MU",
-        ):
-            if hasattr(self, name):
-                delattr(self, name)
+        """Forget the fitted state (attributes ending in ``_``, private ones); options stay."""
+        for name in [n for n in vars(self) if n.endswith("_") or n.startswith("_")]:
+            delattr(self, name)
 
     def partial_fit(self, block: np.ndarray) -> IncrementalSVD:
         """Add a block of columns, shape (n_local, c), and update the SVD (collective).
@@ -414,36 +376,23 @@ class IncrementalSVD(_FittedModes):
             return float(self.column_allowance) * c
         return 0.0
 
-    def _project(self, C: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, _Step, np.ndarray]:
-        """CGS2 of the block against the modes: :math:`C = UL + H`; returns ``H``, the step
-        (coefficients :math:`L`, :math:`\\|C\\|_M^2`) and :math:`G = H^TMH`."""
-        H, L = project_out(self.modes_, C, product=self.product, comm=comm)
-        if not np.all(np.isfinite(L)):
-            self._raise_nonfinite(C, comm)
-        G = gram_matrix(H, product=self.product, comm=comm, check=True)
-        if not np.all(np.isfinite(G)):
-            self._raise_nonfinite(C, comm)
-        # ||C||^2 = ||U L||^2 + ||H||^2 (U^T M U = I, H _|_M U)
-        return H, _Step(L=L, normC2=float(np.sum(L * L)) + float(np.trace(G))), G
-
-    def _novel(self, H: np.ndarray, G: np.ndarray, step: _Step, comm: MPI.Comm) -> None:
-        """New directions: :math:`H \\approx JK` above the novelty threshold (energy below it,
-        or in unresolved directions the allowance covers, goes to ``step.dropped``)."""
-        normH2 = float(np.trace(G))
-        thresh2 = (self.novelty_tol**2) * max(step.normC2, 0.0)
-        c = H.shape[1]
-        if normH2 <= thresh2:  # nothing novel
-            step.K, step.dropped = np.zeros((0, c)), max(normH2, 0.0)
-            return
-        rb = range_basis(
-            H,
-            product=self.product,
-            comm=comm,
-            drop_below=thresh2,
-            budget=step.allowance if step.any_err_rule else -1.0,
-            gram=G,
+    def _step(self, L: np.ndarray, normH2: float, c: int) -> _Step:
+        """The step record: coefficients, :math:`\\|C\\|_M^2 = \\|L\\|^2 + \\|H\\|_M^2`
+        (:math:`U^TMU = I`, :math:`H \\perp_M U`) and this block's allowance."""
+        step = _Step(L=L, normC2=float(np.sum(L * L)) + normH2)
+        step.any_err_rule = any(
+            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
         )
-        step.J, step.K, step.dropped = rb.basis, rb.coefficients, rb.dropped
+        step.allowance = self._allowance(c, step.normC2) + self._carry
+        return step
+
+    def _coefficients(self, Uk: np.ndarray, step: _Step) -> np.ndarray | None:
+        """:math:`\\Gamma \\leftarrow U'^T_N[[\\Gamma, L], [0, K]]` (``None`` if not kept)."""
+        if not self.keep_coefficients:
+            return None
+        k = len(self.singular_values_)
+        LK = np.vstack([step.L, step.K])
+        return np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
 
     def _core(self, step: _Step) -> tuple[np.ndarray, np.ndarray, float]:
         """SVD of the core :math:`[[\\Sigma, L], [0, K]] = U'S'V'^T` and its truncation.
@@ -475,44 +424,16 @@ class IncrementalSVD(_FittedModes):
 
     def _update(self, C: np.ndarray, comm: MPI.Comm) -> None:
         """One block update (module docstring) in three sweeps over the tall arrays; the
-        state changes only at the end.
-
-        Sweep 1: :math:`L = U^TMC`. Sweep 2 (:func:`rom.sweeps.residual_gram`): :math:`P =
-        U^TMH`, :math:`G = H^TMH` of :math:`H = C - UL`, never stored; the second
-        Gram-Schmidt pass :math:`H_2 = H - UP` is implicit, :math:`H_2^TMH_2 = G - P^TP`
-        (:math:`U^TMU = I`). Eigen route of :func:`rom.linalg.eigen_split` on it:
-        :math:`J = H_2W_k\\Lambda_k^{-1/2}`, :math:`K = \\Lambda_k^{1/2}W_k^T`. Sweep 3
-        (:func:`rom.sweeps.combine`): the new modes :math:`[U\\;J]U'_N = U(U'_U - (L+P)T) + CT`,
-        :math:`T = W_k\\Lambda_k^{-1/2}U'_J`, with their Gram matrix (the orthonormality check)
-        and the explicit energy of the dropped directions :math:`H_2W_d`. A weak direction that
-        must be kept takes the explicit path instead (:meth:`_update_explicit`).
-        """
-        P = self.product
-        U, MU = self.modes_, self._MU
+        state changes only at the end. A weak direction that must be kept takes the explicit
+        path instead (:meth:`_update_explicit`)."""
+        P, U, MU = self.product, self.modes_, self._MU
         k, c = U.shape[1], C.shape[1]
         MC = None if P is None else apply_product(P, C)
-        CM = C if MC is None else MC
-        L = allreduce_sum(local_inner(U if MU is None else MU, C), comm) if k else np.zeros((0, c))
-        if not np.all(np.isfinite(L)):
-            self._raise_nonfinite(C, comm)
-        if k:
-            P0, G = residual_gram(C, U, L, MC=MC, MU=MU, comm=comm)
-        else:
-            P0, G = L, allreduce_sum(local_inner(C, CM), comm)
-        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P0))):
-            self._raise_nonfinite(C, comm)
-        if P is not None:  # M on the block: C^T M C = L^T L + L^T P + P^T L + G (U^T M U = I)
-            check_gram(L.T @ L + L.T @ P0 + P0.T @ L + G, comm)
-        L = L + P0
-        G = 0.5 * (G + G.T) - P0.T @ P0
-        step = _Step(L=L, normC2=float(np.sum(L * L)) + float(np.trace(G)))
-        step.any_err_rule = any(
-            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
-        )
-        step.allowance = self._allowance(c, step.normC2) + self._carry
+        L, G = self._residual(C, MC, comm)
+        step = self._step(L, float(np.trace(G)), c)
         thresh2 = (self.novelty_tol**2) * max(step.normC2, 0.0)
+        sk, Wk, Wd = np.zeros(0), np.zeros((c, 0)), np.zeros((c, 0))
         if float(np.trace(G)) <= thresh2:  # nothing novel
-            sk, Wk, Wd = np.zeros(0), np.zeros((c, 0)), None
             step.dropped = max(float(np.trace(G)), 0.0)
         else:
             split = eigen_split(
@@ -526,29 +447,41 @@ class IncrementalSVD(_FittedModes):
             step.dropped = float(tail_energies(np.sqrt(np.clip(lam_d, 0.0, None)))[0])
         step.K = sk[:, None] * Wk.T
         Uk, sv, block_D = self._core(step)
-        N, r = Uk.shape[1], len(sk)
-        T = (Wk / sk) @ Uk[k:]
-        A = Uk[:k] - L @ T
-        measured = Wd is not None and Wd.shape[1] > 0
-        if measured:
-            T, A = np.hstack([T, Wd]), np.hstack([A, -L @ Wd])
+        N, d = Uk.shape[1], Wd.shape[1]
+        T = np.hstack([(Wk / sk) @ Uk[k:], Wd])  # J U'_J and the dropped H2 W_d
+        A = np.hstack([Uk[:k], np.zeros((k, d))]) - L @ T
         out = np.empty((U.shape[0], N))
-        C_used = C if r or measured else None
+        C_used = C if len(sk) or d else None
         G_U, e_d = combine(U, A, C_used, T, n_out=N, out=out, MU=MU, MC=MC, comm=comm)
+        if d:
+            block_D += e_d - step.dropped
         MU = None
         if P is not None:  # M U for the next update, and the check's U^T M U
             MU = apply_product(P, out)
             G_U = gram_matrix(out, MU, comm=comm)
             G_U = 0.5 * (G_U + G_U.T)
-        if measured:
-            block_D += e_d - step.dropped
-        Gam = None
-        if self.keep_coefficients:
-            LK = np.vstack([step.L, step.K])
-            Gam = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
-        out, MU, sv, Gam = self._fix(out, MU, sv, Gam, G_U)
+        out, MU, sv, Gam = self._fix(out, MU, sv, self._coefficients(Uk, step), G_U)
         self._MU = MU
         self._commit(c, out, sv, Gam, step, block_D)
+
+    def _residual(self, C, MC, comm) -> tuple[np.ndarray, np.ndarray]:
+        """Sweeps 1 and 2: :math:`L = U^TMC + P` and :math:`H_2^TMH_2 = G - P^TP`, with
+        :math:`P = U^TMH`, :math:`G = H^TMH` of :math:`H = C - U(U^TMC)` (never stored);
+        non-finite values and a product that is not SPD on the block raise on every rank."""
+        U, MU = self.modes_, self._MU
+        if U.shape[1]:
+            L = allreduce_sum(local_inner(U if MU is None else MU, C), comm)
+            if not np.all(np.isfinite(L)):
+                self._raise_nonfinite(C, comm)
+            P0, G = residual_gram(C, U, L, MC=MC, MU=MU, comm=comm)
+        else:
+            L = P0 = np.zeros((0, C.shape[1]))
+            G = allreduce_sum(local_inner(C, C if MC is None else MC), comm)
+        if not (np.all(np.isfinite(G)) and np.all(np.isfinite(P0))):
+            self._raise_nonfinite(C, comm)
+        if MC is not None:  # M on the block: C^T M C = L^T L + L^T P + P^T L + G (U^T M U = I)
+            check_gram(L.T @ L + L.T @ P0 + P0.T @ L + G, comm)
+        return L + P0, 0.5 * (G + G.T) - P0.T @ P0
 
     def _fix(self, U, MU, sv, Gam, G):
         """Orthonormality check with :math:`G = U^TMU` measured by the update; above
@@ -577,26 +510,29 @@ class IncrementalSVD(_FittedModes):
 
     def _update_explicit(self, C: np.ndarray, comm: MPI.Comm) -> None:
         """The block update with the residual formed: CGS2 (:func:`rom.linalg.project_out`),
-        the accurate route of :func:`rom.linalg.range_basis`, the full repair."""
-        U = self.modes_
-        H, step, G = self._project(C, comm)
-        step.any_err_rule = any(
-            v is not None for v in (self.l2_err, self.rel_l2_err, self.column_allowance)
+        :math:`H \\approx JK` by :func:`rom.linalg.range_basis` (its accurate route for weak
+        directions), the new modes :math:`[U\\;J]U'_N`, the full repair."""
+        U, P = self.modes_, self.product
+        H, L = project_out(U, C, product=P, comm=comm)
+        G = gram_matrix(H, product=P, comm=comm, check=True)
+        if not (np.all(np.isfinite(L)) and np.all(np.isfinite(G))):
+            self._raise_nonfinite(C, comm)
+        step = self._step(L, float(np.trace(G)), C.shape[1])
+        rb = range_basis(
+            H,
+            product=P,
+            comm=comm,
+            drop_below=(self.novelty_tol**2) * max(step.normC2, 0.0),
+            budget=step.allowance if step.any_err_rule else -1.0,
+            gram=G,
         )
-        step.allowance = self._allowance(C.shape[1], step.normC2) + self._carry
-        self._novel(H, G, step, comm)
         del H
+        step.K, step.dropped = rb.coefficients, rb.dropped
         Uk, sv, block_D = self._core(step)
-        k, r = U.shape[1], step.K.shape[0]
-        Unew = U @ Uk[:k]
-        if r:
-            Unew += step.J @ Uk[k:]
-        Gam = None
-        if self.keep_coefficients:
-            LK = np.vstack([step.L, step.K])
-            Gam = np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
-        Unew, sv, Gam = self._repair(Unew, sv, Gam)
-        self._MU = None if self.product is None else apply_product(self.product, Unew)
+        k = U.shape[1]
+        Unew = U @ Uk[:k] + rb.basis @ Uk[k:]
+        Unew, sv, Gam = self._repair(Unew, sv, self._coefficients(Uk, step))
+        self._MU = None if P is None else apply_product(P, Unew)
         self._commit(C.shape[1], Unew, sv, Gam, step, block_D)
 
     def _commit(self, c, U, sv, Gam, step: _Step, block_D: float) -> None:
