@@ -556,3 +556,29 @@ def test_route_threshold_compares_the_first_fields_with_the_first_fields():
     np.testing.assert_allclose(s.threshold, tau[1], rtol=1e-6)
     with pytest.raises(ValueError, match="m must be in"):
         lb.threshold_for(7)
+
+
+@pytest.mark.mpi
+@pytest.mark.partition
+def test_route_of_trajectories_identical_at_any_rank_count(comm):
+    """Trajectory items, routed from their first fields: tau(m), cluster, rule and errors of
+    the row-distributed fit equal the serial fit's."""
+    speeds = np.array([0.1, 0.12, 0.5, 0.55, 0.3, 0.11, 0.52, 0.31])
+    t = np.linspace(0.0, 0.5, 6)
+    X = np.column_stack([_pulses(0.2 + s * t, np.ones(6)) for s in speeds])
+    groups = np.repeat(np.arange(8), 6)
+    kw = {"clustering": "sine-kcenter", "n_clusters": 3, "rel_l2_err": EPS, "fallback": True}
+    ref = LocalBases(product=sp.diags(WEIGHTS), **kw).fit(X, groups=groups)
+    lb = LocalBases(product=_local_product(comm), comm=comm, **kw)
+    lb.fit(distribute_rows(X, comm), groups=groups)
+    np.testing.assert_array_equal(lb.labels_, ref.labels_)
+    np.testing.assert_allclose(
+        [lb.threshold_for(m) for m in range(1, 7)],
+        [ref.threshold_for(m) for m in range(1, 7)],
+        rtol=1e-8,
+    )
+    U = _pulses(0.2 + 0.4 * t, np.ones(6))
+    for m in (1, 3, 6):
+        a, b = lb.route(distribute_rows(U[:, :m], comm)), ref.route(U[:, :m])
+        assert (a.cluster, a.rule, a.candidates) == (b.cluster, b.rule, b.candidates)
+        np.testing.assert_allclose(a.errors, b.errors, rtol=1e-8, atol=1e-12)
