@@ -82,6 +82,20 @@ def _arguments(argv):
     return args
 
 
+def header(name: str, comm, fom, times, args) -> dict:
+    """The run description every adaptive benchmark's JSON starts with."""
+    return {
+        "benchmark": name,
+        "ranks": comm.size,
+        "dim": args.dim,
+        "n_dofs": fom.n_dofs,
+        "n_qp": int(comm.allreduce(fom.n_qp_local)),
+        "n_steps": int(times.size),
+        "target": args.target,
+        "safety": args.safety,
+    }
+
+
 def solve(fom, load, times):
     fom.set_temperature(load.temperature)
     return fom.solve(times=times)
@@ -248,18 +262,8 @@ def main(argv=None):
     tic = time.perf_counter()
     trajs = [solve(fom, ld, times) for ld in train]
     cal = [(ld, solve(fom, ld, times)) for ld in sample_loads(args.n_cal, "calibration", seed=1)]
-    res: dict = {
-        "benchmark": "adaptive",
-        "ranks": comm.size,
-        "dim": args.dim,
-        "n_dofs": fom.n_dofs,
-        "n_qp": int(comm.allreduce(fom.n_qp_local)),
-        "n_steps": int(times.size),
-        "target": args.target,
-        "safety": args.safety,
-        "offline_fom_s": time.perf_counter() - tic,
-        "indicators": {},
-    }
+    res = header("adaptive", comm, fom, times, args)
+    res.update({"offline_fom_s": time.perf_counter() - tic, "indicators": {}})
     refs = {name: solve(fom, TEST_LOADS[name], times) for name in args.loads}
     for kind in INDICATORS:
         tic = time.perf_counter()

@@ -240,16 +240,7 @@ def main(argv=None):
         for ld in sample_loads(args.n_cal, "calibration", seed=1)
     ]
     refs = {name: bench_adaptive.solve(fom, TEST_LOADS[name], times) for name in args.loads}
-    res: dict = {
-        "benchmark": "local_adaptive",
-        "ranks": comm.size,
-        "dim": args.dim,
-        "n_dofs": fom.n_dofs,
-        "n_qp": int(comm.allreduce(fom.n_qp_local)),
-        "n_steps": int(times.size),
-        "target": args.target,
-        "safety": args.safety,
-    }
+    res = bench_adaptive.header("local_adaptive", comm, fom, times, args)
     arom, summary = bench_adaptive.calibrated("composite", fom, train, trajs, cal, times, args)
     candidates = {}
     for K in args.ks:

@@ -34,6 +34,17 @@ def block_diag_global(M, comm):
     return sp.block_diag([M.tocsr()[a:b, a:b] for a, b in cuts]).toarray()
 
 
+def operands(U, C, weighted, comm):
+    """The global M, this rank's rows of U and C, and MU/MC for the sweeps (none if M = I)."""
+    n = U.shape[0]
+    M = block_diag_global(spd_product(n), comm) if weighted else np.eye(n)
+    Ul, Cl = distribute_rows(U, comm), distribute_rows(C, comm)
+    if not weighted:
+        return M, Ul, Cl, {}
+    Ml = local_rows(spd_product(n), comm)
+    return M, Ul, Cl, {"MU": Ml @ Ul, "MC": Ml @ Cl}
+
+
 @pytest.mark.parametrize("weighted", [False, True])
 def test_residual_gram_equals_dense_products(comm, rng, weighted, monkeypatch):
     monkeypatch.setattr(sweeps, "_BLOCK_ELEMENTS", 600)  # many row blocks on 1,000 rows
@@ -41,12 +52,7 @@ def test_residual_gram_equals_dense_products(comm, rng, weighted, monkeypatch):
     U = np.linalg.qr(rng.standard_normal((n, k)))[0]
     C = rng.standard_normal((n, c))
     L = rng.standard_normal((k, c))
-    M = block_diag_global(spd_product(n), comm) if weighted else np.eye(n)
-    Ul, Cl = distribute_rows(U, comm), distribute_rows(C, comm)
-    kw = {}
-    if weighted:
-        Ml = local_rows(spd_product(n), comm)
-        kw = {"MC": Ml @ Cl, "MU": Ml @ Ul}
+    M, Ul, Cl, kw = operands(U, C, weighted, comm)
     P, G = sweeps.residual_gram(Cl, Ul, L, comm=comm, **kw)
     H = C - U @ L
     np.testing.assert_allclose(P, U.T @ M @ H, rtol=1e-12, atol=1e-12 * np.abs(U.T @ M @ H).max())
@@ -62,12 +68,7 @@ def test_combine_stores_measures_and_checks(comm, rng, weighted, monkeypatch):
     n, k, c, n_out, d = 1000, 6, 5, 4, 3
     U, C = rng.standard_normal((n, k)), rng.standard_normal((n, c))
     A, T = rng.standard_normal((k, n_out + d)), rng.standard_normal((c, n_out + d))
-    M = block_diag_global(spd_product(n), comm) if weighted else np.eye(n)
-    Ul, Cl = distribute_rows(U, comm), distribute_rows(C, comm)
-    kw = {}
-    if weighted:
-        Ml = local_rows(spd_product(n), comm)
-        kw = {"MU": Ml @ Ul, "MC": Ml @ Cl}
+    M, Ul, Cl, kw = operands(U, C, weighted, comm)
     out = np.empty((Ul.shape[0], n_out))
     G, e = sweeps.combine(Ul, A, Cl, T, n_out=n_out, out=out, comm=comm, **kw)
     Y = U @ A + C @ T
