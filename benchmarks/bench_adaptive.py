@@ -57,6 +57,14 @@ from solvers.mechanics import ViscoplasticModel
 INDICATORS = ("composite", "gappy")
 
 
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """The accuracy target, calibration safety factor, enrichment budget and test loads."""
+    p.add_argument("--target", type=float, default=1e-2)
+    p.add_argument("--safety", type=float, default=2.0)
+    p.add_argument("--max-enrichments", type=int, default=None, help="budget (default none)")
+    p.add_argument("--loads", nargs="*", default=list(TEST_LOADS), choices=list(TEST_LOADS))
+
+
 def _arguments(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dim", type=int, default=2, choices=[2, 3])
@@ -64,10 +72,7 @@ def _arguments(argv):
     p.add_argument("--n-steps", type=int, default=None, help="default 30 (quick 12)")
     p.add_argument("--n-train", type=int, default=4)
     p.add_argument("--n-cal", type=int, default=6)
-    p.add_argument("--target", type=float, default=1e-2)
-    p.add_argument("--safety", type=float, default=2.0)
-    p.add_argument("--max-enrichments", type=int, default=None, help="budget (default none)")
-    p.add_argument("--loads", nargs="*", default=list(TEST_LOADS), choices=list(TEST_LOADS))
+    add_target_arguments(p)
     p.add_argument(
         "--cost-sizes",
         type=int,

@@ -62,10 +62,7 @@ def _arguments(argv):
     p.add_argument("--n-train", type=int, default=None, help="default 8 (quick 4)")
     p.add_argument("--n-cal", type=int, default=6)
     p.add_argument("--ks", type=int, nargs="+", default=None, help="default 2 3 4 (quick 2)")
-    p.add_argument("--target", type=float, default=1e-2)
-    p.add_argument("--safety", type=float, default=2.0)
-    p.add_argument("--max-enrichments", type=int, default=None, help="budget (default none)")
-    p.add_argument("--loads", nargs="*", default=list(TEST_LOADS), choices=list(TEST_LOADS))
+    bench_adaptive.add_target_arguments(p)
     p.add_argument(
         "--report-all",
         action="store_true",
