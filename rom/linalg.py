@@ -9,23 +9,12 @@ identical data, so all ranks take the same decisions. Used by :mod:`rom.compress
 incremental SVD, HAPOD, randomized SVD) and :mod:`rom.local.bounds`; :mod:`rom.sweeps` fuses
 chains of these products for the incremental SVD's block update.
 
-Kernels:
-
-:func:`gram_matrix`
-    :math:`X^T M Y = \\sum_p X_p^T (MY)_p`.
-:func:`tsqr`, :func:`cholesky_qr`, :func:`orthonormalize`
-    Thin QR: Householder TSQR, rank-revealing shifted Cholesky-QR3, Cholesky-QR2.
-:func:`project_out`
-    Classical Gram-Schmidt with reorthogonalization (CGS2):
-    :math:`H = (I - UU^TM)^2 C`, with the coefficients.
-:func:`range_basis`, :func:`eigen_split`
-    Rank-revealing :math:`H \\approx JK` with :math:`J^TMJ = I`, the dropped energy summed
-    from the small end; the choice of directions from :math:`H^TMH`.
-:func:`reorthonormalize`
-    The check :math:`\\max|U^TMU - I|` and its repair, keeping :math:`U\\Sigma` up to an
-    orthogonal map.
-:func:`sign_flips`
-    The one sign convention of the package.
+Kernels: :func:`gram_matrix` (:math:`X^TMY = \\sum_p X_p^T(MY)_p`); thin QR by :func:`tsqr`
+(Householder), :func:`cholesky_qr` (rank-revealing shifted Cholesky-QR3) and
+:func:`orthonormalize` (Cholesky-QR2); :func:`project_out` (CGS2, :math:`H = (I - UU^TM)^2C`);
+:func:`range_basis` and :func:`eigen_split` (rank-revealing :math:`H \\approx JK`,
+:math:`J^TMJ = I`); :func:`reorthonormalize` (the check :math:`\\max|U^TMU - I|` and its
+repair); :func:`sign_flips` (the one sign convention of the package).
 
 Energies of discarded directions are always sums of the discarded :math:`\\sigma^2` (or
 eigenvalues), smallest first (:func:`tail_energies`), never
@@ -36,6 +25,7 @@ eigenvalues), smallest first (:func:`tail_energies`), never
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -200,9 +190,7 @@ def orthonormalize(
     numpy.linalg.LinAlgError
         If :math:`U` is numerically rank deficient (use :func:`cholesky_qr` instead).
     """
-    k = U.shape[1]
-    R = np.eye(k)
-    Q = U
+    R, Q = np.eye(U.shape[1]), U
     for _ in range(passes):
         G = gram_matrix(Q, product=product, comm=comm)
         try:
@@ -236,12 +224,22 @@ def _chol_or_eig(G: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return F, (W[:, ~keep] if (~keep).any() else None)
 
 
-def _lost_norm(Q, R, Wd, product, comm) -> float:
-    """:math:`\\|QW_dW_d^TR\\|_M`, the part of :math:`X = QR` a rank-revealing step drops,
-    from the explicit thin product :math:`QW_d` (its Gram resolves energies far below
-    :math:`u\\|X\\|^2`, which the dropped eigenvalues themselves do not)."""
-    Gy = gram_matrix(Q @ Wd, product=product, comm=comm)
+def _lost_norm(Q, R, Wd, G, product, comm, negligible) -> float:
+    """:math:`\\|QW_dW_d^TR\\|_M`, the part of :math:`X = QR` a rank-revealing step drops, or
+    (:math:`M = I`, if at most ``negligible``) the bound :math:`(\\lambda_{max}(W_d^T\\hat GW_d)
+    + (n + 10m)u\\,\\mathrm{tr}\\hat G)^{1/2}\\|W_d^TR\\|_F` from the computed Gram matrix
+    :math:`\\hat G` of ``Q`` (:math:`|\\hat G - G| \\le \\gamma_n|Q|^T|Q|`, Higham 2002, §3.1).
+    The norm itself comes from the explicit thin product :math:`QW_d`: its Gram matrix
+    resolves energies far below :math:`u\\|X\\|^2`, which the dropped eigenvalues do not."""
     B = Wd.T @ R
+    if product is None:
+        n = allreduce_sum(float(Q.shape[0]), comm)
+        eps = 1.01 * (n + 10 * G.shape[0]) * _EPS * max(float(np.trace(G)), 0.0)
+        top = float(np.linalg.eigvalsh(_sym(Wd.T @ G @ Wd))[-1])
+        bound = math.sqrt(max(top, 0.0) + eps) * float(np.linalg.norm(B))
+        if bound <= negligible:
+            return bound
+    Gy = gram_matrix(Q @ Wd, product=product, comm=comm)
     return float(np.sqrt(max(float(np.sum(B * (Gy @ B))), 0.0)))
 
 
@@ -267,11 +265,13 @@ def _apply_factor(Q: np.ndarray, F: np.ndarray) -> np.ndarray:
     return Q @ _factor_inverse(F)
 
 
-def _cholesky_qr_passes(X, product, comm):
+def _cholesky_qr_passes(X, product, comm, G=None, negligible=None):
     """The passes of :func:`cholesky_qr` but the last tall product: ``(Q_prev, R, F, lost)``
-    with :math:`Q = Q_{prev}F^{-1}` and ``lost`` the summed norms of the dropped parts."""
+    with :math:`Q = Q_{prev}F^{-1}` and ``lost`` the summed norms of the dropped parts
+    (:func:`_lost_norm`; not computed, 0, when ``negligible`` is ``None``)."""
     m = X.shape[1]
-    G = gram_matrix(X, product=product, comm=comm, check=True)
+    if G is None:
+        G = gram_matrix(X, product=product, comm=comm, check=True)
     if not np.all(np.isfinite(G)):  # replicated: every rank raises
         raise ValueError("cholesky_qr: the Gram matrix is not finite (NaN or Inf in the input)")
     n = int(allreduce_sum(float(X.shape[0]), comm))
@@ -290,28 +290,34 @@ def _cholesky_qr_passes(X, product, comm):
         Wd = None
     R, Q, lost = np.eye(m), X, 0.0
     for i in range(passes):
-        if Wd is not None:  # decided on replicated data: every rank takes this collective
-            lost += _lost_norm(Q, R, Wd, product, comm)
+        if Wd is not None and negligible is not None:  # replicated decision: all ranks
+            lost += _lost_norm(Q, R, Wd, G, product, comm, negligible)
         if i == passes - 1:
             break
         Q, R = _apply_factor(Q, F), F @ R
-        F, Wd = _chol_or_eig(gram_matrix(Q, product=product, comm=comm))
+        G = gram_matrix(Q, product=product, comm=comm)
+        F, Wd = _chol_or_eig(G)
     return Q, F @ R, F, lost
 
 
 def cholesky_qr_deferred(
-    X: np.ndarray, *, product: Product | None = None, comm: MPI.Comm | None = None
+    X: np.ndarray,
+    *,
+    product: Product | None = None,
+    comm: MPI.Comm | None = None,
+    gram: np.ndarray | None = None,
+    negligible: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """:func:`cholesky_qr` without its last tall product: :math:`Q = Q_{prev}F^{-1}`.
 
-    Returns ``(Q_prev, R, Finv, lost)`` with :math:`X \\approx (Q_{prev}F^{-1})R`, ``Finv`` of
-    shape (m, k): a caller that needs only :math:`QW` for a thin :math:`W` forms
-    :math:`Q_{prev}(F^{-1}W)`, one thin product instead of a triangular one on all columns.
-    ``lost`` bounds :math:`\\|X - QR\\|_M` up to rounding: the summed norms of the parts the
-    rank-revealing steps dropped, :math:`\\|Q_iW_dW_d^TR_i\\|_M`, formed from the thin
-    products :math:`Q_iW_d` (0 when no step dropped a direction).
+    Returns ``(Q_prev, R, Finv, lost)``, :math:`X \\approx (Q_{prev}F^{-1})R`, ``Finv`` of
+    shape (m, k): a caller needing :math:`QW` for a thin :math:`W` forms :math:`Q_{prev}
+    (F^{-1}W)`. ``lost`` bounds :math:`\\|X - QR\\|_M` up to rounding: the summed norms of the
+    parts the rank-revealing steps dropped (:func:`_lost_norm`; with :math:`M = I` a bound
+    without tall product where it is at most ``negligible``, an absolute level the caller
+    can add to its error bound). ``gram``: :math:`X^TMX` if known (computed with ``check``).
     """
-    Q, R, F, lost = _cholesky_qr_passes(X, product, comm)
+    Q, R, F, lost = _cholesky_qr_passes(X, product, comm, gram, negligible)
     return Q, R, _factor_inverse(F), lost
 
 
@@ -332,9 +338,8 @@ def cholesky_qr(
     :math:`d_i > m\\,u\\,d_1`: :math:`Q \\leftarrow Q W_k D_k^{-1/2}`, :math:`R \\leftarrow
     D_k^{1/2} W_k^T R` (then :math:`R` is :math:`k \\times m`, not triangular).
 
-    Every pass is a Gram product (BLAS-3, one reduction) and a triangular product on owned
-    rows: about three Gram products in all, a fraction of Householder QR on tall matrices.
-    The first Gram matrix is checked by :func:`rom.parallel.gram_error` (a ``ValueError``
+    Every pass is a Gram product and a triangular product on owned rows. The first Gram
+    matrix is checked by :func:`rom.parallel.gram_error` (a ``ValueError``
     on every rank if the product is not positive semidefinite on the columns of ``X``).
 
     Returns
@@ -512,8 +517,7 @@ def sign_flips(V: np.ndarray) -> np.ndarray:
     if V.ndim != 2 or V.shape[1] == 0:
         return np.ones(V.shape[1] if V.ndim == 2 else 0)
     A = np.abs(V)
-    top = A.max(axis=0)
-    idx = np.argmax(A >= top * (1 - _SIGN_TIE), axis=0)
+    idx = np.argmax(A >= A.max(axis=0) * (1 - _SIGN_TIE), axis=0)
     s = np.sign(V[idx, np.arange(V.shape[1])])
     s[s == 0] = 1.0
     return s
@@ -574,21 +578,18 @@ def reorthonormalize(
         :math:`U^TMU` when the caller has it already.
     """
     k = U.shape[1]
-    T, Z = np.eye(k), np.eye(k)
-    first = None
+    T, Z, first = np.eye(k), np.eye(k), None
     for _ in range(3):
         if k == 0:
             break
         G = gram_matrix(U, product=product, comm=comm) if gram is None else _sym(gram)
-        gram = None
-        err = float(np.max(np.abs(G - np.eye(k))))
+        gram, err = None, float(np.max(np.abs(G - np.eye(k))))
         first = err if first is None else first
         if err <= orth_tol:
             break
         logger.debug("orthonormality error %.2e > %.1e: re-orthonormalizing", err, orth_tol)
         try:
-            R = np.linalg.cholesky(G).T
-            Q = None
+            R, Q = np.linalg.cholesky(G).T, None
         except np.linalg.LinAlgError:
             Q, R = orthonormalize(U, product=product, comm=comm)
         Ur, sv, Zrt = np.linalg.svd(R * sv, full_matrices=False)

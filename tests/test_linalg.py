@@ -233,6 +233,25 @@ def test_accurate_pod_bound_counts_what_its_factorization_left_out(comm, rng):
     assert res.error_bound <= 2 * true
 
 
+def test_lost_norm_bound_without_tall_product(comm, rng):
+    """With M = I the part the shifted Cholesky-QR drops may be bounded from the Gram matrix
+    alone (rounding bound of Higham §3.1): that bound is >= the explicit norm, and a POD
+    whose truncation error dwarfs it reports a bound >= the true error (numpy) and within
+    1e-3 of it; with a tail near the floor the explicit norm is kept (bound within 2x)."""
+    sv = 0.6 ** np.arange(70)  # down to 3e-16 sigma_1: the passes drop directions
+    A = prescribed(rng, 2000, sv)
+    X = distribute_rows(A, comm)
+    exact = linalg.cholesky_qr_deferred(X, comm=comm)[3]
+    cheap = linalg.cholesky_qr_deferred(X, comm=comm, negligible=math.inf)[3]
+    assert 0 < exact < cheap < 1e-6 * sv[0]  # both tiny; the bound is the looser one
+    for rank, rtol in ((10, 1e-3), (60, 1.0)):
+        res = pod(X, comm=comm, pod_method="qr", rank=rank)
+        U = gather_rows(res.modes, comm)
+        true = np.linalg.norm(A - U @ (U.T @ A))
+        assert true <= res.error_bound + 1e-14 * np.linalg.norm(A)
+        assert res.error_bound <= (1 + rtol) * true + 1e-14 * np.linalg.norm(A)
+
+
 # --------------------------------------------------------------------------- product check
 def p1_mass(n_local):
     """This rank's block of a P1 mass matrix on a uniform 1-D mesh (SPD, block diagonal)."""

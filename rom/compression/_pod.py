@@ -69,6 +69,9 @@ __all__ = ["pod", "POD"]
 logger = logging.getLogger(__name__)
 
 _SNAPSHOTS_FLOOR = 1e-7  # sqrt(u) floor of the method of snapshots, with a safety factor
+#: The accurate method bounds the part its factorization drops without a tall product when
+#: that bound is at most this share of the truncation error it expects (``_expected_error``).
+_LOST_SHARE = 1e-3
 
 
 def _validate(X, comm, product, pod_method, rules, orth_tol):
@@ -126,15 +129,38 @@ def _method_of_snapshots(X, product, comm, rules):
     return U, sv_all[:N].copy(), Vn, total, float(tail_energies(sv_all)[N])
 
 
+def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
+    """A lower estimate of the truncation error :math:`(\\sum_{n>N}\\sigma_n^2)^{1/2}` the
+    rules give, from the eigenvalues of :math:`G = X^TX`: their sum over the tail is off by
+    at most :math:`m(n + 10m)\\,u\\,\\mathrm{tr}\\,G`, which is subtracted."""
+    if not np.all(np.isfinite(G)) or G.shape[0] == 0:
+        return 0.0
+    lam = np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None)
+    sv = np.sqrt(lam)
+    total = float(np.sum(lam))
+    N = truncation_rank(sv, total_energy=total, **rules)
+    slack = G.shape[0] * (n + 10 * G.shape[0]) * np.finfo(float).eps * total
+    return float(np.sqrt(max(float(tail_energies(sv)[N]) - slack, 0.0)))
+
+
 def _accurate(X, product, comm, rules):
     """:math:`X = QR + E` (shifted Cholesky-QR3), :math:`R = U_R\\Sigma V^T`, :math:`U = QU_R`.
 
     :math:`E` holds the directions the rank-revealing passes left out (near the method's
     floor); its norm comes from the factorization (``lost`` of
-    :func:`rom.linalg.cholesky_qr_deferred`), and the tail reported is
+    :func:`rom.linalg.cholesky_qr_deferred`: formed explicitly, or, with :math:`M = I`, a
+    rigorous bound without a tall product when that is at most ``_LOST_SHARE`` of the
+    expected truncation error), and the tail reported is
     :math:`(\\|E\\|_M + (\\sum_{n>N}\\sigma_n^2)^{1/2})^2 \\ge \\|X - UU^TMX\\|_M^2`."""
     try:
-        Q, R, Finv, lost = cholesky_qr_deferred(X, product=product, comm=comm)
+        G = gram_matrix(X, product=product, comm=comm, check=True)
+        negligible = 0.0
+        if product is None:
+            n = allreduce_sum(float(X.shape[0]), comm)
+            negligible = _LOST_SHARE * _expected_error(G, n, rules)
+        Q, R, Finv, lost = cholesky_qr_deferred(
+            X, product=product, comm=comm, gram=G, negligible=negligible
+        )
     except (np.linalg.LinAlgError, ValueError):
         # NaN/Inf reach every rank through the replicated Gram matrix: name them collectively
         validate_finite(X, "snapshot matrix", comm)
