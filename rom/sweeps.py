@@ -10,8 +10,7 @@ compute the same sums as :func:`rom.linalg.gram_matrix` and :func:`rom.linalg.pr
 
 With an inner product :math:`M`, the callers pass :math:`MU` and :math:`MC` beside :math:`U`
 and :math:`C` (``None`` for :math:`M = I`): every :math:`M`-product below is then a plain
-product, :func:`combine` forms :math:`M(UA + CT)` as :math:`(MU)A + (MC)T`, and :math:`M`
-itself is never applied inside a sweep.
+product, and :math:`M` itself is never applied inside a sweep.
 """
 
 from __future__ import annotations
@@ -102,18 +101,14 @@ def combine(
     out: np.ndarray,
     MU: np.ndarray | None = None,
     MC: np.ndarray | None = None,
-    Mout: np.ndarray | None = None,
     comm: MPI.Comm | None = None,
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray | None, float]:
     """:math:`Y = UA + CT` by row blocks: its first ``n_out`` columns stored, the rest measured.
 
-    The stored part :math:`Y_1` goes to ``out``. With :math:`M`, the same sweep forms
-    :math:`MY = (MU)A + (MC)T` (exact by linearity, so :math:`M` is not applied to
-    :math:`Y`) and stores :math:`MY_1` in ``Mout``. ``out`` may be ``U`` itself and ``Mout``
-    may be ``MU``: both of a block's products are formed in temporaries, from the old rows,
-    before either is written. Of the trailing columns :math:`Y_2` only the energy
-    :math:`\\|Y_2\\|_M^2 = \\langle Y_2, MY_2\\rangle` is kept (a discarded residual,
-    formed explicitly).
+    The stored part :math:`Y_1` goes to ``out``, which may be ``U`` itself (each block is
+    formed in a temporary before it is written). Of the trailing columns :math:`Y_2` only the
+    energy :math:`\\|Y_2\\|_M^2` is kept (a discarded residual, formed explicitly;
+    :math:`MY_2 = (MU)A_2 + (MC)T_2`).
 
     Parameters
     ----------
@@ -125,39 +120,39 @@ def combine(
     out : ndarray of shape (n_local, n_out)
     MU, MC : ndarray, optional
         :math:`M` applied to ``U`` and ``C`` (``None``: :math:`M = I`).
-    Mout : ndarray of shape (n_local, n_out), optional
-        Receives :math:`MY_1` (with ``MU`` only).
     comm : mpi4py communicator, optional
 
     Returns
     -------
-    G : ndarray of shape (n_out, n_out)
-        :math:`Y_1^TMY_1`, replicated and symmetrized (the orthonormality check of new
-        modes; with :math:`M`, measured with the :math:`MY_1` of the recurrence).
+    G : ndarray of shape (n_out, n_out) or None
+        :math:`Y_1^TY_1`, replicated and symmetrized (the orthonormality check of new modes),
+        when :math:`M = I`; ``None`` otherwise.
     energy : float
         :math:`\\|Y_2\\|_M^2`, replicated.
     """
     n, k = U.shape
     w = A.shape[1] if k else T.shape[1]
-    G = np.zeros((n_out, n_out))
+    G = np.zeros((n_out, n_out)) if MU is None else None
     e = 0.0
-    width = (w + k + (0 if C is None else C.shape[1])) * (1 if MU is None else 2)
+    width = w + k + (0 if C is None else C.shape[1])
     step = next(row_blocks(n, width), (0, 0))[1]
     buf = np.empty((step, w))
-    mbuf = None if MU is None else np.empty((step, w))
     for i0, i1 in row_blocks(n, width):
         Cb = None if C is None else C[i0:i1]
         Yb = _rows_combined(buf[: i1 - i0], U[i0:i1], A, Cb, T)
-        MYb = Yb
-        if MU is not None:  # formed before out/Mout (possibly U/MU) are written
-            MCb = None if C is None else MC[i0:i1]
-            MYb = _rows_combined(mbuf[: i1 - i0], MU[i0:i1], A, MCb, T)
-            if Mout is not None:
-                Mout[i0:i1] = MYb[:, :n_out]
         out[i0:i1] = Yb[:, :n_out]
-        G += Yb[:, :n_out].T @ MYb[:, :n_out]
-        if w > n_out:
-            e += float(np.sum(Yb[:, n_out:] * MYb[:, n_out:]))
+        if MU is None:
+            G += Yb[:, :n_out].T @ Yb[:, :n_out]
+            if w > n_out:
+                e += float(np.sum(Yb[:, n_out:] ** 2))
+        elif w > n_out:
+            MCb = None if C is None else MC[i0:i1]
+            MYb = _rows_combined(
+                np.empty((i1 - i0, w - n_out)), MU[i0:i1], A[:, n_out:], MCb, T[:, n_out:]
+            )
+            e += float(np.sum(Yb[:, n_out:] * MYb))
+    if G is None:
+        return None, max(float(allreduce_sum(e, comm)), 0.0) if w > n_out else 0.0
     both = allreduce_sum(np.concatenate([G.ravel(), [e]]), comm)
     G = both[:-1].reshape(n_out, n_out)
     return 0.5 * (G + G.T), max(float(both[-1]), 0.0)

@@ -15,13 +15,11 @@ Linear Algebra Appl. 415, 2006), in three sweeps over the tall arrays (:mod:`rom
     N from the allowance (or rank / rtol);  D += sum_{i>N} S'_i^2 (smallest first)
     U <- [U J] U'[:, :N] = U (U'_U - L T) + C T,  T = W_k Lambda_k^{-1/2} U'_J
     Gamma <- U'[:, :N]^T [[Gamma, L], [0, K]]
-    MU <- (MU)(U'_U - L T) + (MC) T       (same sweep, and U^T M U: M is not applied to U)
-    if max|U^T M U - I| > orth_tol: MU <- M U, measured again; still above: Cholesky-QR pass
+    if max|U^T M U - I| > orth_tol: one Cholesky-QR pass     (U^T M U from the last sweep)
 
 Why each step, the explicit path for weak directions that must be kept, and the cost:
-docs/theory.md §2.1. :math:`M` is applied to each block, to the new modes only when their
-check fails (the recurrence is then as inexact as the check) and once by
-:meth:`IncrementalSVD.check_orthonormality`, against drift. Memory: :math:`O(n_{local}(k+c))`.
+docs/theory.md §2.1. With an inner product, :math:`MU` is kept beside :math:`U`. Memory:
+:math:`O(n_{local}(k + c))`.
 
 Each update is one node of an incremental HAPOD: truncation acts on the core alone, so in
 exact arithmetic the discarded parts :math:`F_t` have mutually orthogonal row spaces and
@@ -320,37 +318,30 @@ class IncrementalSVD(_FittedModes):
         self._carry = 0.0
         self._MU = None if self.product is None else np.zeros((n_local, 0))
 
-    def _repair(self, U, sv, Gam, gram=None):
-        """Check and repair (:func:`rom.linalg.reorthonormalize`, collective); :math:`\\Gamma
-        \\leftarrow T\\Gamma`. Also returns whether the modes changed."""
+    def _repair(self, U, sv, Gam):
+        """Orthonormality check and repair (:func:`rom.linalg.reorthonormalize`); the
+        coefficients follow, :math:`\\Gamma \\leftarrow T\\Gamma` (collective)."""
         self._since_check = 0
-        rep = reorthonormalize(
-            U, sv, product=self.product, comm=self.comm, orth_tol=self.orth_tol, gram=gram
-        )
+        rep = reorthonormalize(U, sv, product=self.product, comm=self.comm, orth_tol=self.orth_tol)
         if Gam is not None and U.shape[1]:
             Gam = rep.left @ Gam
-        return rep.modes, rep.singular_values, Gam, rep.error > self.orth_tol
+        return rep.modes, rep.singular_values, Gam
 
     def check_orthonormality(self) -> IncrementalSVD:
         """Run the re-orthonormalization guard now (collective); returns ``self``.
 
-        Each update measures :math:`\\max|U^TMU - I|` in its last sweep with the :math:`MU`
-        of the recurrence :math:`M(UA + CT) = (MU)A + (MC)T`, which rounding can make drift
-        from :math:`M` applied to :math:`U`. With :math:`M`, this applies :math:`M`, measures,
-        repairs above ``orth_tol`` and keeps the true :math:`MU`; without, it measures the
-        modes of a repair. :meth:`fit`, :func:`rom.compression.compress` and
-        :func:`rom.compression.inc_hapod` call it.
+        :meth:`partial_fit` measures :math:`\\max|U^TMU - I|` in every update's last sweep
+        and repairs above ``orth_tol``; only the modes of a repair are not measured yet (the
+        next update does). :meth:`fit` and :func:`rom.compression.compress` call this at the
+        end, so that their modes are checked with :math:`M` itself applied.
         """
         self._check_fitted()
-        P, U = self.product, self.modes_
-        if (P is None and not getattr(self, "_since_check", 0)) or U.shape[1] == 0:
-            return self
-        MU = apply_product(P, U)  # U itself when M = I
-        self.modes_, self.singular_values_, self.coefficients_, changed = self._repair(
-            U, self.singular_values_, self.coefficients_, gram=gram_matrix(U, MU, comm=self.comm)
-        )
-        if P is not None:
-            self._MU = apply_product(P, self.modes_) if changed else MU
+        if getattr(self, "_since_check", 0):
+            self.modes_, self.singular_values_, self.coefficients_ = self._repair(
+                self.modes_, self.singular_values_, self.coefficients_
+            )
+            if self.product is not None:
+                self._MU = apply_product(self.product, self.modes_)
         return self
 
     def _raise_nonfinite(self, C: np.ndarray, comm: MPI.Comm) -> None:
@@ -364,13 +355,18 @@ class IncrementalSVD(_FittedModes):
                 f"{self.n_samples_seen_ + j}); state left unchanged"
             )
         check_collective(err, comm)
-        msg = "block overflows (its inner products are not finite); rescale the snapshots"
-        check_collective(msg + "; state left unchanged", comm)
+        check_collective(
+            "block overflows (its inner products are not finite); rescale the "
+            "snapshots; state left unchanged",
+            comm,
+        )
 
     def _allowance(self, c: int, normC2: float) -> float:
         """Energy this block may discard (before the carry-over)."""
         if self.l2_err is not None:
-            n_total = self.n_total or getattr(self, "_fit_n_total", None)  # n_total >= 1
+            n_total = self.n_total
+            if n_total is None:
+                n_total = getattr(self, "_fit_n_total", None)
             if n_total is None:
                 return max(float(self.l2_err) ** 2 - self.discarded_energy_, 0.0)
             return float(self.l2_err) ** 2 * c / n_total
@@ -395,7 +391,8 @@ class IncrementalSVD(_FittedModes):
         if not self.keep_coefficients:
             return None
         k = len(self.singular_values_)
-        return np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ np.vstack([step.L, step.K])])
+        LK = np.vstack([step.L, step.K])
+        return np.hstack([Uk[:k].T @ self.coefficients_, Uk.T @ LK])
 
     def _core(self, step: _Step) -> tuple[np.ndarray, np.ndarray, float]:
         """SVD of the core :math:`[[\\Sigma, L], [0, K]] = U'S'V'^T` and its truncation.
@@ -454,12 +451,17 @@ class IncrementalSVD(_FittedModes):
         T = np.hstack([(Wk / sk) @ Uk[k:], Wd])  # J U'_J and the dropped H2 W_d
         A = np.hstack([Uk[:k], np.zeros((k, d))]) - L @ T
         out = np.empty((U.shape[0], N))
-        Mout = None if P is None else np.empty((U.shape[0], N))  # M Y = (MU) A + (MC) T
         C_used = C if len(sk) or d else None
-        G_U, e_d = combine(U, A, C_used, T, n_out=N, out=out, MU=MU, MC=MC, Mout=Mout, comm=comm)
+        G_U, e_d = combine(U, A, C_used, T, n_out=N, out=out, MU=MU, MC=MC, comm=comm)
         if d:
             block_D += e_d - step.dropped
-        out, self._MU, sv, Gam = self._fix(out, Mout, sv, self._coefficients(Uk, step), G_U)
+        MU = None
+        if P is not None:  # M U for the next update, and the check's U^T M U
+            MU = apply_product(P, out)
+            G_U = gram_matrix(out, MU, comm=comm)
+            G_U = 0.5 * (G_U + G_U.T)
+        out, MU, sv, Gam = self._fix(out, MU, sv, self._coefficients(Uk, step), G_U)
+        self._MU = MU
         self._commit(c, out, sv, Gam, step, block_D)
 
     def _residual(self, C, MC, comm) -> tuple[np.ndarray, np.ndarray]:
@@ -482,26 +484,19 @@ class IncrementalSVD(_FittedModes):
         return L + P0, 0.5 * (G + G.T) - P0.T @ P0
 
     def _fix(self, U, MU, sv, Gam, G):
-        """Orthonormality check with :math:`G = U^TMU` measured by the update. Above
-        ``orth_tol``, the recurrence's :math:`MU` is as inexact as :math:`G`: :math:`M` is
-        applied to :math:`U` and :math:`G` measured again; still above, one Cholesky-QR pass:
-        :math:`G = R^TR`, :math:`R\\Sigma = U_r\\Sigma_rZ^T`, :math:`U \\leftarrow UR^{-1}U_r`
-        (in place, by one sweep; :math:`MU` alike), :math:`\\Gamma \\leftarrow U_r^TR\\Gamma`.
-        A Cholesky failure takes the full repair."""
+        """Orthonormality check with :math:`G = U^TMU` measured by the update; above
+        ``orth_tol``, one Cholesky-QR pass with it: :math:`G = R^TR`, :math:`R\\Sigma =
+        U_r\\Sigma_rZ^T`, :math:`U \\leftarrow UR^{-1}U_r` (in place, by one sweep; :math:`MU`
+        alike), :math:`\\Gamma \\leftarrow U_r^TR\\Gamma`. A Cholesky failure takes the full
+        repair."""
         N = U.shape[1]
-        off = N > 0 and float(np.max(np.abs(G - np.eye(N)))) > self.orth_tol
-        if off and MU is not None:
-            MU = apply_product(self.product, U)
-            G = gram_matrix(U, MU, comm=self.comm)
-            G = 0.5 * (G + G.T)
-            off = float(np.max(np.abs(G - np.eye(N)))) > self.orth_tol
-        if not off:
+        if N == 0 or float(np.max(np.abs(G - np.eye(N)))) <= self.orth_tol:
             self._since_check = 0
             return U, MU, sv, Gam
         try:
             R = np.linalg.cholesky(G).T
         except np.linalg.LinAlgError:
-            U, sv, Gam, _ = self._repair(U, sv, Gam)
+            U, sv, Gam = self._repair(U, sv, Gam)
             return U, (None if MU is None else apply_product(self.product, U)), sv, Gam
         Ur, sv, _ = np.linalg.svd(R * sv, full_matrices=False)
         Ur = Ur * sign_flips(Ur)
@@ -536,7 +531,7 @@ class IncrementalSVD(_FittedModes):
         Uk, sv, block_D = self._core(step)
         k = U.shape[1]
         Unew = U @ Uk[:k] + rb.basis @ Uk[k:]
-        Unew, sv, Gam, _ = self._repair(Unew, sv, self._coefficients(Uk, step))
+        Unew, sv, Gam = self._repair(Unew, sv, self._coefficients(Uk, step))
         self._MU = None if P is None else apply_product(P, Unew)
         self._commit(C.shape[1], Unew, sv, Gam, step, block_D)
 
@@ -555,8 +550,13 @@ class IncrementalSVD(_FittedModes):
         self.block_discarded_energy_.append(block_D)
         self.block_allowance_.append(step.allowance if step.any_err_rule else math.inf)
         self._carry = carry
-        msg = "incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e"
-        logger.debug(msg, c, step.K.shape[0], len(sv), block_D)
+        logger.debug(
+            "incremental SVD: block of %d, novelty %d, kept %d, discarded %.3e",
+            c,
+            step.K.shape[0],
+            len(sv),
+            block_D,
+        )
 
     def truncate(
         self, *, rank: int | None = None, rtol: float | None = None, l2_err: float | None = None
