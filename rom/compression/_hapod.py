@@ -49,15 +49,12 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._pod import checked_modes
-from rom.compression._pod import method_of_snapshots
 from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
 from rom.compression.truncation import ToleranceWarning
 from rom.compression.truncation import warn_unmet_tolerance
 from rom.parallel import Product
-from rom.parallel import apply_product
 from rom.parallel import check_collective
 from rom.parallel import get_comm
 
@@ -218,44 +215,15 @@ def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str, r
         )
 
 
-def _scaled_modes(children: list[tuple[np.ndarray, np.ndarray, Any]]) -> np.ndarray:
+def _scaled_modes(children: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """:math:`[U_1\\Sigma_1, U_2\\Sigma_2, \\dots]`, written into one array (no copies)."""
     n_local = children[0][0].shape[0]
-    X = np.empty((n_local, sum(len(s) for _, s, _ in children)))
+    X = np.empty((n_local, sum(len(s) for _, s in children)))
     j = 0
-    for U, s, _ in children:
+    for U, s in children:
         np.multiply(U, s, out=X[:, j : j + len(s)])
         j += len(s)
     return X
-
-
-def _inner_pod(X, l2_err: float, *, product, comm, pod_method: str, root: bool):
-    """POD of an inner node: :func:`_node_pod` of the concatenated :math:`U_c\\Sigma_c`
-    (``X`` an array), or, for the method of snapshots, of the children's
-    ``(U_c, \\Sigma_c, MU_c)`` themselves (:func:`rom.compression._pod.method_of_snapshots`:
-    no concatenation, and :math:`M` is not applied again)."""
-    if isinstance(X, np.ndarray):
-        return _node_pod(X, l2_err, product=product, comm=comm, pod_method=pod_method, root=root)
-    kids = [k for k in X if len(k[1])]
-    if not kids:
-        return _node_pod(
-            np.zeros((X[0][0].shape[0], 0)),
-            l2_err,
-            product=None,
-            comm=comm,
-            pod_method=pod_method,
-            root=root,
-        )
-    parts = [
-        (U, None if product is None else (apply_product(product, U) if MU is None else MU), s)
-        for U, s, MU in kids
-    ]
-    rules = dict(rank=None, rtol=None, l2_err=l2_err, rel_l2_err=None)
-    U, MU, sv, V, total, tail = method_of_snapshots(parts, comm=comm, rules=rules)
-    orth_tol = 1e-12 if root else math.inf
-    U, MU, sv, V = checked_modes(U, MU, sv, V, product=product, comm=comm, orth_tol=orth_tol)
-    details = {} if MU is None else {"product_modes": MU}
-    return CompressionResult(U, sv, math.sqrt(max(tail, 0.0)), total, V.shape[0], "batch", details)
 
 
 def hapod(
@@ -288,9 +256,7 @@ def hapod(
         POD method of the nodes (:func:`rom.compression.pod`). ``"qr"`` resolves the local tails
         down to round-off, so the a-posteriori bound is reliable for any ``eps``;
         ``"snapshots"`` is faster but its tails are noise below about
-        :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``); its inner nodes work
-        on the children's :math:`U_c`, :math:`\\Sigma_c` and :math:`MU_c` as they are
-        (no concatenated copy; :math:`M` is applied to the leaves only).
+        :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``).
 
     Returns
     -------
@@ -323,18 +289,18 @@ def hapod(
             return omega * eps * math.sqrt(n_alpha)
         return math.sqrt(1 - omega**2) * eps * math.sqrt(n_alpha) / math.sqrt(L - 1)
 
-    def visit(t: Any, path: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, Any]:
+    def visit(t: Any, path: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         n_alpha = _n_columns(t)
-        e = tol(n_alpha, not path)
-        leaf = isinstance(t, (Chunk, np.ndarray))
-        if leaf:
-            X = t.load() if isinstance(t, Chunk) else (t[:, None] if t.ndim == 1 else t)
-            r = _node_pod(X, e, product=product, comm=comm, pod_method=pod_method, root=not path)
-            leaf_energy[0] += r.total_energy
+        if isinstance(t, Chunk):
+            X = t.load()
+        elif isinstance(t, np.ndarray):
+            X = t[:, None] if t.ndim == 1 else t
         else:
-            kids = [visit(child, path + (i,)) for i, child in enumerate(t)]
-            X = kids if pod_method == "snapshots" else _scaled_modes(kids)
-            r = _inner_pod(X, e, product=product, comm=comm, pod_method=pod_method, root=not path)
+            X = _scaled_modes([visit(child, path + (i,)) for i, child in enumerate(t)])
+        e = tol(n_alpha, not path)
+        r = _node_pod(X, e, product=product, comm=comm, pod_method=pod_method, root=not path)
+        if isinstance(t, (Chunk, np.ndarray)):
+            leaf_energy[0] += r.total_energy
         nodes.append(
             dict(
                 path=path,
@@ -342,13 +308,13 @@ def hapod(
                 n_snapshots=n_alpha,
                 tolerance=e,
                 local_error=r.error_bound,
-                n_input=sum(len(k[1]) for k in X) if isinstance(X, list) else X.shape[1],
+                n_input=X.shape[1],
                 n_modes=r.n_modes,
             )
         )
-        return r.modes, r.singular_values, r.details.get("product_modes")
+        return r.modes, r.singular_values
 
-    U, s, _ = visit(tree, ())
+    U, s = visit(tree, ())
     res = _hapod_result(
         U,
         s,

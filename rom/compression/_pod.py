@@ -59,9 +59,7 @@ from rom.parallel import Product
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
 from rom.parallel import check_collective
-from rom.parallel import check_gram
 from rom.parallel import get_comm
-from rom.parallel import local_inner
 from rom.parallel import product_error
 from rom.parallel import validate_finite
 from rom.parallel import validate_local_rows
@@ -108,42 +106,10 @@ def _rank(
     return truncation_rank(sv_all[:n_reliable], total_energy=total, extra_tail=extra, **rules)
 
 
-def method_of_snapshots(parts, *, comm, rules, check=False):
-    """Method of snapshots on :math:`X = [X_1D_1, X_2D_2, \\dots]`, given by column blocks.
-
-    ``parts`` holds ``(X_i, MX_i, d_i)`` per block: this rank's rows of :math:`X_i` and of
-    :math:`MX_i` (``None`` when :math:`M = I`), and the column scaling :math:`D_i =
-    \\mathrm{diag}(d_i)` (``None``: none). :math:`G_{ij} = D_iX_i^TMX_jD_j` (one reduction;
-    blocks :math:`j \\ge i`, mirrored), :math:`G = V\\Lambda V^T`, :math:`U = \\sum_i
-    X_i(D_iV_{(i)}\\Sigma_N^{-1})` with :math:`V_{(i)}` the rows of :math:`V_N` of block
-    :math:`i`, and :math:`MU` from the :math:`MX_i` alike: :math:`M` is not applied. A HAPOD
-    node passes its children's modes :math:`U_c`, :math:`MU_c` and :math:`\\Sigma_c` so,
-    without concatenating them. ``check``: :func:`rom.parallel.check_gram` on the Gram
-    matrix of a single block with a product.
-
-    Returns ``(U, MU, sv, V, total, tail)``; ``MU`` is ``None`` when :math:`M = I`.
-    """
-    widths = [X.shape[1] for X, _, _ in parts]
-    offs = np.concatenate([[0], np.cumsum(widths)]).astype(int)
-    scale = np.concatenate([np.ones(w) if d is None else d for (_, _, d), w in zip(parts, widths)])
-    with_m = parts[0][1] is not None
-    if len(parts) == 1:
-        X, MX, _ = parts[0]
-        G = gram_matrix(X, comm=comm) if MX is None else allreduce_sum(local_inner(X, MX), comm)
-        if MX is not None and check:
-            check_gram(G, comm)
-    else:
-        G = np.zeros((offs[-1], offs[-1]))
-        for i, (Xi, _, _) in enumerate(parts):
-            for j in range(i, len(parts)):
-                Y = parts[j][0] if parts[j][1] is None else parts[j][1]
-                G[offs[i] : offs[i + 1], offs[j] : offs[j + 1]] = local_inner(Xi, Y)
-        G = allreduce_sum(np.triu(G), comm)
-        G = G + np.triu(G, 1).T
-    G = 0.5 * (G + G.T) * scale[:, None] * scale[None, :]
-    for X, _, _ in parts if not np.all(np.isfinite(G)) else ():
-        validate_finite(X, "snapshot matrix", comm)
-    _check_finite_result(G, parts[0][0], comm)
+def _method_of_snapshots(X, product, comm, rules):
+    """:math:`G = X^TMX = V\\Lambda V^T`, :math:`U = XV_N\\Sigma_N^{-1}`."""
+    G = gram_matrix(X, product=product, comm=comm, check=True)
+    _check_finite_result(G, X, comm)
     total = float(np.trace(G))
     lam, V = np.linalg.eigh(G)
     lam, V = lam[::-1], V[:, ::-1]
@@ -159,18 +125,8 @@ def method_of_snapshots(parts, *, comm, rules, check=False):
             stacklevel=3,
         )
     Vn = V[:, :N] * sign_flips(V[:, :N])  # signs fixed here, not on the tall modes
-    W = Vn / sv_all[:N] * scale[:, None]
-    U = _combined([X for X, _, _ in parts], W, offs)
-    MU = _combined([MX for _, MX, _ in parts], W, offs) if with_m else None
-    return U, MU, sv_all[:N].copy(), Vn, total, float(tail_energies(sv_all)[N])
-
-
-def _combined(blocks, W, offs) -> np.ndarray:
-    """:math:`\\sum_i B_iW_{(i)}` (rows ``offs[i]:offs[i + 1]`` of ``W`` for block i)."""
-    out = blocks[0] @ W[offs[0] : offs[1]]
-    for i, B in enumerate(blocks[1:], start=1):
-        out += B @ W[offs[i] : offs[i + 1]]
-    return out
+    U = X @ (Vn / sv_all[:N])
+    return U, sv_all[:N].copy(), Vn, total, float(tail_energies(sv_all)[N])
 
 
 def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
@@ -221,22 +177,6 @@ def _accurate(X, product, comm, rules):
     return U, sv_all[:N].copy(), Vt[:N].T * sg, total, float(tail)
 
 
-def checked_modes(U, MU, sv, V, *, product, comm, orth_tol):
-    """The orthonormality check of :func:`pod` (:func:`rom.linalg.reorthonormalize`, with
-    :math:`U^TMU` from ``MU`` when given) and the signs after a repair (``MU`` is then
-    ``None``); ``orth_tol = math.inf`` skips it. Returns ``(U, MU, sv, V)``."""
-    if not np.isfinite(orth_tol):
-        return U, MU, sv, V
-    gram = None if MU is None else gram_matrix(U, MU, comm=comm)
-    rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol, gram=gram)
-    if rep.error > orth_tol:  # repaired: MU no longer matches
-        U, MU, sv, V = rep.modes, None, rep.singular_values, V @ rep.right
-        sg = sign_flips(V)  # the signs were folded into the small factors
-        if np.any(sg < 0):
-            U, V = U * sg, V * sg
-    return U, MU, sv, V
-
-
 def pod(
     X: np.ndarray,
     *,
@@ -278,9 +218,7 @@ def pod(
         ``method="batch"``; ``error_bound`` is the tail :math:`\\sqrt{\\sum_{n>N}
         \\sigma_n^2}` (including values the method could not resolve), summed from the
         smallest; ``details`` holds ``"right_singular_vectors"`` (shape (m, N)), ``"n_rows"``
-        (global), ``"pod_method"`` and, for the method of snapshots with a ``product``,
-        ``"product_modes"``: :math:`MU` (owned rows), formed from :math:`MX` without
-        applying :math:`M` again.
+        (global) and ``"pod_method"``.
 
     Warns
     -----
@@ -294,19 +232,16 @@ def pod(
     rules = dict(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
     X, n_rows = _validate(X, comm, product, pod_method, rules, orth_tol)
     m = X.shape[1]
-    if pod_method == "snapshots":
-        MX = None if product is None else apply_product(product, X)
-        U, MU, sv, V, total, tail = method_of_snapshots(
-            [(X, MX, None)], comm=comm, rules=rules, check=True
-        )
-    else:
-        U, sv, V, total, tail = _accurate(X, product, comm, rules)
-        MU = None
-    U, MU, sv, V = checked_modes(U, MU, sv, V, product=product, comm=comm, orth_tol=orth_tol)
+    step = _method_of_snapshots if pod_method == "snapshots" else _accurate
+    U, sv, V, total, tail = step(X, product, comm, rules)
+    if np.isfinite(orth_tol):
+        rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
+        U, sv, V = rep.modes, rep.singular_values, V @ rep.right
+        sg = sign_flips(V)  # after a repair only: the signs were folded into the small factors
+        if np.any(sg < 0):
+            U, V = U * sg, V * sg
     logger.debug("pod(%s): kept %d of %d, tail %.3e of %.3e", pod_method, len(sv), m, tail, total)
     res = _pod_result(U, sv, V, total, tail, n_rows, pod_method)
-    if MU is not None:
-        res.details["product_modes"] = MU
     warn_unmet_tolerance(
         f"pod(pod_method={pod_method!r})",
         res.error_bound,
