@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._hapod import _is_store
 from rom.compression._hapod import column_chunks
 from rom.compression._hapod import dist_hapod
+from rom.compression._hapod import is_store
 from rom.compression._pod import pod
 from rom.compression._result import CompressionResult
 from rom.compression.incremental_svd import IncrementalSVD
@@ -171,7 +171,7 @@ def compress(
     elif method == "hapod" and sum(k in truncation for k in ("eps", "l2_err", "rel_l2_err")) != 1:
         err = "method 'hapod' needs exactly one of eps=, l2_err=, rel_l2_err="
     check_collective(err, comm)
-    store = _is_store(source)
+    store = is_store(source)
     if not store:  # an array-like of owned rows (NaN/Inf are caught by each method)
         source, n_rows = validate_local_rows(source, "snapshot matrix", comm, check_finite=False)
     n = int(source.n_snapshots) if store else source.shape[1]

@@ -104,7 +104,8 @@ class Chunk:
     load: Callable[[], np.ndarray]
 
 
-def _is_store(source: Any) -> bool:
+def is_store(source: Any) -> bool:
+    """Whether ``source`` reads like a :class:`rom.io.SnapshotStore` (duck-typed)."""
     return hasattr(source, "iter_columns") and hasattr(source, "n_snapshots")
 
 
@@ -118,7 +119,7 @@ def column_chunks(
     (``store.iter_columns(field, chunk=chunk, comm=comm)``: with ``comm``, a damaged block
     raises on every rank), an array is sliced (views, no copy).
     """
-    if _is_store(source):
+    if is_store(source):
         n = int(source.n_snapshots)
         return n, lambda: source.iter_columns(field, chunk=chunk, comm=comm)
     if isinstance(source, np.ndarray):
@@ -345,7 +346,7 @@ def _read_columns(store: Any, field: str | None, start: int, chunk: int, comm: A
 
 
 def _leaves(source: Any, chunk: int, field: str | None, comm: Any = None) -> list:
-    if _is_store(source):
+    if is_store(source):
         n = int(source.n_snapshots)
         return [
             Chunk(
@@ -421,7 +422,7 @@ def inc_hapod(
     check_collective(err, comm)
     t0 = time.perf_counter()
     eps, omega = float(eps), float(omega)
-    if _is_store(source) or isinstance(source, (np.ndarray, list, tuple)):
+    if is_store(source) or isinstance(source, (np.ndarray, list, tuple)):
         _, blocks = column_chunks(source, chunk=int(chunk), field=field, comm=comm)
         it: Iterable[np.ndarray] = (b for _, b in blocks())
     else:

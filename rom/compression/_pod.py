@@ -43,7 +43,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.compression._result import CompressionResult
-from rom.compression._result import _FittedModes
+from rom.compression._result import FittedModes
 from rom.compression.truncation import ToleranceWarning
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
@@ -271,7 +271,7 @@ def _pod_result(U, sv, V, total, tail, n_rows, pod_method) -> CompressionResult:
     )
 
 
-class POD(_FittedModes):
+class POD(FittedModes):
     """POD estimator (scikit-learn style) on row-distributed snapshots.
 
     Parameters

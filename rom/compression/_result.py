@@ -53,7 +53,7 @@ class CompressionResult:
         return int(self.singular_values.shape[0])
 
 
-class _FittedModes:
+class FittedModes:
     """What the estimators with :math:`M`-orthonormal ``modes_`` (owned rows) and
     ``n_components_`` share: the fitted check and the reconstruction :math:`U C`."""
 

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from rom.compression._result import _FittedModes
+from rom.compression._result import FittedModes
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
 from rom.interop import from_pymor
@@ -114,7 +114,7 @@ class _Step:
     any_err_rule: bool = False
 
 
-class IncrementalSVD(_FittedModes):
+class IncrementalSVD(FittedModes):
     """Streaming thin SVD of row-distributed snapshots (Brand's block update, CGS2).
 
     Parameters
