@@ -111,6 +111,10 @@ def test_dist_and_inc_hapod_guarantee(comm, rng, shape, rel_eps):
     # leaves never exceed their tolerance
     for node in res.details["nodes"]:
         assert node["local_error"] <= node["tolerance"] * (1 + 1e-12) + SLACK * normA
+    if shape == "dist":  # the default "auto": the fast method only far above its floor
+        methods = {node["pod_method"] for node in res.details["nodes"]}
+        assert methods == {"snapshots"} if rel_eps == 1e-1 else methods <= {"snapshots", "qr"}
+        assert rel_eps > 1e-6 or methods == {"qr"}
 
 
 @pytest.mark.partition

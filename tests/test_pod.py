@@ -292,3 +292,29 @@ def test_tall_accurate_method_matches_lapack_at_any_blas_thread_count(rng, pool)
     np.testing.assert_allclose(s, sref[:30], rtol=0, atol=1e-14)
     assert projector_distance(U[:, :20], Uref[:, :20]) <= 1e-8
     assert np.abs(U.T @ U - np.eye(30)).max() <= 1e-12
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_auto_method_takes_snapshots_only_far_above_their_floor(comm, rng, weighted):
+    """``pod_method="auto"``: at a tolerance far above the method of snapshots' resolution it
+    runs that method (the same result as asking for it), near the floor the accurate one; in
+    both cases the bound is >= the true error and tracks it (LAPACK/numpy reference)."""
+    n, m = 600, 40
+    sv = np.logspace(0, -14, m)
+    A = prescribed(rng, n, m, sv)
+    w = 1.0 + 0.5 * np.sin(np.arange(n)) if weighted else None
+    product = diag_product(distribute_rows(w, comm)) if weighted else None
+    X = distribute_rows(A, comm)
+    W = np.ones(n) if w is None else w
+    norm = np.sqrt(np.sum(W[:, None] * A * A))
+    for rel, expected in ((1e-3, "snapshots"), (1e-11, "qr")):
+        res = rom.pod(X, comm=comm, product=product, pod_method="auto", rel_l2_err=rel)
+        assert res.details["pod_method"] == expected
+        same = rom.pod(X, comm=comm, product=product, pod_method=expected, rel_l2_err=rel)
+        np.testing.assert_array_equal(res.singular_values, same.singular_values)
+        U = gather_rows(res.modes, comm)
+        R = A - U @ (U.T @ (W[:, None] * A))
+        true = np.sqrt(np.sum(W[:, None] * R * R))
+        assert true <= res.error_bound + 1e-14 * norm
+        assert res.error_bound <= 2 * true + 1e-14 * norm
+        assert res.error_bound <= rel * norm

@@ -137,7 +137,8 @@ def compress(
         ``"hapod"``: ``eps`` (mean-square target), or ``l2_err``
         (:math:`\\varepsilon^* = \\mathrm{l2\\_err}/\\sqrt{m}`), or ``rel_l2_err``
         (:math:`\\varepsilon^* = \\mathrm{rel\\_l2\\_err}\\,\\|S\\|_M/\\sqrt{m}`, one extra
-        pass over a store); ``omega``; ``pod_method`` (default "qr").
+        pass over a store); ``omega``; ``pod_method`` of the nodes (default "auto":
+        :func:`rom.compression.hapod`).
         ``"randomized"``: ``rank`` and/or a tolerance ``l2_err`` / ``rel_l2_err`` (adaptive
         range finder, :func:`rom.compression.randomized_svd`), ``rtol``, ``oversampling``,
         ``power_iterations``, ``block_size``, ``seed``.
@@ -261,5 +262,5 @@ def _hapod(source, blocks, n, chunk, field, product, comm, truncation, timings):
         field=field,
         product=product,
         comm=comm,
-        pod_method=truncation.get("pod_method", "qr"),
+        pod_method=truncation.get("pod_method", "auto"),
     )

@@ -201,10 +201,11 @@ def _node_pod(X: np.ndarray, l2_err: float, *, product, comm, pod_method: str, r
     The local tail :math:`t_\\alpha` is the pod's ``error_bound**2``: the dropped
     :math:`\\sigma^2` summed from the small end, including those the POD could not resolve,
     never ``total - kept`` (that difference is rounding noise of size :math:`u\\|X\\|^2`,
-    docs/theory.md §1). With ``pod_method="qr"`` (the default of the HAPOD functions) the
-    singular values are accurate to about :math:`u\\sigma_1`, so the tails, and the bound,
-    are reliable down to relative errors near :math:`u`; the method of snapshots resolves
-    tails only above about :math:`\\sqrt{u}\\|X\\|`.
+    docs/theory.md §1). With ``pod_method="qr"`` the singular values are accurate to about
+    :math:`u\\sigma_1`, so the tails, and the bound, are reliable down to relative errors
+    near :math:`u`; the method of snapshots resolves tails only above about
+    :math:`\\sqrt{u}\\|X\\|`; ``"auto"`` (the default of the HAPOD functions) takes it where
+    the node's tolerance is far above that, the accurate method elsewhere.
     """
     if X.shape[1] == 0:  # an empty leaf, or children that kept no modes: nothing to compress
         return CompressionResult(np.zeros((X.shape[0], 0)), np.zeros(0), 0.0, 0.0, 0, "batch", {})
@@ -234,7 +235,7 @@ def hapod(
     omega: float = 0.9,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
-    pod_method: str = "qr",
+    pod_method: str = "auto",
 ) -> CompressionResult:
     """HAPOD over a tree of column chunks with the tolerances of the module docstring.
 
@@ -253,11 +254,13 @@ def hapod(
         Inner product :math:`M`.
     comm : mpi4py communicator, optional
         Serial when ``None``.
-    pod_method : {"qr", "snapshots"}
+    pod_method : {"auto", "qr", "snapshots"}
         POD method of the nodes (:func:`rom.compression.pod`). ``"qr"`` resolves the local tails
         down to round-off, so the a-posteriori bound is reliable for any ``eps``;
         ``"snapshots"`` is faster but its tails are noise below about
-        :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``).
+        :math:`\\sqrt{u}\\,\\|X\\|` (relative errors near ``1e-8``); ``"auto"`` chooses per
+        node, the method of snapshots where the node's tolerance lies far above that floor
+        (``pod``'s rule), the accurate method otherwise (``nodes[i]["pod_method"]``).
 
     Returns
     -------
@@ -273,8 +276,8 @@ def hapod(
     """
     comm = get_comm(comm)
     err = _eps_error(eps, omega) or _tree_error(tree)
-    if err is None and pod_method not in ("qr", "snapshots"):
-        err = f"pod_method must be 'qr' or 'snapshots', got {pod_method!r}"
+    if err is None and pod_method not in ("auto", "qr", "snapshots"):
+        err = f"pod_method must be 'auto', 'qr' or 'snapshots', got {pod_method!r}"
     check_collective(err, comm)
     t0 = time.perf_counter()
     n = _n_columns(tree)
@@ -311,6 +314,7 @@ def hapod(
                 local_error=r.error_bound,
                 n_input=X.shape[1],
                 n_modes=r.n_modes,
+                pod_method=r.details.get("pod_method"),
             )
         )
         return r.modes, r.singular_values
@@ -374,7 +378,7 @@ def dist_hapod(
     field: str | None = None,
     product: Product | None = None,
     comm: MPI.Comm | None = None,
-    pod_method: str = "qr",
+    pod_method: str = "auto",
 ) -> CompressionResult:
     """Distributed HAPOD: a star (two-level) tree over column chunks.
 

@@ -32,11 +32,17 @@ re-orthonormalized and the small SVD is redone (:func:`rom.linalg.reorthonormali
 returned modes are :math:`M`-orthonormal to ``orth_tol``. Signs follow
 :func:`rom.linalg.sign_flips` on the right singular vectors (largest-magnitude entry
 positive), making results identical (to round-off) at any rank count.
+
+``pod_method="auto"`` takes the method of snapshots where its tail is resolved a hundredfold
+(the truncation error the rules give, from the eigenvalues of :math:`G`, at least
+:math:`10\\sqrt{m}\\cdot 10^{-7}\\sigma_1`) and the accurate method otherwise; both start
+from the same :math:`G`, so the choice costs one small eigenvalue problem.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 
 import numpy as np
@@ -80,13 +86,24 @@ def _validate(X, comm, product, pod_method, rules, orth_tol):
     err = "snapshot matrix has no columns" if X.shape[1] == 0 else None
     err = err or ("snapshot matrix has no rows (on any rank)" if n_rows == 0 else None)
     err = err or validate_truncation(**rules, n_columns=X.shape[1])
-    if err is None and pod_method not in ("snapshots", "qr"):
-        err = f"pod_method must be 'snapshots' or 'qr', got {pod_method!r}"
+    if err is None and pod_method not in ("snapshots", "qr", "auto"):
+        err = f"pod_method must be 'snapshots', 'qr' or 'auto', got {pod_method!r}"
     if err is None and not (orth_tol > 0):
         err = f"orth_tol must be > 0, got {orth_tol!r}"
     err = err or product_error(product, X.shape[0])
     check_collective(err, comm)
     return X, n_rows
+
+
+def _gram(X, product, comm) -> np.ndarray:
+    """:math:`X^TMX` with the product checked; NaN/Inf named on every rank."""
+    try:
+        G = gram_matrix(X, product=product, comm=comm, check=True)
+    except ValueError:
+        validate_finite(X, "snapshot matrix", comm)  # a NaN, rather than the product, first
+        raise
+    _check_finite_result(G, X, comm)
+    return G
 
 
 def _check_finite_result(G: np.ndarray, X: np.ndarray, comm) -> None:
@@ -106,10 +123,8 @@ def _rank(
     return truncation_rank(sv_all[:n_reliable], total_energy=total, extra_tail=extra, **rules)
 
 
-def _method_of_snapshots(X, product, comm, rules):
+def _method_of_snapshots(X, G, rules):
     """:math:`G = X^TMX = V\\Lambda V^T`, :math:`U = XV_N\\Sigma_N^{-1}`."""
-    G = gram_matrix(X, product=product, comm=comm, check=True)
-    _check_finite_result(G, X, comm)
     total = float(np.trace(G))
     lam, V = np.linalg.eigh(G)
     lam, V = lam[::-1], V[:, ::-1]
@@ -129,21 +144,36 @@ def _method_of_snapshots(X, product, comm, rules):
     return U, sv_all[:N].copy(), Vn, total, float(tail_energies(sv_all)[N])
 
 
-def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
-    """A lower estimate of the truncation error :math:`(\\sum_{n>N}\\sigma_n^2)^{1/2}` the
-    rules give, from the eigenvalues of :math:`G = X^TX`: their sum over the tail is off by
-    at most :math:`m(n + 10m)\\,u\\,\\mathrm{tr}\\,G`, which is subtracted."""
-    if not np.all(np.isfinite(G)) or G.shape[0] == 0:
-        return 0.0
+def _gram_tail(G: np.ndarray, rules: dict) -> tuple[float, float, float]:
+    """``(tail, sigma_1^2, total)`` from the eigenvalues of :math:`G`: the energy
+    :math:`\\sum_{n>N}\\lambda_n` the rules would discard, the largest eigenvalue, the trace."""
     lam = np.clip(np.linalg.eigvalsh(G)[::-1], 0.0, None)
     sv = np.sqrt(lam)
     total = float(np.sum(lam))
     N = truncation_rank(sv, total_energy=total, **rules)
+    return float(tail_energies(sv)[N]), float(lam[0]), total
+
+
+def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
+    """A lower estimate of the truncation error :math:`(\\sum_{n>N}\\sigma_n^2)^{1/2}` the
+    rules give, from the eigenvalues of :math:`G = X^TX`: their sum over the tail is off by
+    at most :math:`m(n + 10m)\\,u\\,\\mathrm{tr}\\,G`, which is subtracted."""
+    tail, _, total = _gram_tail(G, rules)
     slack = G.shape[0] * (n + 10 * G.shape[0]) * np.finfo(float).eps * total
-    return float(np.sqrt(max(float(tail_energies(sv)[N]) - slack, 0.0)))
+    return float(np.sqrt(max(tail - slack, 0.0)))
 
 
-def _accurate(X, product, comm, rules):
+def _auto_method(G: np.ndarray, rules: dict) -> str:
+    """``"snapshots"`` when the truncation error the rules give is at least
+    :math:`10\\sqrt{m}` times the method of snapshots' resolution :math:`10^{-7}\\sigma_1`
+    (its tail then lies a hundredfold above the energy of :math:`m` values at that floor),
+    ``"qr"`` otherwise."""
+    tail, top, _ = _gram_tail(G, rules)
+    floor = 10.0 * math.sqrt(G.shape[0]) * _SNAPSHOTS_FLOOR * math.sqrt(top)
+    return "snapshots" if math.sqrt(tail) >= floor else "qr"
+
+
+def _accurate(X, G, product, comm, rules):
     """:math:`X = QR + E` (shifted Cholesky-QR3), :math:`R = U_R\\Sigma V^T`, :math:`U = QU_R`.
 
     :math:`E` holds the directions the rank-revealing passes left out (near the method's
@@ -153,7 +183,6 @@ def _accurate(X, product, comm, rules):
     expected truncation error), and the tail reported is
     :math:`(\\|E\\|_M + (\\sum_{n>N}\\sigma_n^2)^{1/2})^2 \\ge \\|X - UU^TMX\\|_M^2`."""
     try:
-        G = gram_matrix(X, product=product, comm=comm, check=True)
         negligible = 0.0
         if product is None:
             n = allreduce_sum(float(X.shape[0]), comm)
@@ -200,8 +229,14 @@ def pod(
         :func:`rom.parallel.apply_product`. Euclidean when ``None``.
     comm : mpi4py communicator, optional
         Serial when ``None``.
-    pod_method : {"snapshots", "qr"}
-        Fast method of snapshots, or accurate Cholesky-QR + SVD of R (module docstring).
+    pod_method : {"snapshots", "qr", "auto"}
+        Fast method of snapshots, or accurate Cholesky-QR + SVD of R (module docstring), or
+        the choice between them from the eigenvalues of :math:`X^TMX` (computed by both
+        anyway): the method of snapshots when the truncation error the rules give is at
+        least :math:`10\\sqrt{m}` times its resolution :math:`10^{-7}\\sigma_1`, the
+        accurate method otherwise. ``details["pod_method"]`` says which ran. The choice is
+        made on replicated data (the same on every rank); at another rank count a case
+        within rounding of the threshold may take the other method.
     rank, rtol, l2_err, rel_l2_err : optional
         Truncation rules of :mod:`rom.compression.truncation` (e.g. ``rel_l2_err=eps`` keeps
         the smallest :math:`N` with :math:`\\sum_{n>N}\\sigma_n^2 \\le \\varepsilon^2
@@ -232,8 +267,13 @@ def pod(
     rules = dict(rank=rank, rtol=rtol, l2_err=l2_err, rel_l2_err=rel_l2_err)
     X, n_rows = _validate(X, comm, product, pod_method, rules, orth_tol)
     m = X.shape[1]
-    step = _method_of_snapshots if pod_method == "snapshots" else _accurate
-    U, sv, V, total, tail = step(X, product, comm, rules)
+    G = _gram(X, product, comm)
+    if pod_method == "auto":
+        pod_method = _auto_method(G, rules)
+    if pod_method == "snapshots":
+        U, sv, V, total, tail = _method_of_snapshots(X, G, rules)
+    else:
+        U, sv, V, total, tail = _accurate(X, G, product, comm, rules)
     if np.isfinite(orth_tol):
         rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
         U, sv, V = rep.modes, rep.singular_values, V @ rep.right
