@@ -39,8 +39,8 @@ Equal tolerance. Every contender is asked for the same relative error in the :ma
 - Incremental: ``IncrementalSVD(l2_err=l).fit(S, chunk=c)``, ``compress(method=
   "incremental", l2_err=l)`` and ``inc_hapod(eps=eps*, omega)`` against pyMOR's
   ``inc_vectorarray_hapod(ceil(m/c), A, eps*, omega, product)``.
-- HAPOD: ``dist_hapod(eps=eps*, omega, chunk=c)`` (node PODs ``"qr"``, the default, and
-  ``"snapshots"``) and ``compress(method="hapod", l2_err=l)`` (which sets
+- HAPOD: ``dist_hapod(eps=eps*, omega, chunk=c)`` (node PODs ``"auto"``, the default,
+  ``"qr"`` and ``"snapshots"``) and ``compress(method="hapod", l2_err=l)`` (default nodes) (which sets
   :math:`\\varepsilon^* = \\ell/\\sqrt{m}`) against pyMOR's ``dist_vectorarray_hapod(ceil(m/c),
   A, eps*, omega, product=...)``.
 
@@ -94,6 +94,7 @@ PAIRS = [
     ("rom_incremental_svd", "pymor_inc_vectorarray_hapod"),
     ("rom_compress_incremental", "pymor_inc_vectorarray_hapod"),
     ("rom_inc_hapod", "pymor_inc_vectorarray_hapod"),
+    ("rom_dist_hapod_auto", "pymor_dist_vectorarray_hapod"),
     ("rom_dist_hapod_qr", "pymor_dist_vectorarray_hapod"),
     ("rom_dist_hapod_snapshots", "pymor_dist_vectorarray_hapod"),
     ("rom_compress_hapod", "pymor_dist_vectorarray_hapod"),
@@ -170,6 +171,9 @@ def _ours(X, M, c, l2, eps) -> dict:
             compress(X, method="incremental", chunk=c, product=M, l2_err=l2).modes
         ),
         "rom_inc_hapod": lambda: inc_hapod(X, eps=eps, omega=OMEGA, chunk=c, product=M).modes,
+        "rom_dist_hapod_auto": lambda: (
+            dist_hapod(X, eps=eps, omega=OMEGA, chunk=c, product=M).modes
+        ),
         "rom_dist_hapod_qr": lambda: (
             dist_hapod(X, eps=eps, omega=OMEGA, chunk=c, product=M, pod_method="qr").modes
         ),

@@ -101,6 +101,7 @@ def test_bench_product_quick(tmp_path):
         "rom_incremental_svd",
         "rom_compress_incremental",
         "rom_inc_hapod",
+        "rom_dist_hapod_auto",
         "rom_dist_hapod_qr",
         "rom_dist_hapod_snapshots",
         "rom_compress_hapod",
