@@ -10,8 +10,9 @@ Methods and their ``error_bound`` (on the Frobenius :math:`M`-norm projection er
 :math:`\\|S - UU^TMS\\|_F` of the data):
 
 ``"batch"``
-    :func:`rom.compression.pod` on all columns (``pod_method="qr"`` by default): the tail
-    :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}` plus the factorization residual.
+    :func:`rom.compression.pod` on all columns (``pod_method="auto"`` by default: the
+    accurate method unless the method of snapshots resolves the tail a hundredfold): the
+    tail :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}` (plus the factorization residual).
 ``"incremental"``
     :class:`rom.compression.IncrementalSVD`: the running :math:`\\sqrt{D}`.
 ``"hapod"``
@@ -128,9 +129,9 @@ def compress(
         Progress bar on rank 0 while streaming a store (tqdm, terminals only).
     **truncation
         ``"batch"``: ``rank``, ``rtol``, ``l2_err``, ``rel_l2_err`` (:mod:`rom.compression.truncation`),
-        ``pod_method`` ("qr", the default: singular values and the bound resolved to
-        round-off; "snapshots": faster, tails below about :math:`\\sqrt{u}\\|S\\|` are
-        noise).
+        ``pod_method`` ("auto", the default: :func:`rom.compression.pod`'s choice; "qr":
+        singular values and the bound resolved to round-off; "snapshots": faster, tails
+        below about :math:`\\sqrt{u}\\|S\\|` are noise).
         ``"incremental"``: ``rank``, ``rtol``, ``l2_err`` (allowance spread over the
         columns), ``rel_l2_err`` (allowance :math:`\\varepsilon^2\\|C_t\\|^2` per block),
         ``novelty_tol``, ``orth_tol``.
@@ -193,7 +194,7 @@ def compress(
     timings: dict[str, float] = {}
     if method == "batch":
         X = source.read(field, comm=comm) if store else source
-        opts = {"pod_method": "qr", **truncation}
+        opts = {"pod_method": "auto", **truncation}
         res = pod(X, product=product, comm=comm, **opts)
     elif method == "incremental":
         res = _incremental(blocks, n, product, comm, truncation)
