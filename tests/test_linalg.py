@@ -321,3 +321,21 @@ def test_indefinite_or_asymmetric_operator_is_named(comm, rng, solver):
         SOLVERS[solver](X, indefinite, comm)
     with pytest.raises(ValueError, match="product is not symmetric on the snapshots"):
         SOLVERS[solver](X, asymmetric, comm)
+
+
+def test_accurate_pod_meets_a_tolerance_it_can_reach_with_its_own_bound(comm, rng):
+    """The rank rule is applied to the reported bound (e_N + ||E||)^2 itself: for tolerances
+    well above the floor, no ToleranceWarning, bound <= tolerance, true error <= bound."""
+    import warnings
+
+    A = prescribed(rng, 20000, 0.55 ** np.arange(60))
+    norm = np.linalg.norm(A)
+    X = distribute_rows(A, comm)
+    for rel in np.logspace(-1, -11, 11):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            res = pod(X, comm=comm, pod_method="qr", rel_l2_err=rel)
+        U = gather_rows(res.modes, comm)
+        true = np.linalg.norm(A - U @ (U.T @ A))
+        assert true <= res.error_bound + 1e-14 * norm
+        assert res.error_bound <= rel * math.sqrt(res.total_energy) * (1 + 1e-12)

@@ -11,7 +11,7 @@ Methods and their ``error_bound`` (on the Frobenius :math:`M`-norm projection er
 
 ``"batch"``
     :func:`rom.compression.pod` on all columns (``pod_method="auto"`` by default: the
-    accurate method unless the method of snapshots resolves the tail a hundredfold): the
+    accurate method unless the tail lies far above the method of snapshots' floor): the
     tail :math:`\\sqrt{\\sum_{n>N}\\sigma_n^2}` (plus the factorization residual).
 ``"incremental"``
     :class:`rom.compression.IncrementalSVD`: the running :math:`\\sqrt{D}`.

@@ -33,10 +33,13 @@ returned modes are :math:`M`-orthonormal to ``orth_tol``. Signs follow
 :func:`rom.linalg.sign_flips` on the right singular vectors (largest-magnitude entry
 positive), making results identical (to round-off) at any rank count.
 
-``pod_method="auto"`` takes the method of snapshots where its tail is resolved a hundredfold
+``pod_method="auto"`` takes the method of snapshots where its tail is far above its floor
 (the truncation error the rules give, from the eigenvalues of :math:`G`, at least
-:math:`10\\sqrt{m}\\cdot 10^{-7}\\sigma_1`) and the accurate method otherwise; both start
-from the same :math:`G`, so the choice costs one small eigenvalue problem.
+:math:`100\\sqrt{m}\\cdot 10^{-7}\\sigma_1`) and the accurate method otherwise; both start
+from the same :math:`G`, so the choice costs one small eigenvalue problem. Where it takes
+the method of snapshots, the bound is that method's eigenvalue tail: accurate to its
+rounding (about :math:`m\\,u\\,\\mathrm{tr}\\,G` in energy, a relative :math:`10^{-6}` or
+less at the threshold), not a strict upper bound; ``"qr"`` gives one up to round-off.
 """
 
 from __future__ import annotations
@@ -165,11 +168,11 @@ def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
 
 def _auto_method(G: np.ndarray, rules: dict) -> str:
     """``"snapshots"`` when the truncation error the rules give is at least
-    :math:`10\\sqrt{m}` times the method of snapshots' resolution :math:`10^{-7}\\sigma_1`
-    (its tail then lies a hundredfold above the energy of :math:`m` values at that floor),
-    ``"qr"`` otherwise."""
+    :math:`100\\sqrt{m}` times the method of snapshots' resolution :math:`10^{-7}\\sigma_1`
+    (its tail energy then lies :math:`10^4` times above that of :math:`m` values at that
+    floor), ``"qr"`` otherwise."""
     tail, top, _ = _gram_tail(G, rules)
-    floor = 10.0 * math.sqrt(G.shape[0]) * _SNAPSHOTS_FLOOR * math.sqrt(top)
+    floor = 100.0 * math.sqrt(G.shape[0]) * _SNAPSHOTS_FLOOR * math.sqrt(top)
     return "snapshots" if math.sqrt(tail) >= floor else "qr"
 
 
@@ -177,33 +180,57 @@ def _accurate(X, G, product, comm, rules):
     """:math:`X = QR + E` (shifted Cholesky-QR3), :math:`R = U_R\\Sigma V^T`, :math:`U = QU_R`.
 
     :math:`E` holds the directions the rank-revealing passes left out (near the method's
-    floor); its norm comes from the factorization (``lost`` of
+    floor); its norm :math:`\\ell` comes from the factorization (``lost`` of
     :func:`rom.linalg.cholesky_qr_deferred`: formed explicitly, or, with :math:`M = I`, a
     rigorous bound without a tall product when that is at most ``_LOST_SHARE`` of the
-    expected truncation error), and the tail reported is
-    :math:`(\\|E\\|_M + (\\sum_{n>N}\\sigma_n^2)^{1/2})^2 \\ge \\|X - UU^TMX\\|_M^2`."""
-    try:
-        negligible = 0.0
-        if product is None:
-            n = allreduce_sum(float(X.shape[0]), comm)
-            negligible = _LOST_SHARE * _expected_error(G, n, rules)
-        Q, R, Finv, lost = cholesky_qr_deferred(
-            X, product=product, comm=comm, gram=G, negligible=negligible
+    expected truncation error; if the truncation then discards less than expected, so that
+    :math:`\\ell > ` ``_LOST_SHARE`` :math:`e_N`, the factorization is redone with the
+    explicit norm). The tail reported is :math:`(e_N + \\ell)^2 \\ge \\|X - UU^TMX\\|_M^2`,
+    :math:`e_N = (\\sum_{n>N}\\sigma_n^2)^{1/2}`, and a tolerance rule :math:`\\tau` is
+    applied to that same quantity: :math:`e_N^2 + 2\\tau\\ell - \\ell^2 \\le \\tau^2`."""
+    negligible = 0.0
+    if product is None:
+        n = allreduce_sum(float(X.shape[0]), comm)
+        negligible = _LOST_SHARE * _expected_error(G, n, rules)
+    while True:
+        try:
+            Q, R, Finv, lost = cholesky_qr_deferred(
+                X, product=product, comm=comm, gram=G, negligible=negligible
+            )
+        except (np.linalg.LinAlgError, ValueError):
+            # NaN/Inf reach every rank through the replicated Gram matrix: name them
+            validate_finite(X, "snapshot matrix", comm)
+            raise
+        _check_finite_result(R, X, comm)
+        Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
+        total = float(np.sum(R * R)) + lost**2
+        floor = max(R.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
+        N = _rank(
+            sv_all,
+            int(np.count_nonzero(sv_all > floor)),
+            total,
+            rules,
+            _lost_share(lost, rules, total),
         )
-    except (np.linalg.LinAlgError, ValueError):
-        # NaN/Inf reach every rank through the replicated Gram matrix: name them collectively
-        validate_finite(X, "snapshot matrix", comm)
-        raise
-    _check_finite_result(R, X, comm)
-    unresolved = lost**2
-    Uc, sv_all, Vt = np.linalg.svd(R, full_matrices=False)
-    total = float(np.sum(R * R)) + max(unresolved, 0.0)
-    floor = max(R.shape) * np.finfo(float).eps * (sv_all[0] if sv_all.size else 0.0)
-    N = _rank(sv_all, int(np.count_nonzero(sv_all > floor)), total, rules, max(unresolved, 0.0))
+        e_N = math.sqrt(float(tail_energies(sv_all)[N]))
+        if negligible == 0.0 or lost <= _LOST_SHARE * e_N:  # replicated: all ranks agree
+            break
+        negligible = 0.0  # the bound would dominate the tail: form the norm explicitly
     sg = sign_flips(Vt[:N].T)
     U = Q @ (Finv @ (Uc[:, :N] * sg))  # the last Cholesky-QR pass, on N columns only
-    tail = (np.sqrt(tail_energies(sv_all)[N]) + np.sqrt(max(unresolved, 0.0))) ** 2
-    return U, sv_all[:N].copy(), Vt[:N].T * sg, total, float(tail)
+    return U, sv_all[:N].copy(), Vt[:N].T * sg, total, float((e_N + lost) ** 2)
+
+
+def _lost_share(lost: float, rules: dict, total: float) -> float:
+    """The extra tail energy under which a tolerance :math:`\\tau` holds for :math:`(e_N +
+    \\ell)^2`: :math:`2\\tau\\ell - \\ell^2` (:math:`\\ell^2` without a tolerance rule; every
+    mode kept if :math:`\\ell \\ge \\tau`)."""
+    tau = rules["l2_err"]
+    if rules["rel_l2_err"] is not None:
+        tau = rules["rel_l2_err"] * math.sqrt(max(total, 0.0))
+    if tau is None or lost == 0.0:
+        return lost**2
+    return 2.0 * tau * lost - lost**2 if lost < tau else math.inf
 
 
 def pod(
@@ -233,8 +260,9 @@ def pod(
         Fast method of snapshots, or accurate Cholesky-QR + SVD of R (module docstring), or
         the choice between them from the eigenvalues of :math:`X^TMX` (computed by both
         anyway): the method of snapshots when the truncation error the rules give is at
-        least :math:`10\\sqrt{m}` times its resolution :math:`10^{-7}\\sigma_1`, the
-        accurate method otherwise. ``details["pod_method"]`` says which ran. The choice is
+        least :math:`100\\sqrt{m}` times its resolution :math:`10^{-7}\\sigma_1`, the
+        accurate method otherwise (module docstring: the bound is then accurate to the
+        method's rounding, not strict). ``details["pod_method"]`` says which ran. The choice is
         made on replicated data (the same on every rank); at another rank count a case
         within rounding of the threshold may take the other method.
     rank, rtol, l2_err, rel_l2_err : optional
