@@ -348,7 +348,7 @@ def _history(rom: AdaptiveROM, sig: np.ndarray) -> float:
 def restart_from(rom: AdaptiveROM, x: FullState) -> ReducedState:
     """The reduced state of ``rom`` for a full state ``x``: :math:`c = \\Psi_u^T M u`, the
     internal variables at its mask (collective)."""
-    mask, comm = rom.indicator_.mask_, rom._comm
+    mask, comm = rom.indicator_.mask_, get_comm(rom.fom_.comm)
     return ReducedState(
         float(x.t),
         rom.svd_u_.transform(np.asarray(x.u)[:, None])[:, 0],
@@ -398,19 +398,19 @@ class _Walk:
 
     def _step_of(self, i: int, state: ReducedState, t: float, enrich: bool) -> _Candidate:
         rom = self.roms[i]
-        new, sig, iters = rom._reduced_step(state, t, enrich, self.history)
-        return _Candidate(new, sig, rom._estimate(sig) / rom.threshold_, iters)
+        new, sig, iters = rom.reduced_step(state, t, enrich, self.history)
+        return _Candidate(new, sig, rom.estimate(sig) / rom.threshold_, iters)
 
     def advance(self, k: int, t: float, enrich: bool) -> None:
         """Step k to ``t``: the active ROM's reduced step, then on a trigger re-selection or
         a full-order step."""
         comm = self.dic._comm
         cand = {self.j: self._step_of(self.j, self.state, t, enrich)}
-        fires = self.roms[self.j]._decide(bool(enrich and cand[self.j].eta > 1.0))
+        fires = self.roms[self.j].decide(bool(enrich and cand[self.j].eta > 1.0))
         if not fires:
             self._accept(k, t, cand[self.j], restart=None)
             return
-        x = self.roms[self.j]._path_state(self.anchor, self.path)
+        x = self.roms[self.j].path_state(self.anchor, self.path)
         if self.dic.reselect:
             for i in range(len(self.roms)):
                 if i != self.j:
@@ -460,8 +460,8 @@ class _Walk:
         """A full-order step from ``x`` enriches ROM ``e``, which becomes the active one."""
         rom = self.roms[e]
         if c.new is not None:
-            self.predictions[k] = rom._prediction(c.new)
-        state, full, taken = rom._enrich(c.new, t, x, [], self.temperature)
+            self.predictions[k] = rom.prediction(c.new)
+        state, full, taken = rom.enrichment_step(c.new, t, x, [], self.temperature)
         rom.n_enrichments_ += 1
         self.fom_steps += taken
         self.j, self.state, self.anchor, self.path, self.history = e, state, full, [], 0.0

@@ -363,8 +363,8 @@ class AdaptiveROM:
             self.novelty_.p_ref = max(self.p_ref_rel * self._scale["T"] * np.sqrt(n_mask), 1e-300)
             self._res_pos = np.searchsorted(self.indicator_.mask_, self.residual_.points_)
 
-    # ------------------------------------------------------------------ online
-    def _path_state(self, exact: FullState, path: list[tuple[float, np.ndarray]]) -> FullState:
+    # ------------------ online: run() and rom.adaptive.LocalAdaptiveROMs step through these
+    def path_state(self, exact: FullState, path: list[tuple[float, np.ndarray]]) -> FullState:
         """The full state at the end of a reduced path: from the last full-order state
         ``exact``, the constitutive law integrated at every local quadrature point along the
         reduced displacements ``path`` = [(t_j, c_j)] (no communication).
@@ -425,11 +425,11 @@ class AdaptiveROM:
         budget = np.inf if self.max_enrichments is None else self.max_enrichments
         for k, t in enumerate(times):
             tic = time.perf_counter()
-            new, sig, iters = self._reduced_step(state, t, enrich, history)
+            new, sig, iters = self.reduced_step(state, t, enrich, history)
             history = sig[-1] if self.residual_ is not None else 0.0
-            est = self._estimate(sig)
+            est = self.estimate(sig)
             wants = bool(enrich and est > self.threshold_)
-            flag = self._decide(wants and rec.fom_steps < budget)
+            flag = self.decide(wants and rec.fom_steps < budget)
             rec.wall["reduced"] += time.perf_counter() - tic
             if new is None and not flag:
                 raise RuntimeError(f"reduced step to t={t} failed and no enrichment is left")
@@ -449,8 +449,8 @@ class AdaptiveROM:
             if flag:
                 tic = time.perf_counter()
                 if new is not None:
-                    rec.predictions[k] = self._prediction(new)
-                new, exact, taken = self._enrich(new, t, exact, path, temperature)
+                    rec.predictions[k] = self.prediction(new)
+                new, exact, taken = self.enrichment_step(new, t, exact, path, temperature)
                 rec.fom_steps += taken
                 path, history = [], 0.0
                 rec.new_version(self)
@@ -476,19 +476,20 @@ class AdaptiveROM:
             rec.step(k, state, est, sig, iters, self)
         return rec.result(times)
 
-    def _estimate(self, sig: np.ndarray) -> float:
+    def estimate(self, sig: np.ndarray) -> float:
+        """The error estimate of a step's signals (``inf`` if one is not finite)."""
         if not np.all(np.isfinite(sig)):
             return np.inf
         if self.calibration is None:
             return float(sig[0])
         return float(self.calibration.evaluate(sig))
 
-    def _decide(self, flag: bool) -> bool:
+    def decide(self, flag: bool) -> bool:
         """Rank 0's decision, broadcast: the data are replicated, but the ranks must stay in
         step regardless."""
         return bool(self._comm.bcast(flag, root=0)) if self._comm.size > 1 else flag
 
-    def _reduced_step(
+    def reduced_step(
         self, state: ReducedState, t: float, enrich: bool, history: float
     ) -> tuple[ReducedState | None, np.ndarray, int]:
         """Reduced step to ``t``: ``(state or None if Newton failed, signals, iterations)``.
@@ -521,12 +522,12 @@ class AdaptiveROM:
             sig[3] = history + sig[2] * (new.t - state.t) / self._dt_ref
         return sig
 
-    def _prediction(self, new: ReducedState) -> tuple[np.ndarray, np.ndarray]:
+    def prediction(self, new: ReducedState) -> tuple[np.ndarray, np.ndarray]:
         """The reduced prediction a full-order step replaces: ``(u, p)`` at full size."""
         p = self.svd_p_.modes_ @ self.indicator_.reconstruct(new.p)
         return self.model_.reconstruct(new.c), p
 
-    def _enrich(
+    def enrichment_step(
         self,
         new: ReducedState | None,
         t: float,
@@ -538,7 +539,7 @@ class AdaptiveROM:
 
         ``new`` is the reduced prediction at ``t`` (``None`` when the reduced Newton failed),
         ``exact`` the last full-order state and ``path`` the reduced steps since. The start of
-        the step is the state at the end of ``path`` (:meth:`_path_state`), or with
+        the step is the state at the end of ``path`` (:meth:`path_state`), or with
         ``reconstruction="replay"`` the full-order model re-run along ``path``'s times. Returns
         the reduced state restarted from the full-order one, the full-order state and the
         number of full-order steps taken. Collective.
@@ -551,7 +552,7 @@ class AdaptiveROM:
                 x, _ = fom.step(x, tj, **self._step_options)
                 fom_steps += 1
         else:
-            x = self._path_state(exact, path)
+            x = self.path_state(exact, path)
         # the reduced prediction at t (when the reduced step succeeded) as Newton's first
         # iterate: the same converged step in fewer iterations
         opts = dict(self._step_options)
