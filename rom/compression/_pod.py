@@ -157,26 +157,26 @@ def _gram_tail(G: np.ndarray, rules: dict) -> tuple[float, float, float]:
     return float(tail_energies(sv)[N]), float(lam[0]), total
 
 
-def _expected_error(G: np.ndarray, n: float, rules: dict) -> float:
+def _expected_error(spectrum: tuple[float, float, float], m: int, n: float) -> float:
     """A lower estimate of the truncation error :math:`(\\sum_{n>N}\\sigma_n^2)^{1/2}` the
-    rules give, from the eigenvalues of :math:`G = X^TX`: their sum over the tail is off by
-    at most :math:`m(n + 10m)\\,u\\,\\mathrm{tr}\\,G`, which is subtracted."""
-    tail, _, total = _gram_tail(G, rules)
-    slack = G.shape[0] * (n + 10 * G.shape[0]) * np.finfo(float).eps * total
+    rules give, from :func:`_gram_tail` of :math:`G = X^TX` (:math:`m` columns): the sum over
+    the tail is off by at most :math:`m(n + 10m)\\,u\\,\\mathrm{tr}\\,G`, which is subtracted."""
+    tail, _, total = spectrum
+    slack = m * (n + 10 * m) * np.finfo(float).eps * total
     return float(np.sqrt(max(tail - slack, 0.0)))
 
 
-def _auto_method(G: np.ndarray, rules: dict) -> str:
+def _auto_method(spectrum: tuple[float, float, float], m: int) -> str:
     """``"snapshots"`` when the truncation error the rules give is at least
     :math:`100\\sqrt{m}` times the method of snapshots' resolution :math:`10^{-7}\\sigma_1`
     (its tail energy then lies :math:`10^4` times above that of :math:`m` values at that
     floor), ``"qr"`` otherwise."""
-    tail, top, _ = _gram_tail(G, rules)
-    floor = 100.0 * math.sqrt(G.shape[0]) * _SNAPSHOTS_FLOOR * math.sqrt(top)
+    tail, top, _ = spectrum
+    floor = 100.0 * math.sqrt(m) * _SNAPSHOTS_FLOOR * math.sqrt(top)
     return "snapshots" if math.sqrt(tail) >= floor else "qr"
 
 
-def _accurate(X, G, product, comm, rules):
+def _accurate(X, G, product, comm, rules, spectrum=None):
     """:math:`X = QR + E` (shifted Cholesky-QR3), :math:`R = U_R\\Sigma V^T`, :math:`U = QU_R`.
 
     :math:`E` holds the directions the rank-revealing passes left out (near the method's
@@ -191,7 +191,8 @@ def _accurate(X, G, product, comm, rules):
     negligible = 0.0
     if product is None:
         n = allreduce_sum(float(X.shape[0]), comm)
-        negligible = _LOST_SHARE * _expected_error(G, n, rules)
+        spectrum = _gram_tail(G, rules) if spectrum is None else spectrum
+        negligible = _LOST_SHARE * _expected_error(spectrum, X.shape[1], n)
     while True:
         try:
             Q, R, Finv, lost = cholesky_qr_deferred(
@@ -296,12 +297,13 @@ def pod(
     X, n_rows = _validate(X, comm, product, pod_method, rules, orth_tol)
     m = X.shape[1]
     G = _gram(X, product, comm)
+    spectrum = _gram_tail(G, rules) if pod_method == "auto" else None  # one eigvalsh of G
     if pod_method == "auto":
-        pod_method = _auto_method(G, rules)
+        pod_method = _auto_method(spectrum, m)
     if pod_method == "snapshots":
         U, sv, V, total, tail = _method_of_snapshots(X, G, rules)
     else:
-        U, sv, V, total, tail = _accurate(X, G, product, comm, rules)
+        U, sv, V, total, tail = _accurate(X, G, product, comm, rules, spectrum)
     if np.isfinite(orth_tol):
         rep = reorthonormalize(U, sv, product=product, comm=comm, orth_tol=orth_tol)
         U, sv, V = rep.modes, rep.singular_values, V @ rep.right
