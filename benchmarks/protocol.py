@@ -8,6 +8,9 @@ The protocol is fixed before measuring (``docs/performance.md``, section "Protoc
 2. **Warm-up** (optional, ``warmup=True``): each timed call follows an untimed call of the
    same contender right away, as ``timeit`` repeats do; the timed call then finds the
    memory its predecessor freed, not pages the operating system has to fault in again.
+   **Freed memory kept** (optional, :func:`keep_freed_memory`, before the first round): the
+   process keeps what it frees, so that arrays of snapshot size are not faulted in anew on
+   every call, at a cost that depends on the host.
 3. **Every round is stored**: the JSON holds each round's order and times.
 4. **The figure is the median of per-round ratios** ``t_contender / t_reference`` against a
    reference named before measuring (the best configuration of the alternative: for an MPI
@@ -93,6 +96,36 @@ def machine() -> dict[str, Any]:
         },
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+#: ``mallopt`` parameters of glibc's ``malloc.h``.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> dict[str, Any]:
+    """Let this process keep the memory it frees (glibc), for every contender alike.
+
+    By default glibc serves an allocation above a threshold (at most 32 MiB) by ``mmap`` and
+    hands it back to the kernel when it is freed: every array of snapshot size is faulted in
+    anew, at a cost that the host sets. On a virtual machine that reports freed pages to its
+    host, identical calls then spend from 0.2 to 2.3 s in the kernel for the same number of
+    faults (``docs/performance.md``, machine notes). With both the mmap and the trim
+    threshold at :math:`2^{31}-1` bytes, large arrays come from the heap and freed memory
+    stays there for the next call. Called once, before the first round; returns the record
+    for the JSON (``applied`` is false where glibc is not the allocator).
+    """
+    import ctypes
+
+    limit = 2**31 - 1
+    record: dict[str, Any] = {"mmap_threshold": limit, "trim_threshold": limit}
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        record["applied"] = bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, limit) and libc.mallopt(_M_TRIM_THRESHOLD, limit)
+        )
+    except (OSError, AttributeError):
+        record["applied"] = False
+    return record
 
 
 def pymor_version() -> str:
