@@ -119,7 +119,7 @@ def test_bench_product_quick(tmp_path):
     if data["pymor"] != "not installed":
         names |= peers
         # every one of ours has its peer (the HAPODs both of pyMOR's configurations), and the
-        # accurate POD is also set against pyMOR's default
+        # accurate POD and HAPOD are also set against pyMOR's method of snapshots
         assert len(data["timing"]["pairs"]) == len(ours) + 4 + 1
         assert isinstance(data["speedup_target_met"], bool)
     # the process kept the memory it freed (glibc on the test machines)
