@@ -10,7 +10,7 @@ import numpy as np
 from rom.parallel import Product
 from rom.parallel import apply_product
 
-__all__ = ["StackedProduct", "canonical_labels", "group_items"]
+__all__ = ["StackedProduct", "canonical_labels", "group_items", "stacked_product"]
 
 
 class StackedProduct:
@@ -25,6 +25,14 @@ class StackedProduct:
         blocks = Z.reshape(self.T, self.n_local, k).transpose(1, 0, 2).reshape(self.n_local, -1)
         MZ = apply_product(self.product, blocks)
         return MZ.reshape(self.n_local, self.T, k).transpose(1, 0, 2).reshape(Z.shape)
+
+
+def stacked_product(product: Product | None, n_local: int, T: int) -> Product | None:
+    """The inner product of items of ``T`` fields: ``product`` itself for one field (``None``
+    for the Euclidean one), else :class:`StackedProduct`."""
+    if product is None or T == 1:
+        return product
+    return StackedProduct(product, n_local, T)
 
 
 def canonical_labels(labels: np.ndarray) -> np.ndarray:

@@ -60,19 +60,20 @@ from rom.compression import CompressionResult
 from rom.compression import pod
 from rom.compression.truncation import truncation_rank
 from rom.compression.truncation import validate_truncation
-from rom.local._items import StackedProduct
 from rom.local._items import canonical_labels
 from rom.local._items import group_items
+from rom.local._items import stacked_product
 from rom.local.clustering import KMedoids
 from rom.local.clustering import kmeans_parameters
 from rom.local.clustering import kmeans_snapshots
 from rom.local.cost_model import efficiency_ratio
 from rom.local.dissimilarity import sine_dissimilarity
-from rom.local.dissimilarity import sine_dissimilarity_between
 from rom.local.merge_clustering import ErrorConstrainedClustering
 from rom.local.selection import GLOBAL
 from rom.local.selection import Selection
 from rom.local.selection import fit_trust
+from rom.local.selection import medoid_dissimilarities
+from rom.local.selection import nearest_parameter_cluster
 from rom.local.selection import overlap_items
 from rom.local.selection import relative_errors
 from rom.local.selection import route_field
@@ -249,7 +250,7 @@ class LocalBases:
         self.params_ = P
         self._items_cols = items
         Y = self._stack(X, items)
-        prod = self._stacked_product(T)
+        prod = stacked_product(self.product, self._n_local, T)
         D = sine_dissimilarity(Y, product=prod, comm=comm)
         self.dissimilarity_ = D
         raw, raw_medoids = self._cluster(X, Y, D, P, items, prod, comm)
@@ -353,7 +354,20 @@ class LocalBases:
     def _fit_trust(self, X: np.ndarray, comm: MPI.Comm) -> None:
         """Leave-one-out errors and the trust threshold (``fallback`` only)."""
         self.loo_errors_, self.threshold_, self._loo_columns = (
-            fit_trust(self, X, comm) if self.fallback else (None, None, None)
+            fit_trust(
+                X,
+                self.modes_,
+                self._items_cols,
+                [self._training_columns(k) for k in range(self.n_clusters_)],
+                self.labels_,
+                rank=self.rank,
+                rel_l2_err=self.rel_l2_err,
+                product=self.product,
+                trust_factor=self.trust_factor,
+                comm=comm,
+            )
+            if self.fallback
+            else (None, None, None)
         )
 
     def threshold_for(self, m: int) -> float | None:
@@ -370,13 +384,6 @@ class LocalBases:
     def _stack(self, X: np.ndarray, items: list[np.ndarray]) -> np.ndarray:
         """Items as columns of the time-major stacked matrix, shape (T n_local, n_items)."""
         return np.column_stack([X[:, cols].T.reshape(-1) for cols in items])
-
-    def _stacked_product(self, T: int) -> Product | None:
-        if self.product is None:
-            return None
-        if T == 1:
-            return self.product
-        return StackedProduct(self.product, self._n_local, T)
 
     def _cluster(self, X, Y, D, P, items, prod, comm):
         """Labels (n_items,) and medoid item indices (or None) of the chosen clustering."""
@@ -506,7 +513,7 @@ class LocalBases:
         if method not in _SELECTIONS:
             raise ValueError(f"method must be one of {_SELECTIONS}, got {method!r}")
         if u is None:
-            return self._select_by_parameter(mu)
+            return nearest_parameter_cluster(self.params_, self.labels_, mu)
         comm = get_comm(self.comm)
         U = np.asarray(u, dtype=np.float64)
         U = U[:, None] if U.ndim == 1 else U
@@ -519,10 +526,7 @@ class LocalBases:
         if method == "projection":
             U, _ = validate_local_rows(U, "u", comm)
             return int(np.argmin(relative_errors(U, self.bases_, self.product, comm)))
-        Yu = U.T.reshape(-1, 1)
-        Ym = np.column_stack([M.T.reshape(-1) for M in self.medoids_])
-        d = sine_dissimilarity_between(Yu, Ym, product=self._stacked_product(self._T), comm=comm)
-        return int(np.argmin(d[0]))
+        return int(np.argmin(medoid_dissimilarities(U, self.medoids_, self.product, comm)))
 
     def route(self, u: np.ndarray, *, n_candidates: int = 3) -> Selection:
         r"""Checked selection: nearest medoids scored by projection error, with fall-back.
@@ -546,23 +550,16 @@ class LocalBases:
             the errors computed; identical on every rank.
         """
         self._check_fitted()
-        return route_field(self, u, n_candidates)
-
-    def _select_by_parameter(self, mu: np.ndarray | None) -> int:
-        """Rule (3): the cluster of the nearest training item in standardized parameters."""
-        if mu is None:
-            raise ValueError("give a field u or a parameter mu")
-        if self.params_ is None:
-            raise ValueError("selection by mu needs params at fit")
-        m = np.asarray(mu, dtype=np.float64).ravel()
-        if m.shape != (self.params_.shape[1],) or not np.all(np.isfinite(m)):
-            raise ValueError(
-                f"mu must be finite with {self.params_.shape[1]} entries, got {m.shape}"
-            )
-        std = self.params_.std(axis=0)
-        scale = np.where(std > 0, std, 1.0)
-        d = np.sum(((self.params_ - m) / scale) ** 2, axis=1)
-        return int(self.labels_[int(np.argmin(d))])
+        return route_field(
+            u,
+            self.medoids_,
+            self.bases_,
+            self.global_basis_,
+            product=self.product,
+            threshold=self.threshold_for,
+            n_candidates=n_candidates,
+            comm=self.comm,
+        )
 
     def efficiency_estimate(
         self,

@@ -46,12 +46,14 @@ cluster).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from mpi4py import MPI
 
 from rom.compression.truncation import truncation_rank
+from rom.local._items import stacked_product
 from rom.local.dissimilarity import sine_dissimilarity_between
 from rom.parallel import allreduce_sum
 from rom.parallel import apply_product
@@ -223,30 +225,45 @@ def choose(order: np.ndarray, score, n_candidates: int, threshold, score_global)
     return Selection(best, "untrusted", float(errors[best]), global_error=g, **info)
 
 
-def fit_trust(lb, X: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, float, tuple]:
-    """Leave-one-out errors of the items of fitted local bases ``lb``, the threshold, and the
-    per-field squared errors and energies of :func:`threshold_for`."""
-    T = len(lb._items_cols[0])
-    err2 = np.full((len(lb.labels_), T), np.nan)
-    energy = np.full((len(lb.labels_), T), np.nan)
-    for k in range(lb.n_clusters_):
-        members = np.flatnonzero(lb.labels_ == k)
+def fit_trust(
+    X: np.ndarray,
+    modes: list[np.ndarray],
+    items: list[np.ndarray],
+    training: list[np.ndarray],
+    labels: np.ndarray,
+    *,
+    rank: int | None,
+    rel_l2_err: float | None,
+    product,
+    trust_factor: float,
+    comm: MPI.Comm,
+) -> tuple[np.ndarray, float, tuple]:
+    """Leave-one-out errors of the training items, the threshold, and the per-field squared
+    errors and energies of :func:`threshold_for`.
+
+    ``modes[k]`` are cluster ``k``'s modes, fitted on the columns ``training[k]`` of ``X``;
+    ``items[i]`` are the columns of item ``i`` and ``labels[i]`` its cluster."""
+    T = len(items[0])
+    err2 = np.full((len(labels), T), np.nan)
+    energy = np.full((len(labels), T), np.nan)
+    for k, cols in enumerate(training):
+        members = np.flatnonzero(labels == k)
         if len(members) < 2:  # nothing left to fit without it
             continue
         err2[members], energy[members] = leave_one_out_errors(
             X,
-            lb.modes_[k],
-            [lb._items_cols[i] for i in members],
-            lb._training_columns(k),
-            rank=lb.rank,
-            rel_l2_err=lb.rel_l2_err,
-            product=lb.product,
+            modes[k],
+            [items[i] for i in members],
+            cols,
+            rank=rank,
+            rel_l2_err=rel_l2_err,
+            product=product,
             comm=comm,
         )
-    loo = np.full(len(lb.labels_), np.nan)
+    loo = np.full(len(labels), np.nan)
     fitted = np.isfinite(err2[:, 0])
     loo[fitted] = _relative(err2[fitted], energy[fitted], T)
-    return loo, threshold_for((err2, energy), lb.trust_factor, T), (err2, energy)
+    return loo, threshold_for((err2, energy), trust_factor, T), (err2, energy)
 
 
 def threshold_for(columns: tuple, trust_factor: float, m: int) -> float:
@@ -259,31 +276,64 @@ def threshold_for(columns: tuple, trust_factor: float, m: int) -> float:
     return float(trust_factor * _relative(err2[fitted], energy[fitted], m).max())
 
 
-def route_field(lb, u: np.ndarray, n_candidates: int) -> Selection:
-    """:meth:`rom.local.bases.LocalBases.route` (collective)."""
-    comm = get_comm(lb.comm)
+def medoid_dissimilarities(U: np.ndarray, medoids: list[np.ndarray], product, comm) -> np.ndarray:
+    """Sine dissimilarity of the field ``U`` (n_local, m) to the first ``m`` columns of each
+    medoid, stacked time-major (collective)."""
+    n_local, m = U.shape
+    Ym = np.column_stack([M[:, :m].T.reshape(-1) for M in medoids])
+    prod = stacked_product(product, n_local, m)
+    return sine_dissimilarity_between(U.T.reshape(-1, 1), Ym, product=prod, comm=comm)[0]
+
+
+def nearest_parameter_cluster(params: np.ndarray | None, labels: np.ndarray, mu) -> int:
+    """The cluster of the training item nearest to ``mu`` in standardized parameters (ties:
+    the smallest index)."""
+    if mu is None:
+        raise ValueError("give a field u or a parameter mu")
+    if params is None:
+        raise ValueError("selection by mu needs params at fit")
+    m = np.asarray(mu, dtype=np.float64).ravel()
+    if m.shape != (params.shape[1],) or not np.all(np.isfinite(m)):
+        raise ValueError(f"mu must be finite with {params.shape[1]} entries, got {m.shape}")
+    std = params.std(axis=0)
+    d = np.sum(((params - m) / np.where(std > 0, std, 1.0)) ** 2, axis=1)
+    return int(labels[int(np.argmin(d))])
+
+
+def route_field(
+    u: np.ndarray,
+    medoids: list[np.ndarray],
+    bases: list[np.ndarray],
+    global_basis: np.ndarray | None,
+    *,
+    product,
+    threshold: Callable[[int], float | None],
+    n_candidates: int,
+    comm: MPI.Comm | None,
+) -> Selection:
+    """:meth:`rom.local.bases.LocalBases.route` (collective): ``medoids[k]`` is cluster
+    ``k``'s medoid trajectory (n_local, T), ``bases[k]`` its basis, ``threshold(m)`` the trust
+    threshold of a field of ``m`` columns."""
+    comm = get_comm(comm)
+    n_local, T = medoids[0].shape
     U = np.asarray(u, dtype=np.float64)
     U = U[:, None] if U.ndim == 1 else U
     err = None
-    if U.ndim != 2 or U.shape[0] != lb._n_local or not 1 <= U.shape[1] <= lb._T:
-        err = f"u must have {lb._n_local} owned rows and 1..{lb._T} columns, got {U.shape}"
+    if U.ndim != 2 or U.shape[0] != n_local or not 1 <= U.shape[1] <= T:
+        err = f"u must have {n_local} owned rows and 1..{T} columns, got {U.shape}"
     elif int(n_candidates) < 1:
         err = f"n_candidates must be >= 1, got {n_candidates}"
     check_collective(err, comm)
     U, _ = validate_local_rows(U, "u", comm)
     m = U.shape[1]
-    Ym = np.column_stack([M[:, :m].T.reshape(-1) for M in lb.medoids_])
-    prod = lb._stacked_product(m)
-    d = sine_dissimilarity_between(U.T.reshape(-1, 1), Ym, product=prod, comm=comm)[0]
-    order = np.argsort(d, kind="stable")
+    order = np.argsort(medoid_dissimilarities(U, medoids, product, comm), kind="stable")
 
     def score(ks):
-        return relative_errors(U, [lb.bases_[k] for k in ks], lb.product, comm)
+        return relative_errors(U, [bases[k] for k in ks], product, comm)
 
     def score_global():
-        if lb.global_basis_ is None:
+        if global_basis is None:
             return None
-        return relative_errors(U, [lb.global_basis_], lb.product, comm)[0]
+        return relative_errors(U, [global_basis], product, comm)[0]
 
-    threshold = None if lb.threshold_ is None else lb.threshold_for(m)
-    return choose(order, score, n_candidates, threshold, score_global)
+    return choose(order, score, n_candidates, threshold(m), score_global)
