@@ -2,9 +2,8 @@
 
 A :class:`PETScOperator` wraps a square PETSc ``Mat`` assembled by dolfinx whose row layout is
 the dofs this rank owns (the first ``V.dofmap.index_map.size_local`` dofs, block size 1). Applied
-to a block ``X`` of shape ``(n_owned, k)`` it returns the owned rows of :math:`A X`; PETSc's
-``MatMult`` gathers the off-rank entries of each column itself, so no ghost handling is needed
-on the numpy side. This is the callable ``product(X)`` that :func:`rom.parallel.apply_product`
+to a block ``X`` of shape ``(n_owned, k)`` it returns the owned rows of :math:`A X`, all
+``k`` columns at once (the off-rank rows of ``X`` arrive by one PETSc scatter). This is the callable ``product(X)`` that :func:`rom.parallel.apply_product`
 expects (an inner-product matrix such as the FE mass matrix), and it also serves for the
 affine stiffness terms :math:`A_q`.
 """
@@ -12,6 +11,7 @@ affine stiffness terms :math:`A_q`.
 from __future__ import annotations
 
 import numpy as np
+from mpi4py import MPI
 
 from rom.parallel import check_collective
 
@@ -26,6 +26,13 @@ __all__ = [
 
 class PETScOperator:
     """Owned-row action of a distributed PETSc matrix.
+
+    An AIJ matrix (dolfinx's default) is applied to all columns of a block at once: its owned
+    rows are read once (and again whenever the matrix's state changes) into two scipy CSR
+    blocks, :math:`A_{own}` on the owned columns and :math:`A_{gh}` on the off-process ones,
+    and :math:`AX = A_{own}X_{own} + A_{gh}X_{gh}`, where the rows :math:`X_{gh}` of the
+    other ranks arrive by one PETSc ``VecScatter`` of block size :math:`k` (all columns in
+    one message). Other matrix types are applied column by column with ``MatMult``.
 
     Parameters
     ----------
@@ -42,12 +49,18 @@ class PETScOperator:
         Owned rows and columns on this rank.
     """
 
+    #: Column counts whose ghost scatter is kept for reuse.
+    _CACHED_WIDTHS = 4
+
     def __init__(self, mat) -> None:
         self.petsc = mat
         self.shape = tuple(int(n) for n in mat.getSize())
         self.local_shape = tuple(int(n) for n in mat.getLocalSize())
         self._x, self._y = mat.createVecs()
         self._comm = mat.getComm().tompi4py()
+        self._aij = mat.getType() in ("seqaij", "mpiaij")
+        self._state = None
+        self._scatters: dict[int, tuple] = {}
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         """Return the owned rows of :math:`A X` for ``X`` of shape (n_owned,) or (n_owned, k).
@@ -64,16 +77,74 @@ class PETScOperator:
             if err is None and any(k != ks[0] for k in ks):
                 err = f"column counts differ over ranks: {ks}"
         check_collective(err, self._comm)
-        cols = X.reshape(n, -1)
+        cols = np.ascontiguousarray(X.reshape(n, -1))
+        if cols.shape[1] == 0:
+            out = np.zeros((self.local_shape[0], 0))
+        else:
+            out = self._blocked(cols) if self._aij else self._columns(cols)
+        return out.reshape((self.local_shape[0],) + X.shape[1:])
+
+    def __matmul__(self, X: np.ndarray) -> np.ndarray:
+        return self(X)
+
+    def _columns(self, cols: np.ndarray) -> np.ndarray:
         out = np.empty((self.local_shape[0], cols.shape[1]))
         for j in range(cols.shape[1]):
             self._x.array[:] = cols[:, j]
             self.petsc.mult(self._x, self._y)
             out[:, j] = self._y.array_r
-        return out.reshape((self.local_shape[0],) + X.shape[1:])
+        return out
 
-    def __matmul__(self, X: np.ndarray) -> np.ndarray:
-        return self(X)
+    def _blocked(self, cols: np.ndarray) -> np.ndarray:
+        own, ghost, ghosts = self._local_blocks()
+        out = own @ cols
+        if self._comm.size > 1:  # collective: every rank scatters, with or without ghosts
+            Xg = self._gather(cols, ghosts)
+            if ghost.nnz:
+                out += ghost @ Xg
+        return out
+
+    def _local_blocks(self):
+        """:math:`A_{own}`, :math:`A_{gh}` and the global indices of the ghost columns, read
+        again when the matrix has changed on any rank (collective)."""
+        state = self.petsc.stateGet()
+        if self._comm.allreduce(state != self._state, op=MPI.LOR):
+            import scipy.sparse as sp
+
+            indptr, cols, vals = self.petsc.getValuesCSR()
+            c0, c1 = self.petsc.getOwnershipRangeColumn()
+            off = (cols < c0) | (cols >= c1)
+            ghosts = np.unique(cols[off])
+            n_rows, n_cols = self.local_shape
+            local = np.where(off, n_cols + np.searchsorted(ghosts, cols), cols - c0)
+            A = sp.csr_matrix((vals, local, indptr), shape=(n_rows, n_cols + len(ghosts)))
+            self._blocks = (A[:, :n_cols].tocsr(), A[:, n_cols:].tocsr(), ghosts)
+            self._scatters.clear()
+            self._state = state
+        return self._blocks
+
+    def _gather(self, cols: np.ndarray, ghosts: np.ndarray) -> np.ndarray:
+        """Rows ``ghosts`` (global) of the distributed ``cols``, shape (n_ghosts, k)."""
+        from petsc4py import PETSc
+
+        n, k = cols.shape
+        pcomm = self.petsc.getComm()
+        if k not in self._scatters:
+            if len(self._scatters) >= self._CACHED_WIDTHS:
+                self._scatters.pop(next(iter(self._scatters)))
+            x = PETSc.Vec().createMPI((n * k, PETSc.DECIDE), bsize=k, comm=pcomm)
+            g = PETSc.Vec().createSeq(len(ghosts) * k, bsize=k, comm=PETSc.COMM_SELF)
+            iset = PETSc.IS().createBlock(k, ghosts.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
+            self._scatters[k] = (PETSc.Scatter().create(x, iset, g, None), g)
+            x.destroy()
+            iset.destroy()
+        scatter, g = self._scatters[k]
+        xv = PETSc.Vec().createWithArray(
+            cols.ravel(), size=(n * k, PETSc.DECIDE), bsize=k, comm=pcomm
+        )
+        scatter.scatter(xv, g, addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        xv.destroy()
+        return g.array_r.reshape(-1, k)
 
     def __repr__(self) -> str:
         return f"PETScOperator(shape={self.shape}, local_shape={self.local_shape})"
