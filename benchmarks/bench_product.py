@@ -34,7 +34,8 @@ Equal tolerance. Every contender is asked for the same relative error in the :ma
   ``orth_tol=1e-12``. Method against method: our method of snapshots against pyMOR's
   default (``method="method_of_snapshots"``), our accurate ``"qr"`` against pyMOR's
   ``method="qr_svd"`` (Gram-Schmidt QR, vector by vector, then an SVD of R: minutes per call
-  at the default size, so a full run takes about (4 + 1) min per round); our ``"qr"``
+  at the default size, so a full run takes about (4 + 1) min per round, and one more round
+  for the warm-up); our ``"qr"``
   against pyMOR's default is reported too, without a target.
 - Incremental: ``IncrementalSVD(l2_err=l).fit(S, chunk=c)``, ``compress(method=
   "incremental", l2_err=l)`` and ``inc_hapod(eps=eps*, omega)`` against pyMOR's
@@ -70,9 +71,12 @@ Figures: per pair (pyMOR's counterpart over ours) the median over rounds of
 pyMOR counterpart at the same tolerance; the script reports whether it is met.
 
 Memory: the process keeps the memory it frees (:func:`protocol.keep_freed_memory`, for every
-contender; ``--allocator default`` leaves glibc's defaults). Each HAPOD call allocates and
-frees about 1 GB; with the defaults every call faults it in anew, and on a virtual machine
-identical calls then took 1.6 to 3.6 s.
+contender), and one untimed warm-up round lets its heap grow to the run's peak before the
+first timed round; ``--allocator default`` leaves glibc's defaults and has no warm-up round.
+Each HAPOD call allocates and frees about 1 GB; with the defaults every call faults it in
+anew, and on a virtual machine identical calls then took 1.6 to 3.6 s; with the memory kept
+but no warm-up round, a contender that first reached a new peak paid the faults in the
+early rounds (the first run of 2026-12-03 19:00 UTC, ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -280,7 +284,11 @@ def run(args, rounds) -> dict:
     contenders.update(_pymor(X, M, args.block, l2, eps))
     pairs = {f"{p}_over_{o}": (p, o) for o, p in PAIRS + EXTRA_PAIRS if p in contenders}
     record, outs = protocol.run_rounds(
-        contenders, rounds=rounds, reference="rom_pod_snapshots", pairs=pairs
+        contenders,
+        rounds=rounds,
+        reference="rom_pod_snapshots",
+        pairs=pairs,
+        warmup_round=args.allocator == "kept",
     )
     runs = {name: m_metrics(X, M, normX, U) for name, U in outs.items()}
     targets = _targets(record, runs, args.rel_err)

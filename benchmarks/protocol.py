@@ -10,7 +10,9 @@ The protocol is fixed before measuring (``docs/performance.md``, section "Protoc
    memory its predecessor freed, not pages the operating system has to fault in again.
    **Freed memory kept** (optional, :func:`keep_freed_memory`, before the first round): the
    process keeps what it frees, so that arrays of snapshot size are not faulted in anew on
-   every call, at a cost that depends on the host.
+   every call, at a cost that depends on the host. With it, a **warm-up round**
+   (``warmup_round=True``: every contender called once, untimed, before the first round)
+   lets the heap grow to the run's peak before anything is timed.
 3. **Every round is stored**: the JSON holds each round's order and times.
 4. **The figure is the median of per-round ratios** ``t_contender / t_reference`` against a
    reference named before measuring (the best configuration of the alternative: for an MPI
@@ -163,6 +165,7 @@ def run_rounds(
     rounds: int,
     reference: str,
     warmup: bool = False,
+    warmup_round: bool = False,
     number: int | Mapping[str, int] = 1,
     pairs: Mapping[str, tuple[str, str]] | None = None,
     prepare: Mapping[str, Callable[[], Any]] | None = None,
@@ -180,6 +183,8 @@ def run_rounds(
         The contender every per-round ratio divides by.
     warmup : bool
         Precede each timed call by an untimed call of the same contender.
+    warmup_round : bool
+        Call every contender once, untimed, before the first round.
     number : int or mapping name -> int
         Consecutive calls per timed sample (their mean is the sample), for calls too short
         for one clock reading.
@@ -206,6 +211,12 @@ def run_rounds(
         raise ValueError("rounds must be >= 1")
     per = {n: number if isinstance(number, int) else int(number.get(n, 1)) for n in names}
     log, outputs = [], {}
+    for name in names if warmup_round else ():
+        if (prepare or {}).get(name) is not None:
+            prepare[name]()
+        contenders[name]()
+        if comm is not None:
+            comm.Barrier()
     for k in range(rounds):
         order = names[k % len(names) :] + names[: k % len(names)]
         times = {}
@@ -227,6 +238,7 @@ def run_rounds(
         "rounds": rounds,
         "order": "rotated by one contender per round",
         "warmup": warmup,
+        "warmup_round": warmup_round,
         "number": per,
         "reference": reference,
         "figure": "median over rounds of t / t_reference within the round",

@@ -122,6 +122,7 @@ def test_bench_product_quick(tmp_path):
         # accurate POD and HAPOD are also set against pyMOR's method of snapshots
         assert len(data["timing"]["pairs"]) == len(ours) + 4 + 1
         assert isinstance(data["speedup_target_met"], bool)
+    assert data["timing"]["protocol"]["warmup_round"] is True
     # the process kept the memory it freed (glibc on the test machines)
     assert data["allocator"] == {
         "mode": "kept",
@@ -181,3 +182,25 @@ def test_bench_adaptive_quick(tmp_path):
         cost, {"reduced_step_fine", "indicator_fine", "reduced_step_coarse", "indicator_coarse"}
     )
     assert set(data["targets"]) >= {"no silent miss (unenriched runs)", "median speed-up >= 10"}
+
+
+def test_warmup_round_calls_every_contender_once_untimed_first():
+    sys.path.insert(0, str(BENCH))
+    import protocol
+
+    calls = []
+    contenders = {n: (lambda n=n: calls.append(n)) for n in ("a", "b", "c")}
+    record, _ = protocol.run_rounds(contenders, rounds=2, reference="a", warmup_round=True)
+    assert calls[:3] == ["a", "b", "c"] and len(calls) == 3 + 2 * 3
+    assert record["protocol"]["warmup_round"] is True
+    assert [r["order"] for r in record["rounds"]] == [["a", "b", "c"], ["b", "c", "a"]]
+
+
+@pytest.mark.fem
+def test_bench_fe_product_quick(tmp_path):
+    data = _run("bench_fe_product", tmp_path)
+    _check_rounds(data["timing"], {"petsc_operator", "matmult_columns", "scipy_serial"})
+    assert data["timing"]["protocol"]["warmup"] is True
+    # the same matrix applied three ways: PETSc's MatMult is the independent reference
+    assert max(data["max_rel_diff_to_matmult"].values()) <= 1e-14
+    assert data["n_dofs"] == 41 * 41 and data["nnz"] <= 7 * data["n_dofs"]
