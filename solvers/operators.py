@@ -119,7 +119,7 @@ class PETScOperator:
             local = np.where(off, n_cols + np.searchsorted(ghosts, cols), cols - c0)
             A = sp.csr_matrix((vals, local, indptr), shape=(n_rows, n_cols + len(ghosts)))
             self._blocks = (A[:, :n_cols].tocsr(), A[:, n_cols:].tocsr(), ghosts)
-            self._scatters.clear()
+            self._drop_scatters(list(self._scatters))
             self._state = state
         return self._blocks
 
@@ -131,7 +131,7 @@ class PETScOperator:
         pcomm = self.petsc.getComm()
         if k not in self._scatters:
             if len(self._scatters) >= self._CACHED_WIDTHS:
-                self._scatters.pop(next(iter(self._scatters)))
+                self._drop_scatters([next(iter(self._scatters))])
             x = PETSc.Vec().createMPI((n * k, PETSc.DECIDE), bsize=k, comm=pcomm)
             g = PETSc.Vec().createSeq(len(ghosts) * k, bsize=k, comm=PETSc.COMM_SELF)
             iset = PETSc.IS().createBlock(k, ghosts.astype(PETSc.IntType), comm=PETSc.COMM_SELF)
@@ -145,6 +145,13 @@ class PETScOperator:
         scatter.scatter(xv, g, addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         xv.destroy()
         return g.array_r.reshape(-1, k)
+
+    def _drop_scatters(self, widths: list[int]) -> None:
+        """Destroy cached scatters now (collective: every rank drops the same widths), rather
+        than leaving them to petsc4py's deferred garbage list."""
+        for k in widths:
+            for obj in self._scatters.pop(k):
+                obj.destroy()
 
     def __repr__(self) -> str:
         return f"PETScOperator(shape={self.shape}, local_shape={self.local_shape})"
