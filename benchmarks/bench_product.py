@@ -261,11 +261,11 @@ def optimal_rank(X, M, l2) -> tuple[int, np.ndarray]:
 
 def _targets(record, runs, rel_err) -> dict:
     targets = {}
-    for ours, peer in PAIRS:
-        label = f"{peer}_over_{ours}"
-        if label in record.get("pairs", {}):
-            speedup = record["pairs"][label]["median"]
-            targets[f"{ours} >= {TARGET_SPEEDUP}x faster than {peer}"] = speedup >= TARGET_SPEEDUP
+    pairs = record.get("pairs", {})
+    for ours, peer in PAIRS if pairs else ():  # no pairs: pyMOR is not installed
+        pair = pairs.get(f"{peer}_over_{ours}")  # a missing pair is a target not met
+        met = pair is not None and pair["median"] >= TARGET_SPEEDUP
+        targets[f"{ours} >= {TARGET_SPEEDUP}x faster than {peer}"] = met
     for name, run in runs.items():
         targets[f"{name} within the error target"] = run["proj_rel_err_M"] <= rel_err
     return targets

@@ -365,6 +365,34 @@ def test_products_apply_all_columns_as_petsc_matmult_does(written, comm):
         assert op(np.zeros((rows.n_owned, 0))).shape == (rows.n_owned, 0)
 
 
+def test_product_with_a_rank_that_owns_no_rows(comm):
+    """A tridiagonal AIJ matrix whose second rank owns no rows (5 / 0 / 7 rows): the same as
+    PETSc's MatMult column by column, for a block and a vector, on every rank (no hang)."""
+    from petsc4py import PETSc
+
+    from solvers.operators import PETScOperator
+
+    n_local = [5, 0, 7][comm.rank % 3]
+    A = PETSc.Mat().createAIJ(((n_local, None), (n_local, None)), nnz=3, comm=comm)
+    n = A.getSize()[0]
+    r0, r1 = A.getOwnershipRange()
+    for i in range(r0, r1):
+        for j in (i - 1, i, i + 1):
+            if 0 <= j < n:
+                A.setValue(i, j, 2.0 if i == j else -1.0 + 0.1 * i)
+    A.assemble()
+    op = PETScOperator(A)
+    X = np.random.default_rng(comm.rank).standard_normal((n_local, 3))
+    x, y = A.createVecs()
+    ref = np.empty_like(X)
+    for j in range(3):
+        x.array[:] = X[:, j]
+        A.mult(x, y)
+        ref[:, j] = y.array_r
+    assert np.abs(op(X) - ref).max(initial=0.0) <= 1e-14
+    assert np.abs(op(X[:, 1]) - ref[:, 1]).max(initial=0.0) <= 1e-14
+
+
 def test_energy_product_refuses_a_form_on_another_space(written):
     _, spaces, _, _ = written
     V, Q = spaces["velocity"].V, spaces["pressure"].V
