@@ -23,7 +23,6 @@ equal orthonormality (1e-12); accurate method within 3x of the bare limit; 2 ran
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -34,6 +33,7 @@ from threadpoolctl import threadpool_limits
 
 import rom
 from rom.parallel import row_range
+from rom.parallel import usable_cores
 
 
 def synthetic(n, m, r, *, seed=0, lo=0, hi=None):
@@ -144,7 +144,7 @@ def mpi_scaling(args, rounds):
     lo, hi = row_range(args.rows, comm)
     Xl = synthetic(args.rows, args.cols, args.rank, lo=lo, hi=hi)
     X = synthetic(args.rows, args.cols, args.rank) if comm.rank == 0 else None
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ncpu = usable_cores()
     serial_threads = []
 
     def serial_threaded():

@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,6 +97,7 @@ from rom.compression import compress
 from rom.compression import dist_hapod
 from rom.compression import inc_hapod
 from rom.compression import pod
+from rom.parallel import usable_cores
 
 OMEGA = 0.9
 TARGET_SPEEDUP = 1.5
@@ -230,7 +230,7 @@ def _pymor(X, M, c, l2, eps) -> dict:
         return lambda: fn(*a, **kw)[0].to_numpy()  # (modes, svals, ...): modes as columns
 
     def dist_executor():
-        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=_cores()) as ex:
+        with threadpool_limits(limits=1), ThreadPoolExecutor(max_workers=usable_cores()) as ex:
             return dist_vectorarray_hapod(steps, A, eps, OMEGA, product=P, executor=ex)[0]
 
     return {
@@ -246,10 +246,6 @@ def _pymor(X, M, c, l2, eps) -> dict:
         ),
         "pymor_dist_vectorarray_hapod_executor": lambda: dist_executor().to_numpy(),
     }
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 def optimal_rank(X, M, l2) -> tuple[int, np.ndarray]:

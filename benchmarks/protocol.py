@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from rom.parallel import usable_cores
 from rom.summary import jsonable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +75,7 @@ def machine() -> dict[str, Any]:
     import scipy
     from threadpoolctl import threadpool_info
 
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ncpu = usable_cores()
     return {
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),

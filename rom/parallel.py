@@ -47,6 +47,7 @@ __all__ = [
     "product_error",
     "replicated_sum",
     "row_range",
+    "usable_cores",
     "validate_finite",
     "validate_local_rows",
 ]
@@ -244,7 +245,7 @@ def limit_blas_per_rank(*, world_size: int | None = None) -> int | None:
             break
         except (KeyError, ValueError):
             continue
-    ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    ncpu = usable_cores()
     threads = max(1, (ncpu or 1) // local)
     for var in _THREAD_VARS:
         os.environ.setdefault(var, str(threads))
@@ -252,6 +253,13 @@ def limit_blas_per_rank(*, world_size: int | None = None) -> int | None:
 
     threadpool_limits(limits=threads)  # kept for the life of the process
     return threads
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS reports it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -271,7 +279,7 @@ def blas_threads(
         if comm.size == 1:
             yield None
             return
-        ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ncpu = usable_cores()
         threads = max(1, (ncpu or 1) // _local_size(comm))
     from threadpoolctl import threadpool_limits
 

@@ -11,6 +11,7 @@ affine stiffness terms :math:`A_q`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from mpi4py import MPI
 
 from rom.parallel import check_collective
@@ -111,8 +112,6 @@ class PETScOperator:
         again when the matrix has changed on any rank (collective)."""
         state = self.petsc.stateGet()
         if self._comm.allreduce(state != self._state, op=MPI.LOR):
-            import scipy.sparse as sp
-
             indptr, cols, vals = self.petsc.getValuesCSR()
             c0, c1 = self.petsc.getOwnershipRangeColumn()
             off = (cols < c0) | (cols >= c1)
